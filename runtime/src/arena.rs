@@ -1,0 +1,84 @@
+//! The caller's arena, split into typed activation buffers.
+//!
+//! This is one of the two places with `unsafe` (the other being
+//! `kernels/cortex_m`): reinterpreting aligned bytes as `f32` or `i8`.
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+
+/// A 4-byte-aligned byte buffer of `N` bytes, for a static arena:
+/// `static mut ARENA: Arena<{ ARENA_BYTES }> = Arena::new();`.
+#[repr(C, align(4))]
+#[derive(Debug)]
+pub struct Arena<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Arena<N> {
+    /// A zeroed arena.
+    pub const fn new() -> Self {
+        Arena([0; N])
+    }
+    /// The bytes, to hand to a sampler.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl<const N: usize> Default for Arena<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Checks size and alignment of `arena` for `plan`.
+pub(crate) fn check(plan: &Plan, arena: &[u8]) -> Result<()> {
+    let need = plan.arena_bytes();
+    if arena.len() < need as usize {
+        return Err(Error::PlanArenaTooSmall {
+            need,
+            have: u32::try_from(arena.len()).unwrap_or(u32::MAX),
+        });
+    }
+    if !(arena.as_ptr() as usize).is_multiple_of(4) {
+        return Err(Error::PlanArenaMisaligned);
+    }
+    Ok(())
+}
+
+/// Buffers A and B as bytes.
+fn split<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [u8], &'x mut [u8]) {
+    let (a, rest) = arena.split_at_mut(plan.b_offset() as usize);
+    (
+        &mut a[..plan.buf_a as usize],
+        &mut rest[..plan.buf_b as usize],
+    )
+}
+
+fn as_f32(bytes: &mut [u8]) -> &mut [f32] {
+    // SAFETY: every bit pattern is a valid f32, and `align_to_mut` only
+    // returns the correctly aligned middle part; the arena was checked to be
+    // 4-byte aligned and each buffer starts at a multiple of 4, so the prefix
+    // is empty and the whole buffer is used.
+    let (pre, mid, _) = unsafe { bytes.align_to_mut::<f32>() };
+    debug_assert!(pre.is_empty());
+    mid
+}
+
+/// Buffers A and B as f32 (arena checked by [`check`]).
+pub(crate) fn split_f32<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [f32], &'x mut [f32]) {
+    let (a, b) = split(plan, arena);
+    (as_f32(a), as_f32(b))
+}
+
+fn as_i8(bytes: &mut [u8]) -> &mut [i8] {
+    let len = bytes.len();
+    // SAFETY: i8 and u8 have the same size, alignment and validity; the
+    // pointer and length come from a live `&mut [u8]` that this borrow
+    // replaces.
+    unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<i8>(), len) }
+}
+
+/// Buffers A and B as i8.
+pub(crate) fn split_i8<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [i8], &'x mut [i8]) {
+    let (a, b) = split(plan, arena);
+    (as_i8(a), as_i8(b))
+}

@@ -1,0 +1,392 @@
+//! The `.tgm` model file: its types, its reading and its validation.
+//!
+//! This module is the only definition of the file. The trainer serializes
+//! these very structs with postcard; the runtime deserializes them borrowing
+//! every weight blob from the file (nothing is copied to RAM). The byte-level
+//! description lives in `docs/format.md`.
+//!
+//! A file is `postcard(ModelFile)` followed by the CRC-32 (IEEE, as zlib and
+//! PNG) of those bytes, little-endian. [`ModelFile`] starts with [`MAGIC`] and
+//! the format version, so a reader rejects foreign files and unknown versions
+//! before it trusts anything else.
+//!
+//! # For exporters
+//!
+//! Build a [`ModelFile`] with the blobs in little-endian byte order and call
+//! [`encode`]; then check the result with [`crate::Model::load`], which
+//! validates exactly what a board will validate.
+//!
+//! # For firmware
+//!
+//! Use [`crate::Model::load`]: it checks magic, version, CRC, decoding, every
+//! blob size and every shape once, and returns a typed [`Error`].
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// First four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"TGM\0";
+/// The format version this runtime reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Most layers a network may have.
+pub const MAX_LAYERS: usize = 16;
+/// Most quality figures a file may carry.
+pub const MAX_FIGURES: usize = 8;
+/// Largest latent vector the samplers accept (they keep it on the stack).
+pub const MAX_LATENT: usize = 64;
+/// Largest tensor, in elements, that a network may produce.
+pub const MAX_TENSOR_ELEMS: u32 = 1 << 22;
+
+/// What a model is.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ModelKind {
+    /// Deterministic autoencoder: decoder z -> image.
+    AutoEncoder,
+    /// Variational autoencoder: decoder from z ~ N(0, I).
+    Vae,
+    /// GAN generator from z ~ N(0, I).
+    Gan,
+    /// Masked-convolution autoregressive model.
+    PixelCnn,
+    /// Row-LSTM autoregressive model.
+    PixelRnn,
+    /// Digit classifier.
+    Classifier,
+}
+
+/// Storage type of the weights (and, for `I8`, of the activations).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DType {
+    /// f32 weights and activations.
+    F32,
+    /// f16 weights widened to f32; f32 bias and activations.
+    F16,
+    /// Full-integer: int8 weights (per output channel) and activations (per
+    /// tensor, with a zero point), i32 bias and accumulators.
+    I8,
+}
+
+impl DType {
+    /// Bytes per stored weight.
+    pub const fn weight_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+            DType::I8 => 1,
+        }
+    }
+    /// Bytes per activation element in the arena.
+    pub const fn act_bytes(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 => 4,
+            DType::I8 => 1,
+        }
+    }
+    /// Lower-case name as the command line spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I8 => "int8",
+        }
+    }
+}
+
+/// A CHW tensor shape (one sample, no batch dimension).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Shape {
+    /// Channels.
+    pub c: u16,
+    /// Height.
+    pub h: u16,
+    /// Width.
+    pub w: u16,
+}
+
+impl Shape {
+    /// Number of elements, as u32 (cannot overflow: 3 x u16 < 2^48 is checked
+    /// against [`MAX_TENSOR_ELEMS`] by the plan before use).
+    pub const fn numel(self) -> u64 {
+        self.c as u64 * self.h as u64 * self.w as u64
+    }
+}
+
+/// A named quality figure measured at export (e.g. `test_elbo_nats`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Figure<'a> {
+    /// Name of the figure.
+    pub name: &'a str,
+    /// Its value.
+    pub value: f32,
+}
+
+/// Model-level metadata.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Meta<'a> {
+    /// Shape of the images the model produces.
+    pub image: Shape,
+    /// Latent size (0 for models without a latent).
+    pub latent: u16,
+    /// Where the training data came from (free text).
+    pub data: &'a str,
+    /// Quality figures measured at export.
+    #[serde(borrow)]
+    pub figures: heapless::Vec<Figure<'a>, MAX_FIGURES>,
+}
+
+/// A layer's operation, with its geometry.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Fully connected: flattens its input (`inp` elements) to `out` x 1 x 1.
+    /// Weight `[out][inp]`.
+    Dense {
+        /// Input features.
+        inp: u16,
+        /// Output features.
+        out: u16,
+    },
+    /// 2-D convolution, square kernel. Weight `[out_c][in_c][k][k]`.
+    Conv2d {
+        /// Input channels.
+        in_c: u16,
+        /// Output channels.
+        out_c: u16,
+        /// Kernel size.
+        k: u8,
+        /// Stride.
+        stride: u8,
+        /// Zero padding on each side.
+        pad: u8,
+    },
+    /// 2-D transposed convolution, square kernel. Weight `[in_c][out_c][k][k]`
+    /// (candle's and PyTorch's layout).
+    ConvTranspose2d {
+        /// Input channels.
+        in_c: u16,
+        /// Output channels.
+        out_c: u16,
+        /// Kernel size.
+        k: u8,
+        /// Stride.
+        stride: u8,
+        /// Padding removed from each side of the full output.
+        pad: u8,
+        /// Extra rows/columns added at the bottom/right.
+        out_pad: u8,
+    },
+    /// Reinterprets the data as another shape with the same element count.
+    Reshape(Shape),
+}
+
+/// Activation applied to a layer's output.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Identity.
+    None,
+    /// max(x, 0). On the int8 path, a clamp at the output zero point.
+    Relu,
+}
+
+/// Requantization of one int8 layer (TFLite-Micro style).
+///
+/// `out = clamp(((acc * multiplier[c]) + 2^(shift[c]-1)) >> shift[c] + out_zp)`
+/// where `acc = bias[c] + sum((x - in_zp) * w)`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct LayerQuant<'a> {
+    /// Zero point of the layer's input tensor.
+    pub in_zp: i8,
+    /// Zero point of the layer's output tensor.
+    pub out_zp: i8,
+    /// Scale of the output tensor (real = scale * (q - zp)); used only to
+    /// dequantize network outputs, never inside the kernels.
+    pub out_scale: f32,
+    /// Per output channel, i32 little-endian, in `[0, 2^31)`.
+    pub multiplier: &'a [u8],
+    /// Per output channel right shift, in `1..=62`.
+    pub shift: &'a [u8],
+}
+
+/// One layer.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Layer<'a> {
+    /// Operation and geometry.
+    pub op: Op,
+    /// Activation on the output.
+    pub act: Act,
+    /// Weights: f32 LE, f16 LE or i8, as the file's [`DType`] says.
+    pub weight: &'a [u8],
+    /// Bias per output channel: f32 LE, or i32 LE for `I8` (scale = input
+    /// scale x weight scale).
+    pub bias: &'a [u8],
+    /// Requantization, present exactly when the file is `I8`.
+    #[serde(borrow)]
+    pub quant: Option<LayerQuant<'a>>,
+}
+
+/// How a network's last tensor becomes pixel bytes.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub enum Head<'a> {
+    /// f32 logits: pixel = round(255 * sigmoid(logit)).
+    Sigmoid,
+    /// int8 logits: pixel = table[q + 128] (256 bytes, built at export from
+    /// the output scale and zero point).
+    SigmoidLut(&'a [u8]),
+    /// The network's output is not an image (an encoder).
+    Raw,
+}
+
+/// Input quantization of an int8 network: q = clamp(round(x / scale) + zp).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct QParams {
+    /// Scale.
+    pub scale: f32,
+    /// Zero point.
+    pub zero_point: i8,
+}
+
+/// One feed-forward network: input shape, layers, output head.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Net<'a> {
+    /// Shape of the input tensor.
+    pub input: Shape,
+    /// Input quantization, present exactly when the file is `I8`.
+    pub input_q: Option<QParams>,
+    /// The layers, in order.
+    #[serde(borrow)]
+    pub layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
+    /// How the output becomes bytes.
+    #[serde(borrow)]
+    pub head: Head<'a>,
+}
+
+/// A whole model file (everything before the CRC).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ModelFile<'a> {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// Always [`FORMAT_VERSION`] for files this runtime writes.
+    pub version: u16,
+    /// What the model is.
+    pub kind: ModelKind,
+    /// Weight storage type.
+    pub dtype: DType,
+    /// Metadata.
+    #[serde(borrow)]
+    pub meta: Meta<'a>,
+    /// The network that produces images (decoder / generator).
+    #[serde(borrow)]
+    pub decoder: Net<'a>,
+}
+
+/// Bytes of the smallest well-formed prefix a reader needs to look at:
+/// magic (4) + version (1 varint byte at least) + CRC (4).
+pub const MIN_FILE_BYTES: usize = 9;
+
+/// Serializes `model` into `buf` and appends the CRC-32, returning the used
+/// part of `buf`.
+///
+/// # Errors
+///
+/// [`Error::FormatDecode`] when `buf` is too small (postcard's
+/// `SerializeBufferFull`).
+pub fn encode<'b>(model: &ModelFile<'_>, buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
+    let n = postcard::to_slice(model, buf)
+        .map_err(|_| Error::FormatDecode)?
+        .len();
+    let crc = crate::crc32::crc32(&buf[..n]).to_le_bytes();
+    let total = n + 4;
+    if buf.len() < total {
+        return Err(Error::FormatDecode);
+    }
+    buf[n..total].copy_from_slice(&crc);
+    Ok(&mut buf[..total])
+}
+
+/// Reads a model file without checking shapes (see [`crate::Model::load`]
+/// for the full validation). Checks, in order: length, magic, version, CRC,
+/// postcard decoding, trailing bytes.
+///
+/// # Errors
+///
+/// `FormatTruncated`, `FormatBadMagic`, `FormatVersion`, `FormatCrc`,
+/// `FormatDecode` or `FormatTrailingBytes`.
+pub fn decode(bytes: &[u8]) -> Result<ModelFile<'_>> {
+    if bytes.len() < MIN_FILE_BYTES {
+        return Err(Error::FormatTruncated {
+            len: bytes.len() as u32,
+        });
+    }
+    if bytes[..4] != MAGIC {
+        return Err(Error::FormatBadMagic);
+    }
+    // The version is a postcard varint right after the magic; read it before
+    // the CRC so that a file from a newer tinygen says so, rather than
+    // "corrupted".
+    let (version, _) =
+        postcard::take_from_bytes::<u16>(&bytes[4..]).map_err(|_| Error::FormatTruncated {
+            len: bytes.len() as u32,
+        })?;
+    if version != FORMAT_VERSION {
+        return Err(Error::FormatVersion { found: version });
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let computed = crate::crc32::crc32(body);
+    if stored != computed {
+        return Err(Error::FormatCrc { stored, computed });
+    }
+    let (file, rest) =
+        postcard::take_from_bytes::<ModelFile<'_>>(body).map_err(|_| Error::FormatDecode)?;
+    if !rest.is_empty() {
+        return Err(Error::FormatTrailingBytes);
+    }
+    Ok(file)
+}
+
+/// Reads f32 number `i` of a little-endian blob.
+#[inline(always)]
+pub(crate) fn f32_at(blob: &[u8], i: usize) -> f32 {
+    let b = &blob[4 * i..4 * i + 4];
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Reads i32 number `i` of a little-endian blob.
+#[inline(always)]
+pub(crate) fn i32_at(blob: &[u8], i: usize) -> i32 {
+    let b = &blob[4 * i..4 * i + 4];
+    i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_and_version_lead_the_encoding() {
+        let f = ModelFile {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            kind: ModelKind::Vae,
+            dtype: DType::F32,
+            meta: Meta {
+                image: Shape { c: 1, h: 1, w: 1 },
+                latent: 1,
+                data: "",
+                figures: heapless::Vec::new(),
+            },
+            decoder: Net {
+                input: Shape { c: 1, h: 1, w: 1 },
+                input_q: None,
+                layers: heapless::Vec::new(),
+                head: Head::Sigmoid,
+            },
+        };
+        let mut buf = [0u8; 64];
+        let out = encode(&f, &mut buf).unwrap();
+        assert_eq!(&out[..5], &[b'T', b'G', b'M', 0, FORMAT_VERSION as u8]);
+        assert_eq!(decode(out).unwrap(), f);
+    }
+}

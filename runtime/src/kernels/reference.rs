@@ -1,0 +1,239 @@
+//! Reference kernels: the specification. Layouts are CHW for activations,
+//! `[out][in]` for dense weights, `[out_c][in_c][k][k]` for convolution and
+//! `[in_c][out_c][k][k]` for transposed convolution.
+//!
+//! Summation order is fixed (bias first, then input channel, kernel row,
+//! kernel column), so f32 results are bit-identical wherever IEEE f32 is.
+
+use super::{ConvGeom, FloatWeights, RequantI8};
+use crate::format::{f32_at, i32_at};
+
+/// Calls `f(w_index, x_index)` for every tap of output pixel (`o`, `oy`,
+/// `ox`) of a convolution that reads inside the input.
+#[inline(always)]
+fn conv_taps(g: &ConvGeom, o: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
+    for i in 0..g.in_c {
+        for ky in 0..g.k {
+            let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                continue;
+            }
+            for kx in 0..g.k {
+                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                if ix < 0 || ix >= g.in_w as isize {
+                    continue;
+                }
+                let wi = ((o * g.in_c + i) * g.k + ky) * g.k + kx;
+                let xi = (i * g.in_h + iy as usize) * g.in_w + ix as usize;
+                f(wi, xi);
+            }
+        }
+    }
+}
+
+/// Calls `f(w_index, x_index)` for every input pixel and tap of a transposed
+/// convolution that lands on output pixel (`o`, `y`, `x`) (gather form: no
+/// scratch accumulator, same order on every target).
+#[inline(always)]
+fn conv_t_taps(g: &ConvGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+    let s = g.stride as isize;
+    for i in 0..g.in_c {
+        for ky in 0..g.k {
+            let ty = (y + g.pad) as isize - ky as isize;
+            if ty < 0 || ty % s != 0 || ty / s >= g.in_h as isize {
+                continue;
+            }
+            let iy = (ty / s) as usize;
+            for kx in 0..g.k {
+                let tx = (x + g.pad) as isize - kx as isize;
+                if tx < 0 || tx % s != 0 || tx / s >= g.in_w as isize {
+                    continue;
+                }
+                let ix = (tx / s) as usize;
+                let wi = ((i * g.out_c + o) * g.k + ky) * g.k + kx;
+                let xi = (i * g.in_h + iy) * g.in_w + ix;
+                f(wi, xi);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn relu_if(v: f32, relu: bool) -> f32 {
+    if relu && v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// Dense layer, f32 activations: `out[o] = bias[o] + sum_i w[o][i] * x[i]`.
+pub fn dense_f32<W: FloatWeights>(x: &[f32], w: W, bias: &[u8], out: &mut [f32], relu: bool) {
+    let n = x.len();
+    for (o, y) in out.iter_mut().enumerate() {
+        let mut acc = f32_at(bias, o);
+        for (i, &xi) in x.iter().enumerate() {
+            acc += w.at(o * n + i) * xi;
+        }
+        *y = relu_if(acc, relu);
+    }
+}
+
+/// 2-D convolution, f32 activations.
+pub fn conv2d_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &ConvGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+) {
+    debug_assert!(x.len() >= g.in_c * g.in_h * g.in_w);
+    debug_assert!(out.len() >= g.out_c * g.out_h * g.out_w);
+    for o in 0..g.out_c {
+        let b = f32_at(bias, o);
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let mut acc = b;
+                conv_taps(g, o, oy, ox, |wi, xi| acc += w.at(wi) * x[xi]);
+                out[(o * g.out_h + oy) * g.out_w + ox] = relu_if(acc, relu);
+            }
+        }
+    }
+}
+
+/// 2-D transposed convolution, f32 activations.
+pub fn conv_transpose2d_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &ConvGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+) {
+    debug_assert!(x.len() >= g.in_c * g.in_h * g.in_w);
+    debug_assert!(out.len() >= g.out_c * g.out_h * g.out_w);
+    for o in 0..g.out_c {
+        let b = f32_at(bias, o);
+        for y in 0..g.out_h {
+            for xo in 0..g.out_w {
+                let mut acc = b;
+                conv_t_taps(g, o, y, xo, |wi, xi| acc += w.at(wi) * x[xi]);
+                out[(o * g.out_h + y) * g.out_w + xo] = relu_if(acc, relu);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn mac_i8(acc: i32, x: i8, zp: i32, w: u8) -> i32 {
+    acc.wrapping_add((x as i32 - zp) * (w as i8) as i32)
+}
+
+/// Dense layer, int8: `out[o] = requant(bias[o] + sum_i (x[i] - zp) * w[o][i])`.
+pub fn dense_i8(x: &[i8], w: &[u8], bias: &[u8], q: &RequantI8<'_>, out: &mut [i8]) {
+    let n = x.len();
+    for (o, y) in out.iter_mut().enumerate() {
+        let row = &w[o * n..o * n + n];
+        let mut acc = i32_at(bias, o);
+        for (&xi, &wi) in x.iter().zip(row) {
+            acc = mac_i8(acc, xi, q.in_zp, wi);
+        }
+        *y = q.apply(acc, o);
+    }
+}
+
+/// 2-D convolution, int8.
+pub fn conv2d_i8(x: &[i8], g: &ConvGeom, w: &[u8], bias: &[u8], q: &RequantI8<'_>, out: &mut [i8]) {
+    for o in 0..g.out_c {
+        let b = i32_at(bias, o);
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let mut acc = b;
+                conv_taps(g, o, oy, ox, |wi, xi| {
+                    acc = mac_i8(acc, x[xi], q.in_zp, w[wi])
+                });
+                out[(o * g.out_h + oy) * g.out_w + ox] = q.apply(acc, o);
+            }
+        }
+    }
+}
+
+/// 2-D transposed convolution, int8.
+pub fn conv_transpose2d_i8(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+) {
+    for o in 0..g.out_c {
+        let b = i32_at(bias, o);
+        for y in 0..g.out_h {
+            for xo in 0..g.out_w {
+                let mut acc = b;
+                conv_t_taps(g, o, y, xo, |wi, xi| {
+                    acc = mac_i8(acc, x[xi], q.in_zp, w[wi])
+                });
+                out[(o * g.out_h + y) * g.out_w + xo] = q.apply(acc, o);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{requantize_i32_i8, F32Le};
+
+    fn le(v: &[f32]) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        for (i, x) in v.iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn dense_f32_small() {
+        let w = le(&[1.0, 2.0, 3.0, -1.0, 0.5, 0.0]);
+        let b = le(&[0.5, -10.0]);
+        let mut out = [0.0f32; 2];
+        dense_f32(&[1.0, 1.0, 2.0], F32Le(&w), &b, &mut out, false);
+        assert_eq!(out, [9.5, -10.5]);
+        dense_f32(&[1.0, 1.0, 2.0], F32Le(&w), &b, &mut out, true);
+        assert_eq!(out, [9.5, 0.0]);
+    }
+
+    #[test]
+    fn conv_transpose_one_pixel() {
+        // One input pixel, stride 2, 2x2 kernel, no padding: output is the
+        // kernel scaled by the pixel.
+        let g = ConvGeom {
+            in_c: 1,
+            in_h: 1,
+            in_w: 1,
+            out_c: 1,
+            out_h: 2,
+            out_w: 2,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        };
+        let w = le(&[1.0, 2.0, 3.0, 4.0]);
+        let b = le(&[0.0]);
+        let mut out = [0.0f32; 4];
+        conv_transpose2d_f32(&[2.0], &g, F32Le(&w), &b, &mut out, false);
+        assert_eq!(out, [2.0, 4.0, 6.0, 8.0]);
+    }
+
+    #[test]
+    fn requantize_rounds_and_clamps() {
+        // m = 2^30, shift 31: multiply by 0.5.
+        assert_eq!(requantize_i32_i8(5, 1 << 30, 31, 0, -128, 127), 3);
+        assert_eq!(requantize_i32_i8(-5, 1 << 30, 31, 0, -128, 127), -2);
+        assert_eq!(requantize_i32_i8(1000, 1 << 30, 31, 0, -128, 127), 127);
+        assert_eq!(requantize_i32_i8(-1000, 1 << 30, 31, 3, 3, 127), 3);
+    }
+}

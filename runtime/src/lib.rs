@@ -1,0 +1,75 @@
+#![cfg_attr(not(test), no_std)]
+#![doc = include_str!("../README.md")]
+
+pub mod arena;
+mod crc32;
+pub mod error;
+pub mod format;
+pub mod kernels;
+pub mod math;
+mod net;
+pub mod plan;
+pub mod sample;
+
+pub use arena::Arena;
+pub use crc32::crc32;
+pub use error::{Error, Result};
+pub use format::{DType, ModelFile, ModelKind};
+pub use plan::Plan;
+pub use sample::decoder::Decoder;
+pub use sample::rng::Rng;
+
+use format::MAX_LATENT;
+
+/// A validated model: its file (borrowing the bytes) and its memory plan.
+#[derive(Debug, Clone)]
+pub struct Model<'a> {
+    /// The decoded file.
+    pub file: ModelFile<'a>,
+    /// The decoder network's plan.
+    pub plan: Plan,
+}
+
+impl<'a> Model<'a> {
+    /// Reads and validates a model file: magic, version, CRC, decoding,
+    /// every blob size and quantization value, every shape, the latent and
+    /// the image shape. After this, sampling cannot fail for model reasons.
+    ///
+    /// # Errors
+    ///
+    /// Any `Format*` or `Plan*` [`Error`] describing the first problem.
+    pub fn load(bytes: &'a [u8]) -> Result<Self> {
+        let file = format::decode(bytes)?;
+        let plan = Plan::new(&file.decoder, file.dtype)?;
+        let meta = &file.meta;
+        let latent = meta.latent as usize;
+        let is_decoder = matches!(
+            file.kind,
+            ModelKind::Vae | ModelKind::Gan | ModelKind::AutoEncoder
+        );
+        if is_decoder
+            && (latent == 0 || latent > MAX_LATENT || file.decoder.input.numel() != latent as u64)
+        {
+            return Err(Error::PlanInput);
+        }
+        if plan.output != meta.image || matches!(file.decoder.head, format::Head::Raw) {
+            return Err(Error::PlanOutputShape);
+        }
+        Ok(Model { file, plan })
+    }
+
+    /// Exact arena bytes a sampler needs.
+    pub fn arena_bytes(&self) -> u32 {
+        self.plan.arena_bytes()
+    }
+
+    /// Multiply-accumulates per generated sample.
+    pub fn macs_per_sample(&self) -> u64 {
+        self.plan.macs
+    }
+
+    /// Parameters (weights and biases) of the network that runs on the board.
+    pub fn params(&self) -> u32 {
+        self.plan.params
+    }
+}

@@ -1,0 +1,154 @@
+//! Runs a validated [`Net`] over the arena's two activation buffers.
+
+use crate::format::{Act, Layer, Net, Op, Shape};
+use crate::kernels::{self, ConvGeom, FloatWeights, RequantI8};
+use crate::plan::{conv_out, conv_t_out};
+
+/// Output shape of `op` on `inp`; the plan has checked it exists.
+fn next_shape(op: &Op, inp: Shape) -> Shape {
+    match *op {
+        Op::Dense { out, .. } => Shape { c: out, h: 1, w: 1 },
+        Op::Conv2d {
+            out_c,
+            k,
+            stride,
+            pad,
+            ..
+        } => Shape {
+            c: out_c,
+            h: conv_out(inp.h, k, stride, pad).unwrap_or(0),
+            w: conv_out(inp.w, k, stride, pad).unwrap_or(0),
+        },
+        Op::ConvTranspose2d {
+            out_c,
+            k,
+            stride,
+            pad,
+            out_pad,
+            ..
+        } => Shape {
+            c: out_c,
+            h: conv_t_out(inp.h, k, stride, pad, out_pad).unwrap_or(0),
+            w: conv_t_out(inp.w, k, stride, pad, out_pad).unwrap_or(0),
+        },
+        Op::Reshape(s) => s,
+    }
+}
+
+fn geom(inp: Shape, out: Shape, k: u8, stride: u8, pad: u8) -> ConvGeom {
+    ConvGeom {
+        in_c: inp.c as usize,
+        in_h: inp.h as usize,
+        in_w: inp.w as usize,
+        out_c: out.c as usize,
+        out_h: out.h as usize,
+        out_w: out.w as usize,
+        k: k as usize,
+        stride: stride as usize,
+        pad: pad as usize,
+    }
+}
+
+/// Runs `net` in f32 with weights read through `weights`. The input must
+/// already be in `a`. Returns the output shape and whether it is in `a`.
+pub(crate) fn forward_float<'w, W: FloatWeights>(
+    net: &Net<'w>,
+    a: &mut [f32],
+    b: &mut [f32],
+    weights: fn(&'w [u8]) -> W,
+) -> (Shape, bool) {
+    let mut shape = net.input;
+    let mut in_a = true;
+    for layer in net.layers.iter() {
+        let out = next_shape(&layer.op, shape);
+        if matches!(layer.op, Op::Reshape(_)) {
+            shape = out;
+            continue;
+        }
+        let (src, dst) = if in_a {
+            (&a[..], &mut b[..])
+        } else {
+            (&b[..], &mut a[..])
+        };
+        let src = &src[..shape.numel() as usize];
+        let dst = &mut dst[..out.numel() as usize];
+        let relu = layer.act == Act::Relu;
+        let w = weights(layer.weight);
+        match layer.op {
+            Op::Dense { .. } => kernels::dense_f32(src, w, layer.bias, dst, relu),
+            Op::Conv2d { k, stride, pad, .. } => {
+                let g = geom(shape, out, k, stride, pad);
+                kernels::conv2d_f32(src, &g, w, layer.bias, dst, relu)
+            }
+            Op::ConvTranspose2d { k, stride, pad, .. } => {
+                let g = geom(shape, out, k, stride, pad);
+                kernels::conv_transpose2d_f32(src, &g, w, layer.bias, dst, relu)
+            }
+            Op::Reshape(_) => {}
+        }
+        shape = out;
+        in_a = !in_a;
+    }
+    (shape, in_a)
+}
+
+/// Requantization parameters of an int8 layer (validated by the plan).
+pub(crate) fn requant<'w>(layer: &Layer<'w>) -> RequantI8<'w> {
+    let (in_zp, out_zp, multiplier, shift) = match &layer.quant {
+        Some(q) => (q.in_zp as i32, q.out_zp as i32, q.multiplier, q.shift),
+        None => (0, 0, &[][..], &[][..]),
+    };
+    RequantI8 {
+        in_zp,
+        out_zp,
+        multiplier,
+        shift,
+        min: if layer.act == Act::Relu { out_zp } else { -128 },
+        max: 127,
+    }
+}
+
+/// Runs an int8 `net`; the quantized input must already be in `a`.
+pub(crate) fn forward_i8(net: &Net<'_>, a: &mut [i8], b: &mut [i8]) -> (Shape, bool) {
+    let mut shape = net.input;
+    let mut in_a = true;
+    for layer in net.layers.iter() {
+        let out = next_shape(&layer.op, shape);
+        if matches!(layer.op, Op::Reshape(_)) {
+            shape = out;
+            continue;
+        }
+        let (src, dst) = if in_a {
+            (&a[..], &mut b[..])
+        } else {
+            (&b[..], &mut a[..])
+        };
+        let src = &src[..shape.numel() as usize];
+        let dst = &mut dst[..out.numel() as usize];
+        let q = requant(layer);
+        match layer.op {
+            Op::Dense { .. } => kernels::dense_i8(src, layer.weight, layer.bias, &q, dst),
+            Op::Conv2d { k, stride, pad, .. } => {
+                let g = geom(shape, out, k, stride, pad);
+                kernels::conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+            }
+            Op::ConvTranspose2d { k, stride, pad, .. } => {
+                let g = geom(shape, out, k, stride, pad);
+                kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+            }
+            Op::Reshape(_) => {}
+        }
+        shape = out;
+        in_a = !in_a;
+    }
+    (shape, in_a)
+}
+
+/// Quantizes a real number: `clamp(round(x / scale) + zp)`, rounding half
+/// away from zero.
+pub(crate) fn quantize(x: f32, scale: f32, zp: i8) -> i8 {
+    let v = x / scale;
+    let r = if v >= 0.0 { v + 0.5 } else { v - 0.5 };
+    // `as` saturates (NaN -> 0).
+    (r as i32).saturating_add(zp as i32).clamp(-128, 127) as i8
+}

@@ -1,0 +1,290 @@
+//! The memory plan: checks that a network's shapes chain, and computes the
+//! exact arena it needs and what one pass costs.
+//!
+//! Activations live in two buffers, A and B, inside the caller's arena: the
+//! input is written to A, and each layer reads one and writes the other
+//! (`Reshape` only renames). Each buffer is as large as the largest tensor
+//! that lands in it, so the arena is exact, not a worst case:
+//! `arena_bytes = align4(A) + B`.
+
+use crate::error::{Error, Result};
+use crate::format::{DType, Head, Layer, Net, Op, Shape, MAX_TENSOR_ELEMS};
+
+/// What a network needs and costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Plan {
+    /// Bytes of activation buffer A.
+    pub buf_a: u32,
+    /// Bytes of activation buffer B (starts at `align4(buf_a)`).
+    pub buf_b: u32,
+    /// Multiply-accumulates of one forward pass.
+    pub macs: u64,
+    /// Weights and biases.
+    pub params: u32,
+    /// Shape of the output tensor.
+    pub output: Shape,
+}
+
+impl Plan {
+    /// Exact arena bytes for this network.
+    pub const fn arena_bytes(&self) -> u32 {
+        align4(self.buf_a) + self.buf_b
+    }
+    /// Offset of buffer B in the arena.
+    pub const fn b_offset(&self) -> u32 {
+        align4(self.buf_a)
+    }
+}
+
+const fn align4(n: u32) -> u32 {
+    (n + 3) & !3
+}
+
+/// Output length of a convolution along one axis, if positive.
+pub(crate) fn conv_out(n: u16, k: u8, s: u8, p: u8) -> Option<u16> {
+    let span = n as u32 + 2 * p as u32;
+    if s == 0 || k == 0 || span < k as u32 {
+        return None;
+    }
+    u16::try_from((span - k as u32) / s as u32 + 1).ok()
+}
+
+/// Output length of a transposed convolution along one axis, if positive.
+pub(crate) fn conv_t_out(n: u16, k: u8, s: u8, p: u8, op: u8) -> Option<u16> {
+    if s == 0 || k == 0 || n == 0 || op >= s {
+        return None;
+    }
+    let full = (n as i64 - 1) * s as i64 + k as i64 + op as i64;
+    let out = full - 2 * p as i64;
+    if out <= 0 {
+        return None;
+    }
+    u16::try_from(out).ok()
+}
+
+/// Number of (input index, kernel tap) pairs of a transposed convolution
+/// that land inside the output, along one axis: the MACs it really does.
+fn conv_t_taps(n: u16, k: u8, s: u8, p: u8, out: u16) -> u64 {
+    let mut taps = 0u64;
+    for i in 0..n as i64 {
+        for kk in 0..k as i64 {
+            let o = i * s as i64 - p as i64 + kk;
+            if o >= 0 && o < out as i64 {
+                taps += 1;
+            }
+        }
+    }
+    taps
+}
+
+/// Same for a convolution: (output index, kernel tap) pairs reading inside
+/// the input.
+fn conv_taps(n: u16, k: u8, s: u8, p: u8, out: u16) -> u64 {
+    let mut taps = 0u64;
+    for o in 0..out as i64 {
+        for kk in 0..k as i64 {
+            let i = o * s as i64 - p as i64 + kk;
+            if i >= 0 && i < n as i64 {
+                taps += 1;
+            }
+        }
+    }
+    taps
+}
+
+/// The output shape of `layer` applied to `inp`, its MACs and parameter
+/// count, after checking that its blobs have the right sizes.
+pub(crate) fn layer_shape(
+    idx: u16,
+    layer: &Layer<'_>,
+    inp: Shape,
+    dtype: DType,
+) -> Result<(Shape, u64, u64)> {
+    let mismatch = Error::PlanShapeMismatch { layer: idx };
+    let (out, weights, channels, macs) = match layer.op {
+        Op::Dense { inp: i, out } => {
+            if inp.numel() != i as u64 || out == 0 {
+                return Err(mismatch);
+            }
+            let w = i as u64 * out as u64;
+            (Shape { c: out, h: 1, w: 1 }, w, out, w)
+        }
+        Op::Conv2d {
+            in_c,
+            out_c,
+            k,
+            stride,
+            pad,
+        } => {
+            if inp.c != in_c || out_c == 0 {
+                return Err(mismatch);
+            }
+            let oh = conv_out(inp.h, k, stride, pad).ok_or(mismatch)?;
+            let ow = conv_out(inp.w, k, stride, pad).ok_or(mismatch)?;
+            let w = out_c as u64 * in_c as u64 * k as u64 * k as u64;
+            let macs = out_c as u64
+                * in_c as u64
+                * conv_taps(inp.h, k, stride, pad, oh)
+                * conv_taps(inp.w, k, stride, pad, ow);
+            (
+                Shape {
+                    c: out_c,
+                    h: oh,
+                    w: ow,
+                },
+                w,
+                out_c,
+                macs,
+            )
+        }
+        Op::ConvTranspose2d {
+            in_c,
+            out_c,
+            k,
+            stride,
+            pad,
+            out_pad,
+        } => {
+            if inp.c != in_c || out_c == 0 {
+                return Err(mismatch);
+            }
+            let oh = conv_t_out(inp.h, k, stride, pad, out_pad).ok_or(mismatch)?;
+            let ow = conv_t_out(inp.w, k, stride, pad, out_pad).ok_or(mismatch)?;
+            let w = out_c as u64 * in_c as u64 * k as u64 * k as u64;
+            let macs = out_c as u64
+                * in_c as u64
+                * conv_t_taps(inp.h, k, stride, pad, oh)
+                * conv_t_taps(inp.w, k, stride, pad, ow);
+            (
+                Shape {
+                    c: out_c,
+                    h: oh,
+                    w: ow,
+                },
+                w,
+                out_c,
+                macs,
+            )
+        }
+        Op::Reshape(s) => {
+            if s.numel() != inp.numel() {
+                return Err(mismatch);
+            }
+            if !layer.weight.is_empty() || !layer.bias.is_empty() || layer.quant.is_some() {
+                return Err(Error::FormatBlobSize { layer: idx });
+            }
+            return Ok((s, 0, 0));
+        }
+    };
+    if out.numel() > MAX_TENSOR_ELEMS as u64 {
+        return Err(mismatch);
+    }
+    let size = Error::FormatBlobSize { layer: idx };
+    if layer.weight.len() as u64 != weights * dtype.weight_bytes() as u64
+        || layer.bias.len() as u64 != channels as u64 * 4
+    {
+        return Err(size);
+    }
+    match (dtype, &layer.quant) {
+        (DType::I8, Some(q)) => {
+            if q.multiplier.len() != channels as usize * 4 || q.shift.len() != channels as usize {
+                return Err(size);
+            }
+            let bad = Error::FormatBadValue { layer: idx };
+            for c in 0..channels as usize {
+                if crate::format::i32_at(q.multiplier, c) < 0 || !(1..=62).contains(&q.shift[c]) {
+                    return Err(bad);
+                }
+            }
+            if !q.out_scale.is_finite() || q.out_scale <= 0.0 {
+                return Err(bad);
+            }
+        }
+        (DType::F32 | DType::F16, None) => {}
+        _ => return Err(Error::FormatBadValue { layer: idx }),
+    }
+    Ok((out, macs, weights + channels as u64))
+}
+
+impl Plan {
+    /// Checks every layer of `net` and plans its memory.
+    ///
+    /// # Errors
+    ///
+    /// `PlanShapeMismatch` where shapes do not chain, `FormatBlobSize` or
+    /// `FormatBadValue` where a layer's data do not fit its geometry or
+    /// dtype, `PlanInput` for an empty input.
+    pub fn new(net: &Net<'_>, dtype: DType) -> Result<Plan> {
+        let n_in = net.input.numel();
+        if n_in == 0 || n_in > MAX_TENSOR_ELEMS as u64 {
+            return Err(Error::PlanInput);
+        }
+        let head_ok = match (dtype, net.head) {
+            (DType::I8, Head::SigmoidLut(t)) => t.len() == 256,
+            (DType::I8, Head::Raw) | (DType::F32 | DType::F16, Head::Sigmoid | Head::Raw) => true,
+            _ => false,
+        };
+        let input_ok = match (dtype, net.input_q) {
+            (DType::I8, Some(q)) => q.scale.is_finite() && q.scale > 0.0,
+            (DType::F32 | DType::F16, None) => true,
+            _ => false,
+        };
+        if !head_ok || !input_ok {
+            return Err(Error::FormatBadValue { layer: u16::MAX });
+        }
+        let eb = dtype.act_bytes() as u64;
+        let mut shape = net.input;
+        let mut in_a = true;
+        let mut a = n_in * eb;
+        let mut b = 0u64;
+        let mut macs = 0u64;
+        let mut params = 0u64;
+        for (i, layer) in net.layers.iter().enumerate() {
+            let (out, m, p) = layer_shape(i as u16, layer, shape, dtype)?;
+            shape = out;
+            macs += m;
+            params += p;
+            if !matches!(layer.op, Op::Reshape(_)) {
+                in_a = !in_a;
+                let bytes = out.numel() * eb;
+                if in_a {
+                    a = a.max(bytes);
+                } else {
+                    b = b.max(bytes);
+                }
+            }
+        }
+        Ok(Plan {
+            buf_a: a as u32,
+            buf_b: b as u32,
+            macs,
+            params: u32::try_from(params).map_err(|_| Error::PlanInput)?,
+            output: shape,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_shapes() {
+        assert_eq!(conv_out(28, 4, 2, 1), Some(14));
+        assert_eq!(conv_out(2, 4, 1, 0), None);
+        assert_eq!(conv_t_out(7, 4, 2, 1, 0), Some(14));
+        assert_eq!(conv_t_out(14, 4, 2, 1, 0), Some(28));
+        assert_eq!(conv_t_out(1, 1, 1, 1, 0), None);
+        assert_eq!(conv_t_out(3, 3, 1, 0, 1), None);
+    }
+
+    #[test]
+    fn taps_count_only_inside() {
+        // 3-tap kernel, stride 1, pad 1, over 4 positions: the two borders
+        // lose one tap each.
+        assert_eq!(conv_taps(4, 3, 1, 1, 4), 10);
+        // Transposed 4x4/2/1 from 7 to 14: 7*4 taps minus 2 cut by padding.
+        assert_eq!(conv_t_taps(7, 4, 2, 1, 14), 26);
+    }
+}
