@@ -1,0 +1,7 @@
+//! Subcommands of `tinygen`, one module each: an `Args` (or subcommand enum)
+//! and a `run` function. Add a module here and a variant to `main.rs`'s `Command`.
+
+pub mod export;
+pub mod info;
+pub mod sample;
+pub mod train;

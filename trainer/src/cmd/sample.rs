@@ -1,0 +1,61 @@
+//! `tinygen sample FILE.tgm -n 64 --seed S -o grid.png [--raw FILE]`
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use tinygen_runtime::Model;
+
+use tinygen_trainer::report::write_grid_png;
+use tinygen_trainer::sample::sample_decoder;
+
+/// Generate images from a .tgm file with the runtime's kernels (the same code the
+/// microcontroller runs; not candle), as a PNG grid and optionally raw bytes.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Model file.
+    pub file: PathBuf,
+    /// Number of images.
+    #[arg(short, default_value_t = 64)]
+    pub n: usize,
+    /// Seed of the runtime's random number generator (the firmware's TINYGEN_SEED).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// PNG grid to write.
+    #[arg(short, long, default_value = "samples.png")]
+    pub output: PathBuf,
+    /// Also write the n*H*W pixel bytes, in sample order, to this file.
+    #[arg(long)]
+    pub raw: Option<PathBuf>,
+    /// Images per grid row [default: 8, or fewer for small n].
+    #[arg(long)]
+    pub cols: Option<usize>,
+}
+
+/// Runs `tinygen sample`.
+///
+/// # Errors
+///
+/// If the file cannot be read, the runtime rejects it, or output cannot be written.
+pub fn run(args: SampleArgs) -> Result<()> {
+    if args.n == 0 {
+        bail!("-n must be at least 1");
+    }
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let model = Model::load(&bytes).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+    let pixels = sample_decoder(&model, args.n, args.seed)?;
+    let cols = args.cols.unwrap_or(8).clamp(1, args.n);
+    write_grid_png(&args.output, &pixels, args.n, cols)?;
+    println!(
+        "wrote {} ({} images, seed {})",
+        args.output.display(),
+        args.n,
+        args.seed
+    );
+    if let Some(raw) = &args.raw {
+        std::fs::write(raw, &pixels).with_context(|| format!("writing {}", raw.display()))?;
+        println!("wrote {} ({} bytes)", raw.display(), pixels.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! Export: a float network, layer by layer as it runs on the board, written
+//! as a `.tgm` file in f32, f16 or full-integer int8.
+//!
+//! The file types are the runtime's own ([`tinygen_runtime::format`]); this
+//! module only fills them. Every file written is loaded back with
+//! [`tinygen_runtime::Model::load`] before it reaches the disk, so the
+//! exporter can never write a file the board would reject.
+//!
+//! int8 calibration runs the float network through the runtime's own f32
+//! kernels on calibration inputs and records each tensor's range.
+
+use anyhow::{bail, Context, Result};
+use tinygen_runtime::format::{
+    self, Act, DType, Figure, Head, Layer, LayerQuant, Meta, ModelFile, ModelKind, Net, Op,
+    QParams, Shape, FORMAT_VERSION, MAGIC,
+};
+use tinygen_runtime::kernels::{self, ConvGeom, F32Le};
+
+use crate::quantize::{quantize_multiplier, quantize_weights, range_params, QuantParams};
+
+/// One float layer in the runtime's layout (dense `[out][in]`, conv
+/// `[out][in][k][k]`, transposed conv `[in][out][k][k]`).
+#[derive(Debug, Clone)]
+pub struct FloatLayer {
+    /// Operation and geometry.
+    pub op: Op,
+    /// Activation.
+    pub act: Act,
+    /// Weights.
+    pub weight: Vec<f32>,
+    /// Bias, one per output channel.
+    pub bias: Vec<f32>,
+}
+
+/// A float network as it will run on the board.
+#[derive(Debug, Clone)]
+pub struct FloatNet {
+    /// Input shape.
+    pub input: Shape,
+    /// Layers in order.
+    pub layers: Vec<FloatLayer>,
+}
+
+/// Weight storage for [`export`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Quant {
+    /// f32 weights and activations.
+    F32,
+    /// f16 weights, f32 activations.
+    F16,
+    /// Full-integer int8.
+    Int8,
+}
+
+impl Quant {
+    /// The file's dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Quant::F32 => DType::F32,
+            Quant::F16 => DType::F16,
+            Quant::Int8 => DType::I8,
+        }
+    }
+}
+
+/// What the file says about the model besides its network.
+#[derive(Debug, Clone)]
+pub struct ExportMeta {
+    /// Model kind.
+    pub kind: ModelKind,
+    /// Image shape.
+    pub image: Shape,
+    /// Latent size.
+    pub latent: u16,
+    /// Training data description.
+    pub data: String,
+    /// Quality figures.
+    pub figures: Vec<(String, f32)>,
+}
+
+fn shape_numel(s: Shape) -> usize {
+    s.c as usize * s.h as usize * s.w as usize
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn out_shape(op: &Op, s: Shape) -> Result<Shape> {
+    Ok(match *op {
+        Op::Dense { out, .. } => Shape { c: out, h: 1, w: 1 },
+        Op::Conv2d {
+            out_c,
+            k,
+            stride,
+            pad,
+            ..
+        } => {
+            let f = |n: u16| (n as i64 + 2 * pad as i64 - k as i64) / stride as i64 + 1;
+            Shape {
+                c: out_c,
+                h: f(s.h) as u16,
+                w: f(s.w) as u16,
+            }
+        }
+        Op::ConvTranspose2d {
+            out_c,
+            k,
+            stride,
+            pad,
+            out_pad,
+            ..
+        } => {
+            let f = |n: u16| {
+                (n as i64 - 1) * stride as i64 - 2 * pad as i64 + k as i64 + out_pad as i64
+            };
+            Shape {
+                c: out_c,
+                h: f(s.h) as u16,
+                w: f(s.w) as u16,
+            }
+        }
+        Op::Reshape(r) => {
+            if shape_numel(r) != shape_numel(s) {
+                bail!("reshape from {s:?} to {r:?} changes the element count");
+            }
+            r
+        }
+    })
+}
+
+fn geom(op: &Op, i: Shape, o: Shape) -> Option<ConvGeom> {
+    let (k, stride, pad) = match *op {
+        Op::Conv2d { k, stride, pad, .. } | Op::ConvTranspose2d { k, stride, pad, .. } => {
+            (k, stride, pad)
+        }
+        _ => return None,
+    };
+    Some(ConvGeom {
+        in_c: i.c as usize,
+        in_h: i.h as usize,
+        in_w: i.w as usize,
+        out_c: o.c as usize,
+        out_h: o.h as usize,
+        out_w: o.w as usize,
+        k: k as usize,
+        stride: stride as usize,
+        pad: pad as usize,
+    })
+}
+
+impl FloatNet {
+    /// Runs the network on one input with the runtime's f32 kernels and
+    /// returns every layer's output (post-activation), in order.
+    ///
+    /// # Errors
+    ///
+    /// If the input length or a layer's geometry is wrong.
+    pub fn forward_all(&self, input: &[f32]) -> Result<Vec<Vec<f32>>> {
+        if input.len() != shape_numel(self.input) {
+            bail!(
+                "input has {} values, network takes {}",
+                input.len(),
+                shape_numel(self.input)
+            );
+        }
+        let mut shape = self.input;
+        let mut x = input.to_vec();
+        let mut outs = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let o = out_shape(&l.op, shape)?;
+            let relu = l.act == Act::Relu;
+            let w = f32_bytes(&l.weight);
+            let b = f32_bytes(&l.bias);
+            let mut y = vec![0f32; shape_numel(o)];
+            match l.op {
+                Op::Dense { .. } => kernels::dense_f32(&x, F32Le(&w), &b, &mut y, relu),
+                Op::Conv2d { .. } => {
+                    let g = geom(&l.op, shape, o).context("conv geometry")?;
+                    kernels::conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
+                }
+                Op::ConvTranspose2d { .. } => {
+                    let g = geom(&l.op, shape, o).context("conv geometry")?;
+                    kernels::conv_transpose2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
+                }
+                Op::Reshape(_) => y.copy_from_slice(&x),
+            }
+            outs.push(y.clone());
+            x = y;
+            shape = o;
+        }
+        Ok(outs)
+    }
+}
+
+/// Owned blobs of one exported layer.
+struct Blobs {
+    weight: Vec<u8>,
+    bias: Vec<u8>,
+    quant: Option<(i8, i8, f32, Vec<u8>, Vec<u8>)>,
+}
+
+/// Ranges of the input and of every layer output over `calib`.
+fn calibrate(net: &FloatNet, calib: &[Vec<f32>]) -> Result<(QuantParams, Vec<QuantParams>)> {
+    if calib.is_empty() {
+        bail!("int8 export needs calibration inputs");
+    }
+    let n = net.layers.len();
+    let mut lo = vec![f32::INFINITY; n + 1];
+    let mut hi = vec![f32::NEG_INFINITY; n + 1];
+    for x in calib {
+        let outs = net.forward_all(x)?;
+        for (t, v) in std::iter::once(x).chain(outs.iter()).enumerate() {
+            for &a in v {
+                if !a.is_finite() {
+                    bail!("non-finite activation during calibration (tensor {t})");
+                }
+                lo[t] = lo[t].min(a);
+                hi[t] = hi[t].max(a);
+            }
+        }
+    }
+    // The last tensor holds logits: beyond +-16 the sigmoid is 0 or 1 to
+    // within 1e-7, so spending int8 steps there only costs resolution.
+    lo[n] = lo[n].max(-16.0);
+    hi[n] = hi[n].min(16.0);
+    let params: Vec<QuantParams> = (0..=n).map(|t| range_params(lo[t], hi[t])).collect();
+    Ok((params[0], params[1..].to_vec()))
+}
+
+fn layer_channels(op: &Op) -> Option<(usize, usize, usize)> {
+    // (outer, channels, inner) of the weight layout.
+    match *op {
+        Op::Dense { inp, out } => Some((1, out as usize, inp as usize)),
+        Op::Conv2d { in_c, out_c, k, .. } => {
+            Some((1, out_c as usize, in_c as usize * k as usize * k as usize))
+        }
+        Op::ConvTranspose2d { in_c, out_c, k, .. } => {
+            Some((in_c as usize, out_c as usize, k as usize * k as usize))
+        }
+        Op::Reshape(_) => None,
+    }
+}
+
+/// Writes `net` as a model file.
+///
+/// `calib` holds calibration inputs (required for int8, ignored otherwise).
+///
+/// # Errors
+///
+/// If the network is malformed, calibration sees non-finite values, or the
+/// runtime rejects the result.
+pub fn export(
+    net: &FloatNet,
+    meta: &ExportMeta,
+    quant: Quant,
+    calib: &[Vec<f32>],
+) -> Result<Vec<u8>> {
+    let dtype = quant.dtype();
+    let mut blobs = Vec::with_capacity(net.layers.len());
+    let mut input_q = None;
+    let mut lut = Vec::new();
+    match quant {
+        Quant::F32 | Quant::F16 => {
+            for l in &net.layers {
+                let weight = if quant == Quant::F32 {
+                    f32_bytes(&l.weight)
+                } else {
+                    l.weight
+                        .iter()
+                        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                        .collect()
+                };
+                let bias = if matches!(l.op, Op::Reshape(_)) {
+                    Vec::new()
+                } else {
+                    f32_bytes(&l.bias)
+                };
+                blobs.push(Blobs {
+                    weight,
+                    bias,
+                    quant: None,
+                });
+            }
+        }
+        Quant::Int8 => {
+            let (inp, outs) = calibrate(net, calib)?;
+            input_q = Some(QParams {
+                scale: inp.scale,
+                zero_point: inp.zero_point,
+            });
+            let mut cur = inp;
+            for (l, &outq) in net.layers.iter().zip(&outs) {
+                let Some((outer, ch, inner)) = layer_channels(&l.op) else {
+                    // A reshape keeps its input's quantization.
+                    blobs.push(Blobs {
+                        weight: Vec::new(),
+                        bias: Vec::new(),
+                        quant: None,
+                    });
+                    continue;
+                };
+                let outq = if l.act == Act::Relu {
+                    // ReLU output: zero point at the bottom of the range.
+                    QuantParams {
+                        scale: outq.scale,
+                        zero_point: -128,
+                    }
+                } else {
+                    outq
+                };
+                let (w, ws) = quantize_weights(&l.weight, outer, ch, inner);
+                let mut bias = Vec::with_capacity(ch * 4);
+                let mut mult = Vec::with_capacity(ch * 4);
+                let mut shift = Vec::with_capacity(ch);
+                for c in 0..ch {
+                    let acc_scale = cur.scale as f64 * ws[c] as f64;
+                    let b = (l.bias[c] as f64 / acc_scale)
+                        .round()
+                        .clamp(i32::MIN as f64, i32::MAX as f64) as i32;
+                    bias.extend_from_slice(&b.to_le_bytes());
+                    let (m, s) = quantize_multiplier(acc_scale / outq.scale as f64);
+                    mult.extend_from_slice(&m.to_le_bytes());
+                    shift.push(s);
+                }
+                blobs.push(Blobs {
+                    weight: w,
+                    bias,
+                    quant: Some((cur.zero_point, outq.zero_point, outq.scale, mult, shift)),
+                });
+                cur = outq;
+            }
+            // Logit -> pixel table, exact sigmoid computed here.
+            lut = (-128i32..=127)
+                .map(|q| {
+                    let logit = cur.scale as f64 * (q - cur.zero_point as i32) as f64;
+                    let p = 1.0 / (1.0 + (-logit).exp());
+                    (p * 255.0 + 0.5).floor().clamp(0.0, 255.0) as u8
+                })
+                .collect();
+        }
+    }
+    let mut layers = heapless::Vec::<Layer<'_>, { format::MAX_LAYERS }>::new();
+    for (l, b) in net.layers.iter().zip(&blobs) {
+        let layer = Layer {
+            op: l.op,
+            act: l.act,
+            weight: &b.weight,
+            bias: &b.bias,
+            quant: b.quant.as_ref().map(|(i, o, s, m, sh)| LayerQuant {
+                in_zp: *i,
+                out_zp: *o,
+                out_scale: *s,
+                multiplier: m,
+                shift: sh,
+            }),
+        };
+        if layers.push(layer).is_err() {
+            bail!("more than {} layers", format::MAX_LAYERS);
+        }
+    }
+    let mut figures = heapless::Vec::new();
+    for (name, value) in &meta.figures {
+        if figures
+            .push(Figure {
+                name: name.as_str(),
+                value: *value,
+            })
+            .is_err()
+        {
+            bail!("more than {} quality figures", format::MAX_FIGURES);
+        }
+    }
+    let file = ModelFile {
+        magic: MAGIC,
+        version: FORMAT_VERSION,
+        kind: meta.kind,
+        dtype,
+        meta: Meta {
+            image: meta.image,
+            latent: meta.latent,
+            data: &meta.data,
+            figures,
+        },
+        decoder: Net {
+            input: net.input,
+            input_q,
+            layers,
+            head: if quant == Quant::Int8 {
+                Head::SigmoidLut(&lut)
+            } else {
+                Head::Sigmoid
+            },
+        },
+    };
+    let cap = blobs
+        .iter()
+        .map(|b| b.weight.len() + b.bias.len() + 1024)
+        .sum::<usize>()
+        + meta.data.len()
+        + 8192;
+    let mut buf = vec![0u8; cap];
+    let bytes = format::encode(&file, &mut buf)
+        .map_err(|e| anyhow::anyhow!("encoding the model file: {e}"))?
+        .to_vec();
+    tinygen_runtime::Model::load(&bytes)
+        .map_err(|e| anyhow::anyhow!("the runtime rejects the exported file: {e}"))?;
+    Ok(bytes)
+}
+
+/// The VAE decoder as the board runs it: `dec.fc` (ReLU), reshape to
+/// (32, 7, 7), `dec.up1` (ReLU), `dec.up2` (logits).
+///
+/// # Errors
+///
+/// If a decoder tensor is missing or has an unexpected shape.
+pub fn vae_decoder_net(vae: &crate::models::vae::Vae) -> Result<FloatNet> {
+    use crate::models::vae::{DEC_CHANNELS, DEC_KERNEL, DEC_SIDE, DEC_UP1_CHANNELS};
+    let t = vae.decoder_tensors()?;
+    let get = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+        let (_, tensor) = t
+            .iter()
+            .find(|(n, _)| n == name)
+            .with_context(|| format!("decoder tensor {name} missing"))?;
+        if tensor.dims() != dims {
+            bail!("{name} has shape {:?}, expected {dims:?}", tensor.dims());
+        }
+        Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let l = vae.latent();
+    let hidden = DEC_CHANNELS * DEC_SIDE * DEC_SIDE;
+    let (c, s, c1, k) = (DEC_CHANNELS, DEC_SIDE, DEC_UP1_CHANNELS, DEC_KERNEL);
+    let up = |in_c: usize, out_c: usize| Op::ConvTranspose2d {
+        in_c: in_c as u16,
+        out_c: out_c as u16,
+        k: k as u8,
+        stride: 2,
+        pad: 1,
+        out_pad: 0,
+    };
+    Ok(FloatNet {
+        input: Shape {
+            c: l as u16,
+            h: 1,
+            w: 1,
+        },
+        layers: vec![
+            FloatLayer {
+                op: Op::Dense {
+                    inp: l as u16,
+                    out: hidden as u16,
+                },
+                act: Act::Relu,
+                weight: get("dec.fc.weight", &[hidden, l])?,
+                bias: get("dec.fc.bias", &[hidden])?,
+            },
+            FloatLayer {
+                op: Op::Reshape(Shape {
+                    c: c as u16,
+                    h: s as u16,
+                    w: s as u16,
+                }),
+                act: Act::None,
+                weight: Vec::new(),
+                bias: Vec::new(),
+            },
+            FloatLayer {
+                op: up(c, c1),
+                act: Act::Relu,
+                weight: get("dec.up1.weight", &[c, c1, k, k])?,
+                bias: get("dec.up1.bias", &[c1])?,
+            },
+            FloatLayer {
+                op: up(c1, 1),
+                act: Act::None,
+                weight: get("dec.up2.weight", &[c1, 1, k, k])?,
+                bias: get("dec.up2.bias", &[1])?,
+            },
+        ],
+    })
+}

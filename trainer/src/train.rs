@@ -1,0 +1,648 @@
+//! Training runs: the loop, the run directory, checkpoints, and loading a run back.
+//!
+//! ```no_run
+//! use tinygen_trainer::models::vae::VaeConfig;
+//! use tinygen_trainer::train::{load_vae, train_vae, TrainOptions};
+//! let opts = TrainOptions { epochs: 1, limit_train: Some(256), ..TrainOptions::default() };
+//! let outcome = train_vae(&opts, VaeConfig::default())?;
+//! let (config, vae) = load_vae(&outcome.run_dir)?; // what the exporter does
+//! let decoder = vae.decoder_tensors()?; // [("dec.fc.weight", ..), ...]
+//! # anyhow::Ok(())
+//! ```
+//!
+//! A run directory `<out>/<family>-s<seed>-<UTC time>/` holds:
+//!
+//! - `config.json`: [`RunConfig`] (family, hyperparameters, data, image shape),
+//!   written before the first step;
+//! - `metrics.csv`: one [`EpochMetrics`] row per finished epoch;
+//! - `model.safetensors`: the weights after the last epoch whose training and
+//!   test losses were all finite (written to a temporary file, then renamed, so
+//!   it is never a partial or non-finite checkpoint);
+//! - `samples.png`: 8x8 decoded samples of the same checkpoint.
+//!
+//! Every random number comes from generators seeded by `seed`: the same options
+//! give the same run on the same machine and thread count.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, load_mnist};
+use crate::models::vae::{Vae, VaeConfig};
+use crate::models::{standard_normal, varmap_from_tensors};
+use crate::report::{self, EpochMetrics};
+
+/// The run's configuration file.
+pub const CONFIG_FILE: &str = "config.json";
+/// The checkpoint (candle `VarMap::save`, safetensors).
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Per-epoch metrics.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// 8x8 grid of samples from the checkpoint.
+pub const SAMPLES_FILE: &str = "samples.png";
+
+// Independent streams derived from the run's seed.
+const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
+const NOISE_STREAM: u64 = 0x4e4f_4953_4531_2d2d;
+const EVAL_STREAM: u64 = 0x4556_414c_2d2d_2d2d;
+const SAMPLE_STREAM: u64 = 0x5341_4d50_4c45_5321;
+
+/// Family-specific part of a run's configuration. Serialized flat into
+/// `config.json` with a `"family"` tag (`{"family": "vae", "latent": 16, ..}`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum ModelConfig {
+    /// Variational autoencoder.
+    Vae(VaeConfig),
+}
+
+impl ModelConfig {
+    /// The family's name as used in run directory names and `config.json`.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Self::Vae(_) => "vae",
+        }
+    }
+}
+
+/// `config.json`: everything needed to rebuild the model and to know how it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Family and its hyperparameters.
+    #[serde(flatten)]
+    pub model: ModelConfig,
+    /// Epochs requested.
+    pub epochs: usize,
+    /// Optimizer steps cap, if any.
+    pub max_steps: Option<usize>,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Seed of every random number in the run.
+    pub seed: u64,
+    /// Data set directory.
+    pub data_dir: PathBuf,
+    /// Training images used.
+    pub n_train: usize,
+    /// Test images evaluated.
+    pub n_test: usize,
+    /// (channels, height, width).
+    pub image_shape: [usize; 3],
+    /// How pixels are modelled: "bernoulli, binarized at 0.5".
+    pub pixels: String,
+}
+
+/// Options of one training run, independent of the family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// Directory with the MNIST IDX files.
+    pub data_dir: PathBuf,
+    /// Parent of the run directory.
+    pub out: PathBuf,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed of initialization, shuffling and noise.
+    pub seed: u64,
+    /// Use only the first N training images.
+    pub limit_train: Option<usize>,
+    /// Stop after this many optimizer steps (the partial epoch is evaluated and saved).
+    pub max_steps: Option<usize>,
+    /// Progress bars and per-epoch lines on the terminal.
+    pub verbose: bool,
+    /// Test hook: replace the training batch of this (1-based, global) step
+    /// by NaNs, to exercise the non-finite loss path.
+    #[doc(hidden)]
+    pub poison_step: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: data::default_data_dir(),
+            out: PathBuf::from("runs"),
+            epochs: 10,
+            batch_size: 128,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            seed: 0,
+            limit_train: None,
+            max_steps: None,
+            verbose: false,
+            poison_step: None,
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// What was written to `config.json`.
+    pub config: RunConfig,
+    /// One row per epoch, as in `metrics.csv`.
+    pub metrics: Vec<EpochMetrics>,
+}
+
+/// Training stopped on a NaN or infinite loss. The run directory keeps the
+/// checkpoint of the last epoch with finite losses, if there was one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonFiniteLoss {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based global step of the bad batch; `None` when the test evaluation after the epoch was non-finite.
+    pub step: Option<usize>,
+    /// Reconstruction term seen.
+    pub recon: f64,
+    /// KL term seen.
+    pub kl: f64,
+    /// The epoch whose checkpoint is kept.
+    pub last_good_epoch: Option<usize>,
+    /// Where that checkpoint is (or would be).
+    pub checkpoint: PathBuf,
+}
+
+impl fmt::Display for NonFiniteLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.step {
+            Some(step) => write!(
+                f,
+                "non-finite training loss at epoch {}, step {step}",
+                self.epoch
+            )?,
+            None => write!(f, "non-finite test loss after epoch {}", self.epoch)?,
+        }
+        write!(
+            f,
+            " (recon {}, KL {}); training stopped",
+            self.recon, self.kl
+        )?;
+        match self.last_good_epoch {
+            Some(e) => write!(
+                f,
+                "; kept the last good checkpoint (epoch {e}) at {}",
+                self.checkpoint.display()
+            ),
+            None => write!(
+                f,
+                "; no epoch finished with finite losses, so no checkpoint was written"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NonFiniteLoss {}
+
+/// Trains a VAE on binarized MNIST; see the module docs for what the run directory holds.
+///
+/// # Errors
+/// Bad options, unreadable data, I/O errors writing the run, candle errors, and
+/// [`NonFiniteLoss`] (downcast the `anyhow::Error` to get it) when a loss turns NaN or infinite.
+pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutcome> {
+    check_options(opts)?;
+    let device = Device::Cpu;
+    let mut mnist = load_mnist(&opts.data_dir)?;
+    if let Some(n) = opts.limit_train {
+        mnist.limit_train(n);
+    }
+    let (n_train, n_test) = (mnist.n_train, mnist.n_test);
+    if n_train == 0 || n_test == 0 {
+        bail!(
+            "{}: need at least one training and one test image",
+            opts.data_dir.display()
+        );
+    }
+    let x_train = mnist.train_binarized(&device)?;
+    let x_test = mnist.test_binarized(&device)?;
+    drop(mnist);
+
+    let config = RunConfig {
+        model: ModelConfig::Vae(vae_config),
+        epochs: opts.epochs,
+        max_steps: opts.max_steps,
+        lr: opts.lr,
+        weight_decay: opts.weight_decay,
+        batch_size: opts.batch_size,
+        seed: opts.seed,
+        data_dir: opts.data_dir.clone(),
+        n_train,
+        n_test,
+        image_shape: [1, data::SIDE, data::SIDE],
+        pixels: "bernoulli, binarized at 0.5".into(),
+    };
+    let vae = Vae::new(vae_config, opts.seed, &device)?;
+    let mut opt = AdamW::new(
+        vae.varmap().all_vars(),
+        ParamsAdamW {
+            lr: opts.lr,
+            weight_decay: opts.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+
+    let run_dir = create_run_dir(&opts.out, config.model.family(), opts.seed)?;
+    write_config(&run_dir, &config)?;
+    let metrics_path = run_dir.join(METRICS_FILE);
+    report::create_metrics_csv(&metrics_path)?;
+    let checkpoint = run_dir.join(MODEL_FILE);
+    if opts.verbose {
+        println!(
+            "run directory: {}\ntraining VAE (latent {}) on {n_train} images, testing on {n_test}",
+            run_dir.display(),
+            vae_config.latent
+        );
+    }
+
+    let mut shuffle_rng = StdRng::seed_from_u64(opts.seed ^ SHUFFLE_STREAM);
+    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
+    let mut order: Vec<u32> = (0..n_train as u32).collect();
+    let steps_per_epoch = n_train.div_ceil(opts.batch_size);
+    let max_steps = opts.max_steps.unwrap_or(usize::MAX);
+    let mut step = 0usize;
+    let mut metrics = Vec::new();
+    let mut last_good_epoch = None;
+
+    for epoch in 1..=opts.epochs {
+        if step >= max_steps {
+            break;
+        }
+        order.shuffle(&mut shuffle_rng);
+        let steps = steps_per_epoch.min(max_steps - step);
+        let pb = progress_bar(opts.verbose, steps, epoch, opts.epochs);
+        let t0 = Instant::now();
+        let (mut sum_recon, mut sum_kl, mut seen) = (0f64, 0f64, 0usize);
+        for batch in order.chunks(opts.batch_size).take(steps) {
+            step += 1;
+            let b = batch.len();
+            let idx = Tensor::from_slice(batch, b, &device)?;
+            let mut x = x_train.index_select(&idx, 0)?;
+            if opts.poison_step == Some(step) {
+                x = x.affine(f64::NAN, 0.0)?;
+            }
+            let eps = standard_normal(&mut noise_rng, (b, vae_config.latent), &device)?;
+            let (recon, kl) = vae.loss(&x, &eps)?;
+            let r = f64::from(recon.to_scalar::<f32>()?);
+            let k = f64::from(kl.to_scalar::<f32>()?);
+            if !(r.is_finite() && k.is_finite()) {
+                pb.abandon();
+                return Err(NonFiniteLoss {
+                    epoch,
+                    step: Some(step),
+                    recon: r,
+                    kl: k,
+                    last_good_epoch,
+                    checkpoint,
+                }
+                .into());
+            }
+            opt.backward_step(&(recon + kl)?)?;
+            sum_recon += r * b as f64;
+            sum_kl += k * b as f64;
+            seen += b;
+            pb.inc(1);
+            let (mr, mk) = (sum_recon / seen as f64, sum_kl / seen as f64);
+            pb.set_message(format!("recon {mr:.2}  KL {mk:.2}  -ELBO {:.2}", mr + mk));
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        pb.finish_and_clear();
+
+        let mut eval_rng = StdRng::seed_from_u64(opts.seed ^ EVAL_STREAM);
+        let (test_recon, test_kl) = evaluate_vae(&vae, &x_test, opts.batch_size, &mut eval_rng)?;
+        if !(test_recon.is_finite() && test_kl.is_finite()) {
+            return Err(NonFiniteLoss {
+                epoch,
+                step: None,
+                recon: test_recon,
+                kl: test_kl,
+                last_good_epoch,
+                checkpoint,
+            }
+            .into());
+        }
+        let (train_recon, train_kl) = (sum_recon / seen as f64, sum_kl / seen as f64);
+        let m = EpochMetrics {
+            epoch,
+            step,
+            train_recon,
+            train_kl,
+            train_elbo: train_recon + train_kl,
+            test_recon,
+            test_kl,
+            test_elbo: test_recon + test_kl,
+            seconds,
+        };
+        save_checkpoint(&vae, &checkpoint)?;
+        last_good_epoch = Some(epoch);
+        report::append_metrics_csv(&metrics_path, &m)?;
+        write_vae_samples(&vae, opts.seed, &run_dir.join(SAMPLES_FILE))?;
+        if opts.verbose {
+            println!(
+                "epoch {epoch:>3}/{}  step {step:>6}  train -ELBO {:7.2} (recon {:7.2}, KL {:6.2})  \
+                 test -ELBO {:7.2} (recon {:7.2}, KL {:6.2})  {seconds:6.1} s",
+                opts.epochs, m.train_elbo, m.train_recon, m.train_kl, m.test_elbo, m.test_recon, m.test_kl
+            );
+        }
+        metrics.push(m);
+    }
+    if opts.verbose {
+        println!(
+            "wrote {}, {}, {} and {} in {}",
+            MODEL_FILE,
+            CONFIG_FILE,
+            METRICS_FILE,
+            SAMPLES_FILE,
+            run_dir.display()
+        );
+    }
+    Ok(TrainOutcome {
+        run_dir,
+        config,
+        metrics,
+    })
+}
+
+fn check_options(opts: &TrainOptions) -> Result<()> {
+    if opts.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if opts.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if opts.max_steps == Some(0) {
+        bail!("--max-steps must be at least 1");
+    }
+    if opts.limit_train == Some(0) {
+        bail!("--limit-train must be at least 1");
+    }
+    if !(opts.lr.is_finite() && opts.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", opts.lr);
+    }
+    if !(opts.weight_decay.is_finite() && opts.weight_decay >= 0.0) {
+        bail!(
+            "--weight-decay must be a non-negative number, got {}",
+            opts.weight_decay
+        );
+    }
+    Ok(())
+}
+
+fn progress_bar(verbose: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !verbose {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(steps as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_prefix(format!("epoch {epoch}/{epochs}"));
+    pb
+}
+
+/// Reconstruction and KL terms of -ELBO, nats per image, averaged over all of
+/// `x` (binarized, (n, 1, 28, 28)), one noise sample per image drawn from `rng`.
+///
+/// # Errors
+/// On candle errors.
+pub fn evaluate_vae(
+    vae: &Vae,
+    x: &Tensor,
+    batch_size: usize,
+    rng: &mut StdRng,
+) -> Result<(f64, f64)> {
+    let n = x.dim(0)?;
+    let batch_size = batch_size.max(1);
+    let (mut sum_recon, mut sum_kl) = (0f64, 0f64);
+    let mut start = 0;
+    while start < n {
+        let b = batch_size.min(n - start);
+        let xb = x.narrow(0, start, b)?;
+        let eps = standard_normal(rng, (b, vae.latent()), x.device())?;
+        let (recon, kl) = vae.loss(&xb, &eps)?;
+        sum_recon += f64::from(recon.to_scalar::<f32>()?) * b as f64;
+        sum_kl += f64::from(kl.to_scalar::<f32>()?) * b as f64;
+        start += b;
+    }
+    let n = n.max(1) as f64;
+    Ok((sum_recon / n, sum_kl / n))
+}
+
+/// Writes an 8x8 grid of sigmoid(decoder(z)), z ~ N(0, I) from a generator
+/// derived from `seed` (the same z every time for a given seed).
+///
+/// # Errors
+/// On candle or I/O errors.
+pub fn write_vae_samples(vae: &Vae, seed: u64, path: &Path) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed ^ SAMPLE_STREAM);
+    let z = standard_normal(&mut rng, (64, vae.latent()), &Device::Cpu)?;
+    let probs = vae.decode_probs(&z)?.flatten_all()?.to_vec1::<f32>()?;
+    report::write_grid_png(path, &report::probs_to_bytes(&probs), 64, 8)
+}
+
+/// Saves the weights to `path` through a temporary file and a rename, so that
+/// `path` always holds a complete checkpoint.
+fn save_checkpoint(vae: &Vae, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    vae.varmap()
+        .save(&tmp)
+        .with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
+fn write_config(run_dir: &Path, config: &RunConfig) -> Result<()> {
+    let path = run_dir.join(CONFIG_FILE);
+    let json = serde_json::to_string_pretty(config)?;
+    std::fs::write(&path, json + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Creates `<out>/<family>-s<seed>-<YYYYMMDD-HHMMSS UTC>` (with `-2`, `-3`, ..
+/// appended if it exists).
+///
+/// # Errors
+/// If the directory cannot be created.
+pub fn create_run_dir(out: &Path, family: &str, seed: u64) -> Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = format!("{family}-s{seed}-{}", utc_stamp(secs));
+    for i in 1..1000 {
+        let name = if i == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let dir = out.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create run directory {}", dir.display()))
+            }
+        }
+    }
+    bail!(
+        "cannot find a free run directory name {base}-N in {}",
+        out.display()
+    )
+}
+
+/// `YYYYMMDD-HHMMSS` for Unix time `secs` (UTC).
+fn utc_stamp(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Reads a run's `config.json` and `model.safetensors`, for any family.
+///
+/// # Errors
+/// If a file is missing or malformed.
+pub fn load_run(dir: &Path) -> Result<(RunConfig, candle_nn::VarMap)> {
+    let config_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let config: RunConfig = serde_json::from_str(&text)
+        .with_context(|| format!("malformed {}", config_path.display()))?;
+    let model_path = dir.join(MODEL_FILE);
+    if !model_path.is_file() {
+        bail!(
+            "{} does not exist: the run has no checkpoint (did its first epoch finish?)",
+            model_path.display()
+        );
+    }
+    let tensors = candle_core::safetensors::load(&model_path, &Device::Cpu)
+        .with_context(|| format!("cannot read checkpoint {}", model_path.display()))?;
+    Ok((config, varmap_from_tensors(tensors)?))
+}
+
+/// Loads a VAE run: its configuration and the model with the checkpoint's weights.
+///
+/// # Errors
+/// As [`load_run`], or if the run is not a VAE or its tensors do not fit the config.
+pub fn load_vae(dir: &Path) -> Result<(RunConfig, Vae)> {
+    let (config, varmap) = load_run(dir)?;
+    let ModelConfig::Vae(vae_config) = config.model;
+    let vae = Vae::from_varmap(vae_config, varmap, &Device::Cpu).with_context(|| {
+        format!(
+            "checkpoint in {} does not match its config.json",
+            dir.display()
+        )
+    })?;
+    Ok((config, vae))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(951_782_400 + 3661), "20000229-010101");
+        assert_eq!(utc_stamp(1_767_225_599), "20251231-235959");
+    }
+
+    #[test]
+    fn config_json_is_flat_and_roundtrips() {
+        let c = RunConfig {
+            model: ModelConfig::Vae(VaeConfig { latent: 8 }),
+            epochs: 3,
+            max_steps: None,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            batch_size: 64,
+            seed: 5,
+            data_dir: PathBuf::from("data/mnist-subset"),
+            n_train: 7000,
+            n_test: 1000,
+            image_shape: [1, 28, 28],
+            pixels: "bernoulli, binarized at 0.5".into(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["family"], "vae");
+        assert_eq!(v["latent"], 8);
+        assert_eq!(v["image_shape"], serde_json::json!([1, 28, 28]));
+        let back: RunConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn run_dirs_are_unique() {
+        let out = tempfile::tempdir().unwrap();
+        let a = create_run_dir(out.path(), "vae", 1).unwrap();
+        let b = create_run_dir(out.path(), "vae", 1).unwrap();
+        assert_ne!(a, b);
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("vae-s1-"));
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        for opts in [
+            TrainOptions {
+                epochs: 0,
+                ..TrainOptions::default()
+            },
+            TrainOptions {
+                batch_size: 0,
+                ..TrainOptions::default()
+            },
+            TrainOptions {
+                lr: f64::NAN,
+                ..TrainOptions::default()
+            },
+            TrainOptions {
+                lr: -1.0,
+                ..TrainOptions::default()
+            },
+            TrainOptions {
+                max_steps: Some(0),
+                ..TrainOptions::default()
+            },
+        ] {
+            assert!(train_vae(&opts, VaeConfig::default()).is_err(), "{opts:?}");
+        }
+    }
+}
