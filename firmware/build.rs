@@ -1,0 +1,218 @@
+//! Picks the board's memory layout and embeds the model chosen at build time.
+//!
+//! Environment (each read at build time; changing one rebuilds):
+//!
+//! - `TINYGEN_MODEL`: the `.tgm` file to embed. A relative path is resolved
+//!   against the project root (the parent of this `firmware/` directory), not
+//!   against the shell's working directory. Default `models/vae-int8.tgm`.
+//! - `TINYGEN_SAMPLES`: images to generate, at least 1. Default 16.
+//! - `TINYGEN_SEED`: seed of the one `Rng` stream. Default 1.
+//! - `TINYGEN_RAW_OUT`: (QEMU) host file the pixels are written to, relative
+//!   to QEMU's working directory. Default `tinygen-samples.raw`.
+//!
+//! The model is loaded and planned here with tinygen-runtime, the very code
+//! the board runs, so a corrupt file, an unsupported model or an arena that
+//! does not fit the board's RAM fails the build, not the board.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::{env, fs};
+
+use tinygen_runtime::{Model, ModelKind};
+
+/// A board's memory and what the firmware keeps for itself.
+struct Board {
+    name: &'static str,
+    /// Linker script with the MEMORY block, relative to the manifest dir.
+    memory_x: &'static str,
+    flash_bytes: u32,
+    ram_bytes: u32,
+    /// RAM kept for the stack (sampling keeps the latent and the pixels
+    /// there) and the firmware's other statics (logger buffers).
+    reserve_bytes: u32,
+}
+
+const QEMU: Board = Board {
+    name: "qemu (mps2-an386)",
+    memory_x: "memory/qemu.x",
+    flash_bytes: 4 << 20,
+    ram_bytes: 4 << 20,
+    reserve_bytes: 64 << 10,
+};
+
+const NRF52840DK: Board = Board {
+    name: "nrf52840dk",
+    memory_x: "memory/nrf52840dk.x",
+    flash_bytes: 1 << 20,
+    ram_bytes: 256 << 10,
+    reserve_bytes: 32 << 10,
+};
+
+const DEFAULT_MODEL: &str = "models/vae-int8.tgm";
+const DEFAULT_SAMPLES: u32 = 16;
+const DEFAULT_SEED: u64 = 1;
+const DEFAULT_RAW_OUT: &str = "tinygen-samples.raw";
+
+/// Stops the build with `msg` shown as cargo's error.
+fn fail(msg: &str) -> ! {
+    for line in msg.lines() {
+        println!("cargo::error={line}");
+    }
+    std::process::exit(1);
+}
+
+fn env_var(name: &str) -> Option<String> {
+    println!("cargo::rerun-if-env-changed={name}");
+    env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match env_var(name) {
+        None => default,
+        Some(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("{name}={v}: not a valid number"))),
+    }
+}
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_default());
+    println!("cargo::rerun-if-changed=build.rs");
+
+    // Exactly one board; with none or both, src/main.rs's compile_error! says
+    // so, and nothing here is board-specific.
+    let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
+    let nrf = env::var_os("CARGO_FEATURE_NRF52840DK").is_some();
+    let board = match (qemu, nrf) {
+        (true, false) => Some(&QEMU),
+        (false, true) => Some(&NRF52840DK),
+        _ => None,
+    };
+
+    // The model.
+    let project_root = manifest_dir.parent().unwrap_or(&manifest_dir).to_path_buf();
+    let model_arg = env_var("TINYGEN_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+    let model_path = resolve(&project_root, &model_arg);
+    println!("cargo::rerun-if-changed={}", model_path.display());
+    let shown = if Path::new(&model_arg).is_absolute() {
+        format!("TINYGEN_MODEL={model_arg}")
+    } else {
+        format!("TINYGEN_MODEL={model_arg} ({})", model_path.display())
+    };
+    let bytes = fs::read(&model_path).unwrap_or_else(|e| {
+        fail(&format!(
+            "{shown}: cannot read the model file: {e}; set TINYGEN_MODEL to a .tgm \
+             file written by the trainer (a relative path is resolved against the \
+             project root {})",
+            project_root.display()
+        ))
+    });
+    let model = Model::load(&bytes).unwrap_or_else(|e| fail(&format!("{shown}: {e}")));
+    let kind = model.file.kind;
+    if !matches!(
+        kind,
+        ModelKind::Vae | ModelKind::Gan | ModelKind::AutoEncoder
+    ) {
+        fail(&format!(
+            "{shown}: a {kind:?} model cannot be sampled by this firmware \
+             (it runs decoder models: Vae, Gan, AutoEncoder)"
+        ));
+    }
+    let arena = model.arena_bytes();
+    let image = model.file.meta.image;
+    let image_bytes = image.numel();
+
+    if let Some(board) = board {
+        let budget = board.ram_bytes - board.reserve_bytes;
+        if u64::from(arena) + image_bytes > u64::from(budget) {
+            fail(&format!(
+                "{shown}: the model needs a {arena}-byte arena (plus {image_bytes} bytes of \
+                 pixels), more than the {budget} bytes board {} can give it \
+                 ({} bytes of RAM minus {} kept for the stack and the firmware)",
+                board.name, board.ram_bytes, board.reserve_bytes
+            ));
+        }
+        // The linker has the last word on flash; this catches the hopeless case
+        // with a clearer message.
+        if bytes.len() as u64 > u64::from(board.flash_bytes) {
+            fail(&format!(
+                "{shown}: the model file is {} bytes, more than the {} bytes of flash of board {}",
+                bytes.len(),
+                board.flash_bytes,
+                board.name
+            ));
+        }
+        let src = manifest_dir.join(board.memory_x);
+        println!("cargo::rerun-if-changed={}", src.display());
+        let memory =
+            fs::read(&src).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", src.display())));
+        write(&out_dir.join("memory.x"), &memory);
+        // cortex-m-rt's link.x does `INCLUDE memory.x`: found here.
+        println!("cargo::rustc-link-search={}", out_dir.display());
+    }
+
+    let samples: u32 = parse_env("TINYGEN_SAMPLES", DEFAULT_SAMPLES);
+    if samples == 0 {
+        fail("TINYGEN_SAMPLES=0: generate at least one sample");
+    }
+    let seed: u64 = parse_env("TINYGEN_SEED", DEFAULT_SEED);
+    let raw_out = env_var("TINYGEN_RAW_OUT").unwrap_or_else(|| DEFAULT_RAW_OUT.to_owned());
+    if raw_out.contains('\0') {
+        fail("TINYGEN_RAW_OUT must not contain a NUL byte");
+    }
+
+    // Embed a copy, so the bytes checked above are the bytes flashed.
+    write(&out_dir.join("model.tgm"), &bytes);
+    let mut rs = String::new();
+    let _ = write!(
+        rs,
+        "// Generated by build.rs from {path:?}.\n\
+         \n\
+         /// Path of the embedded model, as given at build time.\n\
+         pub const MODEL_PATH: &str = {model_arg:?};\n\
+         /// Bytes of arena the model's plan needs.\n\
+         pub const ARENA_BYTES: usize = {arena};\n\
+         /// Bytes of one generated image ({c}x{h}x{w}).\n\
+         pub const IMAGE_BYTES: usize = {image_bytes};\n\
+         /// Images to generate.\n\
+         pub const SAMPLES: u32 = {samples};\n\
+         /// Seed of the one random stream all samples are drawn from.\n\
+         pub const SEED: u64 = {seed};\n\
+         /// Host file for the pixels (QEMU), NUL-terminated for semihosting.\n\
+         #[allow(dead_code)]\n\
+         pub const RAW_OUT: &str = {raw_out_z:?};\n\
+         \n\
+         #[repr(C, align(4))]\n\
+         struct Aligned<T: ?Sized>(T);\n\
+         static MODEL_ALIGNED: &Aligned<[u8]> =\n    \
+             &Aligned(*include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.tgm\")));\n\
+         /// The model file, in flash, 4-byte aligned.\n\
+         pub static MODEL: &[u8] = &MODEL_ALIGNED.0;\n",
+        path = model_path.display().to_string(),
+        c = image.c,
+        h = image.h,
+        w = image.w,
+        raw_out_z = format!("{raw_out}\0"),
+    );
+    write(&out_dir.join("config.rs"), rs.as_bytes());
+}
+
+fn resolve(root: &Path, arg: &str) -> PathBuf {
+    let p = Path::new(arg);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
+}
+
+/// Writes `data` unless the file already holds it (keeps mtimes stable).
+fn write(path: &Path, data: &[u8]) {
+    if fs::read(path).ok().as_deref() == Some(data) {
+        return;
+    }
+    fs::write(path, data)
+        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+}

@@ -1,0 +1,171 @@
+//! tinygen firmware: samples the model embedded at build time.
+//!
+//! At startup it logs the model (kind, dtype, parameters, arena bytes,
+//! MACs per sample), then draws `SAMPLES` images from one `Rng::new(SEED)`
+//! stream, exactly as the host does:
+//!
+//! ```text
+//! let mut rng = Rng::new(SEED);
+//! for _ in 0..SAMPLES { decoder.sample(&mut rng, &mut pixels)?; /* emit pixels */ }
+//! ```
+//!
+//! It lights the status LED while each sample is computed, measures each
+//! sample with the SysTick counter (instructions under QEMU `-icount
+//! shift=0`, cycles on a chip), hands the pixels to the board's sink (a host
+//! file under QEMU, the defmt log on the nRF52840-DK), blinks three times and
+//! exits with a status the host sees.
+
+#![no_std]
+#![no_main]
+
+#[cfg(all(feature = "qemu", feature = "nrf52840dk"))]
+compile_error!(
+    "features `qemu` and `nrf52840dk` are mutually exclusive: \
+     build the nRF52840-DK with `--no-default-features --features nrf52840dk`"
+);
+#[cfg(not(any(feature = "qemu", feature = "nrf52840dk")))]
+compile_error!("choose a board: feature `qemu` (the default) or `nrf52840dk`");
+
+#[cfg(feature = "qemu")]
+#[path = "board/qemu.rs"]
+mod board;
+
+#[cfg(all(feature = "nrf52840dk", not(feature = "qemu")))]
+#[path = "board/nrf52840dk.rs"]
+mod board;
+
+mod ticks;
+
+/// Build-time configuration and the embedded model (see build.rs).
+mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
+
+use embedded_hal::delay::DelayNs;
+use embedded_hal::digital::OutputPin;
+use tinygen_runtime::{Arena, Decoder, Model, Rng};
+
+use config::{ARENA_BYTES, IMAGE_BYTES, SAMPLES, SEED};
+
+/// Why a run failed.
+#[derive(Debug, Clone, Copy, defmt::Format)]
+pub enum Failure {
+    /// The runtime refused the model, the arena or a buffer.
+    Runtime(tinygen_runtime::Error),
+    /// The arena build.rs sized is not the one the model needs.
+    ArenaSize {
+        /// Bytes built in.
+        built: u32,
+        /// Bytes the model's plan needs.
+        needed: u32,
+    },
+    /// The host refused a semihosting file operation.
+    HostIo,
+    /// The status pin could not be driven.
+    Pin,
+}
+
+impl From<tinygen_runtime::Error> for Failure {
+    fn from(e: tinygen_runtime::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+/// The activation arena, sized by build.rs from the model's plan.
+static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    let mut b = board::init();
+    let arena = &raw mut ARENA;
+    // SAFETY: `main` runs once and never returns, and no interrupt handler
+    // touches ARENA, so this is the only reference ever made to it.
+    let arena = unsafe { &mut *arena };
+    let result = run(arena.as_mut_slice(), &mut b.led, &mut b.delay);
+    match result {
+        Ok(()) => defmt::info!("done"),
+        Err(e) => defmt::error!("failed: {}", e),
+    }
+    board::exit(result.is_ok())
+}
+
+fn run(
+    arena: &mut [u8],
+    led: &mut impl OutputPin,
+    delay: &mut impl DelayNs,
+) -> Result<(), Failure> {
+    let model = Model::load(config::MODEL)?;
+    let f = &model.file;
+    let image = f.meta.image;
+    defmt::info!(
+        "board {=str}; model {=str}: {} {=str}, image {=u16}x{=u16}x{=u16}, latent {=u16}",
+        board::NAME,
+        config::MODEL_PATH,
+        f.kind,
+        f.dtype.name(),
+        image.c,
+        image.h,
+        image.w,
+        f.meta.latent,
+    );
+    defmt::info!(
+        "params {=u32}, arena {=u32} bytes, MACs/sample {=u64}, file {=usize} bytes",
+        model.params(),
+        model.arena_bytes(),
+        model.macs_per_sample(),
+        config::MODEL.len(),
+    );
+    if model.arena_bytes() as usize != ARENA_BYTES {
+        return Err(Failure::ArenaSize {
+            built: ARENA_BYTES as u32,
+            needed: model.arena_bytes(),
+        });
+    }
+    let mut decoder = Decoder::new(&model, arena)?;
+    let mut sink = board::Sink::open()?;
+    defmt::info!(
+        "sampling {=u32} images, seed {=u64}; counter: SysTick at {=u32} Hz, {=u64} {=str} per tick",
+        SAMPLES,
+        SEED,
+        board::TICK_HZ,
+        board::COUNTS_PER_TICK,
+        board::COUNT_UNIT
+    );
+
+    let mut rng = Rng::new(SEED);
+    let mut pixels = [0u8; IMAGE_BYTES];
+    let mut total = 0u64;
+    for i in 0..SAMPLES {
+        led.set_high().map_err(|_| Failure::Pin)?;
+        let t0 = ticks::now();
+        decoder.sample(&mut rng, &mut pixels)?;
+        let t1 = ticks::now();
+        led.set_low().map_err(|_| Failure::Pin)?;
+        let count = (t1 - t0) * board::COUNTS_PER_TICK;
+        total += count;
+        defmt::info!(
+            "sample {=u32}/{=u32}: {=str} per sample: {=u64}",
+            i + 1,
+            SAMPLES,
+            board::COUNT_UNIT,
+            count
+        );
+        sink.write(i, &pixels)?;
+    }
+    sink.close()?;
+    defmt::info!(
+        "mean {=str} per sample: {=u64} ({=u32} samples)",
+        board::COUNT_UNIT,
+        total / u64::from(SAMPLES),
+        SAMPLES
+    );
+
+    // Done: three short blinks.
+    for _ in 0..3 {
+        led.set_high().map_err(|_| Failure::Pin)?;
+        delay.delay_ms(board::BLINK_MS);
+        led.set_low().map_err(|_| Failure::Pin)?;
+        delay.delay_ms(board::BLINK_MS);
+    }
+    Ok(())
+}

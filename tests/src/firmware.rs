@@ -1,0 +1,176 @@
+//! Builds the firmware for a model file and runs it under QEMU's Cortex-M4
+//! (mps2-an386): shared by the host/target contract test and `cargo xtask`.
+//!
+//! Standard library only, so that `xtask` can use it without compiling
+//! candle.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The target the firmware builds for.
+pub const TARGET: &str = "thumbv7em-none-eabihf";
+/// Name of the pixel file the firmware writes through semihosting, in QEMU's
+/// working directory.
+pub const RAW_FILE: &str = "tinygen-samples.raw";
+
+/// Serializes firmware builds: they share one target directory and one ELF
+/// path, so each build is copied out before the next one starts.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The project root (the workspace directory).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Whether `qemu-system-arm` can be started.
+pub fn qemu_available() -> bool {
+    Command::new("qemu-system-arm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What one firmware run produced.
+#[derive(Debug)]
+pub struct FirmwareRun {
+    /// The pixel bytes the firmware streamed, in sample order.
+    pub pixels: Vec<u8>,
+    /// QEMU's standard output: the firmware's defmt frames (decode them with
+    /// `defmt-print -e <elf>`).
+    pub stdout: Vec<u8>,
+    /// The ELF that ran.
+    pub elf: PathBuf,
+    /// Wall-clock seconds QEMU ran.
+    pub seconds: f64,
+}
+
+/// Builds the firmware (release) for `model`, `samples` and `seed`, and
+/// copies the ELF to `out_dir/tinygen-firmware.elf`.
+///
+/// # Errors
+///
+/// If cargo fails (the message includes cargo's output, which names a model
+/// that does not load or does not fit).
+pub fn build(model: &Path, samples: u32, seed: u64, out_dir: &Path) -> Result<PathBuf, String> {
+    let model =
+        std::fs::canonicalize(model).map_err(|e| format!("model file {}: {e}", model.display()))?;
+    let fw = project_root().join("firmware");
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release", "--quiet"])
+        .env("TINYGEN_MODEL", &model)
+        .env("TINYGEN_SAMPLES", samples.to_string())
+        .env("TINYGEN_SEED", seed.to_string())
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .map_err(|e| format!("cannot run cargo in {}: {e}", fw.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "firmware build for {} failed:\n{}",
+            model.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let elf = fw
+        .join("target")
+        .join(TARGET)
+        .join("release")
+        .join("tinygen-firmware");
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let dst = out_dir.join("tinygen-firmware.elf");
+    std::fs::copy(&elf, &dst).map_err(|e| format!("copying {}: {e}", elf.display()))?;
+    Ok(dst)
+}
+
+/// Runs `elf` under `qemu-system-arm -machine mps2-an386 -icount shift=0`
+/// with semihosting, in `work_dir`, and returns what it produced.
+///
+/// # Errors
+///
+/// If QEMU is missing, exits non-zero (the firmware's error exit), runs past
+/// `timeout`, or leaves no pixel file.
+pub fn run_qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<FirmwareRun, String> {
+    std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
+    let raw = work_dir.join(RAW_FILE);
+    let _ = std::fs::remove_file(&raw);
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-arm")
+        .current_dir(work_dir)
+        .args([
+            "-machine",
+            "mps2-an386",
+            "-cpu",
+            "cortex-m4",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-icount",
+            "shift=0",
+            "-kernel",
+        ])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot start qemu-system-arm ({e}); install it: apt-get install -y qemu-system-arm")
+        })?;
+    // Read stdout on a thread so a chatty firmware cannot block on a full pipe.
+    let mut stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = std::io::Read::read_to_end(s, &mut buf);
+        }
+        buf
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "QEMU ran past {} s and was killed",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for QEMU: {e}")),
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let stdout = reader.join().unwrap_or_default();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    if !status.success() {
+        return Err(format!(
+            "firmware exited with {status} under QEMU\n{stderr}"
+        ));
+    }
+    let pixels = std::fs::read(&raw)
+        .map_err(|e| format!("firmware left no pixel file {}: {e}", raw.display()))?;
+    Ok(FirmwareRun {
+        pixels,
+        stdout,
+        elf: elf.to_path_buf(),
+        seconds,
+    })
+}

@@ -1,0 +1,52 @@
+//! The host/target contract: for the same model file and seed, the firmware
+//! on QEMU's Cortex-M4 produces exactly the bytes the host runtime produces.
+//!
+//! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` target, which
+//! `cargo xtask test` installs before it runs these with `--ignored`.
+
+use std::time::Duration;
+
+use tinygen_runtime::Model;
+use tinygen_tests::firmware;
+use tinygen_trainer::sample::sample_decoder;
+
+const SAMPLES: u32 = 4;
+const SEED: u64 = 7;
+
+fn contract(model_file: &str) {
+    assert!(
+        firmware::qemu_available(),
+        "qemu-system-arm is not installed: apt-get install -y qemu-system-arm (cargo xtask test does this)"
+    );
+    let root = firmware::project_root();
+    let path = root.join("models").join(model_file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let work = tempfile::tempdir().unwrap();
+    let elf = firmware::build(&path, SAMPLES, SEED, work.path()).unwrap();
+    let run = firmware::run_qemu(&elf, work.path(), Duration::from_secs(600)).unwrap();
+    let model = Model::load(&bytes).unwrap();
+    let host = sample_decoder(&model, SAMPLES as usize, SEED).unwrap();
+    assert_eq!(run.pixels.len(), host.len(), "{model_file}: pixel count");
+    let first_diff = run.pixels.iter().zip(&host).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff, None,
+        "{model_file}: QEMU and host bytes differ (first at byte {first_diff:?})"
+    );
+    // A model that produced nothing but one value would pass vacuously.
+    assert!(
+        host.iter().any(|&p| p != host[0]),
+        "{model_file}: constant image"
+    );
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn vae_int8_qemu_equals_host() {
+    contract("vae-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn vae_f32_qemu_equals_host() {
+    contract("vae-f32.tgm");
+}

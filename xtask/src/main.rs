@@ -1,0 +1,535 @@
+//! `cargo xtask demo | test | bench | models` (the cargo-xtask pattern: plain
+//! Rust instead of shell scripts, run from anywhere in the repository).
+//!
+//! Every command installs what it needs first: the rustup targets, and
+//! `qemu-system-arm` through apt-get when running as root (otherwise it stops
+//! with the exact command to run); `demo` and `bench` also `cargo install`
+//! defmt-print to decode the firmware's log.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tinygen_tests::firmware;
+
+mod elf;
+
+const THUMB_TARGETS: [&str; 2] = ["thumbv6m-none-eabi", "thumbv7em-none-eabihf"];
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests,
+                       docs, the firmware builds, and the QEMU-vs-host contract test
+  demo [--epochs N]    train a VAE on the shipped data (default 8 epochs), export f32 and
+                       int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
+                       out/demo/firmware-samples.png and print a summary
+  bench                for every models/*.tgm: parameters, flash, arena, MACs, instructions
+                       per sample on the emulated Cortex-M4, host samples/s; training s/epoch;
+                       prints the table and writes BENCHMARKS.md
+  models [--epochs N]  retrain and re-export the shipped models in models/ (default 30 epochs)
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = firmware::project_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root),
+        Some("demo") => demo(&root, epochs_flag(&args[1..], 8)?),
+        Some("bench") => bench(&root),
+        Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn epochs_flag(args: &[String], default: usize) -> Result<usize> {
+    match args {
+        [] => Ok(default),
+        [flag, n] if flag == "--epochs" => n
+            .parse()
+            .with_context(|| format!("--epochs takes a number, got {n:?}")),
+        _ => bail!("unexpected arguments {args:?}\n\n{USAGE}"),
+    }
+}
+
+fn step(name: &str) {
+    println!("\n==> {name}");
+}
+
+/// Runs a command, streaming its output; fails if it fails.
+fn run<I, S>(dir: &Path, program: &str, args: I) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_env(dir, program, args, &[])
+}
+
+fn run_env<I, S>(dir: &Path, program: &str, args: I, env: &[(&str, &str)]) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {program} (is it installed?)"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot start {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn is_root() -> bool {
+    output(Path::new("."), "id", &["-u"]).is_ok_and(|s| s.trim() == "0")
+}
+
+/// rustup targets for the runtime and the firmware.
+fn ensure_targets(root: &Path) -> Result<()> {
+    let installed = output(root, "rustup", &["target", "list", "--installed"])
+        .context("rustup is needed to add the thumb targets")?;
+    let missing: Vec<&str> = THUMB_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        step(&format!("rustup target add {}", missing.join(" ")));
+        let mut args = vec!["target", "add"];
+        args.extend(&missing);
+        run(root, "rustup", args)?;
+    }
+    Ok(())
+}
+
+fn ensure_qemu() -> Result<()> {
+    if firmware::qemu_available() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "qemu-system-arm is not installed. Install it with:\n    sudo apt-get install -y qemu-system-arm"
+        );
+    }
+    step("apt-get install -y qemu-system-arm");
+    run(Path::new("."), "apt-get", ["update", "-q"])?;
+    run_env(
+        Path::new("."),
+        "apt-get",
+        ["install", "-y", "-q", "qemu-system-arm"],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )?;
+    if !firmware::qemu_available() {
+        bail!("qemu-system-arm still cannot start after apt-get install");
+    }
+    Ok(())
+}
+
+fn ensure_defmt_print(root: &Path) -> Result<()> {
+    if Command::new("defmt-print").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    step("cargo install defmt-print --locked");
+    run(root, &cargo(), ["install", "defmt-print", "--locked"])
+}
+
+fn test(root: &Path) -> Result<()> {
+    let t0 = Instant::now();
+    ensure_targets(root)?;
+    ensure_qemu()?;
+    let c = cargo();
+    let fw = root.join("firmware");
+
+    step("format");
+    run(root, &c, ["fmt", "--all", "--", "--check"])?;
+    run(&fw, &c, ["fmt", "--", "--check"])?;
+
+    step("clippy (host)");
+    run(root, &c, ["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    step("clippy (runtime on thumbv7em-none-eabihf)");
+    run(
+        root,
+        &c,
+        [
+            "clippy",
+            "-p",
+            "tinygen-runtime",
+            "--target",
+            "thumbv7em-none-eabihf",
+            "--features",
+            "defmt,cortex-m-dsp",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    step("runtime builds for thumbv6m-none-eabi (Cortex-M0+, no FPU)");
+    run(
+        root,
+        &c,
+        ["build", "-p", "tinygen-runtime", "--target", "thumbv6m-none-eabi"],
+    )?;
+    step("runtime dependency tree has no alloc and no std");
+    let tree = output(
+        root,
+        &c,
+        &[
+            "tree",
+            "-p",
+            "tinygen-runtime",
+            "-e",
+            "normal,features",
+            "--target",
+            "thumbv6m-none-eabi",
+        ],
+    )?;
+    let bad: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.contains("feature \"alloc\"") || l.contains("feature \"std\""))
+        .collect();
+    if !bad.is_empty() {
+        bail!("the runtime's dependencies enable alloc/std:\n{}", bad.join("\n"));
+    }
+    println!("ok: no alloc or std feature in the runtime's tree");
+
+    step("tests");
+    run(root, &c, ["test", "--workspace"])?;
+    step("docs");
+    run_env(
+        root,
+        &c,
+        ["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+
+    step("firmware: clippy (QEMU board and nRF52840-DK) and release builds");
+    run(&fw, &c, ["clippy", "--", "-D", "warnings"])?;
+    run(
+        &fw,
+        &c,
+        [
+            "clippy",
+            "--no-default-features",
+            "--features",
+            "nrf52840dk",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run(
+        &fw,
+        &c,
+        ["build", "--release", "--no-default-features", "--features", "nrf52840dk"],
+    )?;
+    run(&fw, &c, ["build", "--release"])?;
+
+    step("host/target contract: firmware under QEMU vs host runtime, byte for byte");
+    run(
+        root,
+        &c,
+        ["test", "-p", "tinygen-tests", "--test", "qemu_contract", "--", "--ignored"],
+    )?;
+    println!("\nall checks passed in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn build_trainer(root: &Path) -> Result<PathBuf> {
+    step("build the trainer (release)");
+    run(root, &cargo(), ["build", "--release", "-p", "tinygen-trainer"])?;
+    Ok(root.join("target").join("release").join("tinygen"))
+}
+
+/// Trains a VAE into a fresh directory under `out` and returns the run directory.
+fn train_vae(tinygen: &Path, root: &Path, out: &Path, epochs: usize) -> Result<PathBuf> {
+    let runs = out.join("runs");
+    let _ = std::fs::remove_dir_all(&runs);
+    run(
+        root,
+        tinygen.to_str().context("path")?,
+        [
+            "train",
+            "vae",
+            "--epochs",
+            &epochs.to_string(),
+            "--seed",
+            "0",
+            "--out",
+            runs.to_str().context("path")?,
+        ],
+    )?;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.pop().context("training wrote no run directory")
+}
+
+fn export(tinygen: &Path, root: &Path, run_dir: &Path, quant: &str, out: &Path) -> Result<()> {
+    run(
+        root,
+        tinygen.to_str().context("path")?,
+        [
+            OsStr::new("export"),
+            run_dir.as_os_str(),
+            OsStr::new("--quant"),
+            OsStr::new(quant),
+            OsStr::new("-o"),
+            out.as_os_str(),
+        ],
+    )
+}
+
+fn info_json(tinygen: &Path, root: &Path, file: &Path) -> Result<serde_json::Value> {
+    let s = output(
+        root,
+        tinygen.to_str().context("path")?,
+        &["info", "--json", file.to_str().context("path")?],
+    )?;
+    Ok(serde_json::from_str(&s)?)
+}
+
+fn figure(info: &serde_json::Value, name: &str) -> Option<f64> {
+    info["figures"][name].as_f64()
+}
+
+/// Decodes the firmware's defmt log and returns it with the mean
+/// instructions per sample it reports.
+fn decode_log(run: &firmware::FirmwareRun) -> Result<(String, Option<u64>)> {
+    use std::io::Write;
+    let mut child = Command::new("defmt-print")
+        .arg("-e")
+        .arg(&run.elf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start defmt-print (cargo install defmt-print --locked)")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&run.stdout)?;
+    }
+    let out = child.wait_with_output()?;
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mean = log
+        .lines()
+        .filter(|l| l.contains("instructions per sample"))
+        .filter(|l| l.contains("mean"))
+        .filter_map(|l| l.rsplit(':').next()?.trim().split_whitespace().next()?.parse().ok())
+        .next_back();
+    Ok((log, mean))
+}
+
+fn demo(root: &Path, epochs: usize) -> Result<()> {
+    let t0 = Instant::now();
+    ensure_targets(root)?;
+    ensure_qemu()?;
+    ensure_defmt_print(root)?;
+    let tinygen = build_trainer(root)?;
+    let out = root.join("out").join("demo");
+    std::fs::create_dir_all(&out)?;
+
+    step(&format!("train a VAE for {epochs} epochs on data/mnist-subset"));
+    let run_dir = train_vae(&tinygen, root, &out, epochs)?;
+
+    step("export f32 and int8 (each evaluated through the runtime on the test set)");
+    let f32_file = out.join("vae-f32.tgm");
+    let i8_file = out.join("vae-int8.tgm");
+    export(&tinygen, root, &run_dir, "f32", &f32_file)?;
+    export(&tinygen, root, &run_dir, "int8", &i8_file)?;
+    let f32_info = info_json(&tinygen, root, &f32_file)?;
+    let i8_info = info_json(&tinygen, root, &i8_file)?;
+
+    let samples = 16u32;
+    let seed = 1u64;
+    step("build the firmware for the int8 model and sample it on QEMU's Cortex-M4");
+    let elf = firmware::build(&i8_file, samples, seed, &out).map_err(anyhow::Error::msg)?;
+    let fw_run = firmware::run_qemu(&elf, &out, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
+    let (log, insns) = decode_log(&fw_run)?;
+    std::fs::write(out.join("firmware.log"), &log)?;
+    let png = out.join("firmware-samples.png");
+    let raw = out.join(firmware::RAW_FILE);
+    run(
+        root,
+        tinygen.to_str().context("path")?,
+        [
+            OsStr::new("grid"),
+            raw.as_os_str(),
+            OsStr::new("-o"),
+            png.as_os_str(),
+            OsStr::new("--cols"),
+            OsStr::new("4"),
+        ],
+    )?;
+
+    step("the same samples on the host runtime");
+    let host_raw = out.join("host-samples.raw");
+    run(
+        root,
+        tinygen.to_str().context("path")?,
+        [
+            OsStr::new("sample"),
+            i8_file.as_os_str(),
+            OsStr::new("-n"),
+            OsStr::new(&samples.to_string()),
+            OsStr::new("--seed"),
+            OsStr::new(&seed.to_string()),
+            OsStr::new("-o"),
+            out.join("host-samples.png").as_os_str(),
+            OsStr::new("--raw"),
+            host_raw.as_os_str(),
+        ],
+    )?;
+    let identical = std::fs::read(&host_raw)? == fw_run.pixels;
+
+    let flash = elf::flash_bytes(&elf)?;
+    let nats = |i: &serde_json::Value| {
+        figure(i, "test_neg_elbo_nats").map_or("n/a".into(), |v| format!("{v:.2}"))
+    };
+    println!("\n================ tinygen demo ================");
+    println!("run directory              {}", run_dir.display());
+    println!("-ELBO, test set (nats/img) f32 {}  int8 {}", nats(&f32_info), nats(&i8_info));
+    println!("int8 model file            {} bytes", i8_info["flash_bytes"]);
+    println!("firmware flash (all)       {flash} bytes (code + model)");
+    println!("arena                      {} bytes", i8_info["arena_bytes"]);
+    println!("MACs per sample            {}", i8_info["macs_per_sample"]);
+    match insns {
+        Some(n) => println!("instructions per sample    {n} (Cortex-M4, QEMU -icount)"),
+        None => println!("instructions per sample    not found in the firmware log (see firmware.log)"),
+    }
+    println!(
+        "QEMU vs host bytes         {}",
+        if identical { "identical" } else { "DIFFERENT" }
+    );
+    println!("firmware samples           {}", png.display());
+    println!("finished in                {:.0} s", t0.elapsed().as_secs_f64());
+    if !identical {
+        bail!("the firmware's samples differ from the host runtime's");
+    }
+    Ok(())
+}
+
+fn models(root: &Path, epochs: usize) -> Result<()> {
+    let tinygen = build_trainer(root)?;
+    let out = root.join("out").join("models");
+    std::fs::create_dir_all(&out)?;
+    step(&format!("train the shipped VAE ({epochs} epochs, seed 0)"));
+    let run_dir = train_vae(&tinygen, root, &out, epochs)?;
+    let models = root.join("models");
+    std::fs::create_dir_all(&models)?;
+    for q in ["f32", "int8"] {
+        export(&tinygen, root, &run_dir, q, &models.join(format!("vae-{q}.tgm")))?;
+    }
+    std::fs::copy(run_dir.join("samples.png"), models.join("vae-samples.png"))?;
+    println!("wrote models/vae-f32.tgm, models/vae-int8.tgm, models/vae-samples.png");
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    ensure_targets(root)?;
+    ensure_qemu()?;
+    ensure_defmt_print(root)?;
+    let tinygen = build_trainer(root)?;
+    let out = root.join("out").join("bench");
+    std::fs::create_dir_all(&out)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("models"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tgm"))
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        step(&format!("{name}: firmware on QEMU, host sampling"));
+        let info = info_json(&tinygen, root, f)?;
+        let dir = out.join(&name);
+        let elf = firmware::build(f, 4, 1, &dir).map_err(anyhow::Error::msg)?;
+        let fw_run = firmware::run_qemu(&elf, &dir, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
+        let (_, insns) = decode_log(&fw_run)?;
+        let flash = elf::flash_bytes(&elf)?;
+        let n = 256;
+        let t = Instant::now();
+        run(
+            root,
+            tinygen.to_str().context("path")?,
+            [
+                OsStr::new("sample"),
+                f.as_os_str(),
+                OsStr::new("-n"),
+                OsStr::new(&n.to_string()),
+                OsStr::new("-o"),
+                dir.join("host.png").as_os_str(),
+            ],
+        )?;
+        let per_s = n as f64 / t.elapsed().as_secs_f64();
+        rows.push(format!(
+            "| {name} | {} | {} | {} | {} | {flash} | {} | {} | {} | {per_s:.0} |",
+            info["kind"].as_str().unwrap_or("?"),
+            info["dtype"].as_str().unwrap_or("?"),
+            info["params"],
+            info["flash_bytes"],
+            info["arena_bytes"],
+            info["macs_per_sample"],
+            insns.map_or("n/a".into(), |v| v.to_string()),
+        ));
+    }
+    step("training seconds per epoch (VAE, 7,000 images)");
+    let t = Instant::now();
+    train_vae(&tinygen, root, &out, 1)?;
+    let epoch_s = t.elapsed().as_secs_f64();
+
+    let mut md = String::from(
+        "# tinygen benchmarks\n\nGenerated by `cargo xtask bench`; do not edit by hand.\n\n\
+         ## Shipped models\n\n\
+         | file | kind | dtype | params | model bytes | firmware flash bytes | arena bytes | MACs/sample | Cortex-M4 instructions/sample | host samples/s |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in &rows {
+        md.push_str(r);
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "\nInstructions per sample: the firmware's SysTick under `qemu-system-arm -machine mps2-an386 -icount shift=0`.\n\
+         Firmware flash: loadable flash segments of the release ELF (code + embedded model).\n\n\
+         ## Training\n\nVAE, one epoch over 7,000 images (including start-up and test evaluation): {epoch_s:.1} s \
+         on this machine ({} threads).\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    ));
+    std::fs::write(root.join("BENCHMARKS.md"), &md)?;
+    println!("\n{md}");
+    println!("wrote BENCHMARKS.md");
+    Ok(())
+}
