@@ -31,6 +31,8 @@ enum Command {
     Info(cmd::info::InfoArgs),
     /// Generate images from a .tgm file with the runtime (the board's kernels).
     Sample(cmd::sample::SampleArgs),
+    /// Turn raw pixel bytes streamed by the firmware into a PNG grid.
+    Grid(cmd::grid::GridArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Export(a) => cmd::export::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Sample(a) => cmd::sample::run(a),
+        Command::Grid(a) => cmd::grid::run(a),
     }
 }
 

@@ -159,7 +159,11 @@ fn ensure_qemu() -> Result<()> {
 }
 
 fn ensure_defmt_print(root: &Path) -> Result<()> {
-    if Command::new("defmt-print").arg("--version").output().is_ok() {
+    if Command::new("defmt-print")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         return Ok(());
     }
     step("cargo install defmt-print --locked");
@@ -178,7 +182,18 @@ fn test(root: &Path) -> Result<()> {
     run(&fw, &c, ["fmt", "--", "--check"])?;
 
     step("clippy (host)");
-    run(root, &c, ["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    run(
+        root,
+        &c,
+        [
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     step("clippy (runtime on thumbv7em-none-eabihf)");
     run(
         root,
@@ -200,7 +215,13 @@ fn test(root: &Path) -> Result<()> {
     run(
         root,
         &c,
-        ["build", "-p", "tinygen-runtime", "--target", "thumbv6m-none-eabi"],
+        [
+            "build",
+            "-p",
+            "tinygen-runtime",
+            "--target",
+            "thumbv6m-none-eabi",
+        ],
     )?;
     step("runtime dependency tree has no alloc and no std");
     let tree = output(
@@ -221,7 +242,10 @@ fn test(root: &Path) -> Result<()> {
         .filter(|l| l.contains("feature \"alloc\"") || l.contains("feature \"std\""))
         .collect();
     if !bad.is_empty() {
-        bail!("the runtime's dependencies enable alloc/std:\n{}", bad.join("\n"));
+        bail!(
+            "the runtime's dependencies enable alloc/std:\n{}",
+            bad.join("\n")
+        );
     }
     println!("ok: no alloc or std feature in the runtime's tree");
 
@@ -253,7 +277,13 @@ fn test(root: &Path) -> Result<()> {
     run(
         &fw,
         &c,
-        ["build", "--release", "--no-default-features", "--features", "nrf52840dk"],
+        [
+            "build",
+            "--release",
+            "--no-default-features",
+            "--features",
+            "nrf52840dk",
+        ],
     )?;
     run(&fw, &c, ["build", "--release"])?;
 
@@ -261,7 +291,15 @@ fn test(root: &Path) -> Result<()> {
     run(
         root,
         &c,
-        ["test", "-p", "tinygen-tests", "--test", "qemu_contract", "--", "--ignored"],
+        [
+            "test",
+            "-p",
+            "tinygen-tests",
+            "--test",
+            "qemu_contract",
+            "--",
+            "--ignored",
+        ],
     )?;
     println!("\nall checks passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
@@ -269,7 +307,11 @@ fn test(root: &Path) -> Result<()> {
 
 fn build_trainer(root: &Path) -> Result<PathBuf> {
     step("build the trainer (release)");
-    run(root, &cargo(), ["build", "--release", "-p", "tinygen-trainer"])?;
+    run(
+        root,
+        &cargo(),
+        ["build", "--release", "-p", "tinygen-trainer"],
+    )?;
     Ok(root.join("target").join("release").join("tinygen"))
 }
 
@@ -348,7 +390,15 @@ fn decode_log(run: &firmware::FirmwareRun) -> Result<(String, Option<u64>)> {
         .lines()
         .filter(|l| l.contains("instructions per sample"))
         .filter(|l| l.contains("mean"))
-        .filter_map(|l| l.rsplit(':').next()?.trim().split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.rsplit(':')
+                .next()?
+                .trim()
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .next_back();
     Ok((log, mean))
 }
@@ -362,7 +412,9 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
     let out = root.join("out").join("demo");
     std::fs::create_dir_all(&out)?;
 
-    step(&format!("train a VAE for {epochs} epochs on data/mnist-subset"));
+    step(&format!(
+        "train a VAE for {epochs} epochs on data/mnist-subset"
+    ));
     let run_dir = train_vae(&tinygen, root, &out, epochs)?;
 
     step("export f32 and int8 (each evaluated through the runtime on the test set)");
@@ -377,7 +429,8 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
     let seed = 1u64;
     step("build the firmware for the int8 model and sample it on QEMU's Cortex-M4");
     let elf = firmware::build(&i8_file, samples, seed, &out).map_err(anyhow::Error::msg)?;
-    let fw_run = firmware::run_qemu(&elf, &out, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
+    let fw_run =
+        firmware::run_qemu(&elf, &out, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
     let (log, insns) = decode_log(&fw_run)?;
     std::fs::write(out.join("firmware.log"), &log)?;
     let png = out.join("firmware-samples.png");
@@ -421,21 +474,36 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
     };
     println!("\n================ tinygen demo ================");
     println!("run directory              {}", run_dir.display());
-    println!("-ELBO, test set (nats/img) f32 {}  int8 {}", nats(&f32_info), nats(&i8_info));
-    println!("int8 model file            {} bytes", i8_info["flash_bytes"]);
+    println!(
+        "-ELBO, test set (nats/img) f32 {}  int8 {}",
+        nats(&f32_info),
+        nats(&i8_info)
+    );
+    println!(
+        "int8 model file            {} bytes",
+        i8_info["flash_bytes"]
+    );
     println!("firmware flash (all)       {flash} bytes (code + model)");
-    println!("arena                      {} bytes", i8_info["arena_bytes"]);
+    println!(
+        "arena                      {} bytes",
+        i8_info["arena_bytes"]
+    );
     println!("MACs per sample            {}", i8_info["macs_per_sample"]);
     match insns {
         Some(n) => println!("instructions per sample    {n} (Cortex-M4, QEMU -icount)"),
-        None => println!("instructions per sample    not found in the firmware log (see firmware.log)"),
+        None => {
+            println!("instructions per sample    not found in the firmware log (see firmware.log)")
+        }
     }
     println!(
         "QEMU vs host bytes         {}",
         if identical { "identical" } else { "DIFFERENT" }
     );
     println!("firmware samples           {}", png.display());
-    println!("finished in                {:.0} s", t0.elapsed().as_secs_f64());
+    println!(
+        "finished in                {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
     if !identical {
         bail!("the firmware's samples differ from the host runtime's");
     }
@@ -451,7 +519,13 @@ fn models(root: &Path, epochs: usize) -> Result<()> {
     let models = root.join("models");
     std::fs::create_dir_all(&models)?;
     for q in ["f32", "int8"] {
-        export(&tinygen, root, &run_dir, q, &models.join(format!("vae-{q}.tgm")))?;
+        export(
+            &tinygen,
+            root,
+            &run_dir,
+            q,
+            &models.join(format!("vae-{q}.tgm")),
+        )?;
     }
     std::fs::copy(run_dir.join("samples.png"), models.join("vae-samples.png"))?;
     println!("wrote models/vae-f32.tgm, models/vae-int8.tgm, models/vae-samples.png");
@@ -472,12 +546,17 @@ fn bench(root: &Path) -> Result<()> {
     files.sort();
     let mut rows = Vec::new();
     for f in &files {
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         step(&format!("{name}: firmware on QEMU, host sampling"));
         let info = info_json(&tinygen, root, f)?;
         let dir = out.join(&name);
         let elf = firmware::build(f, 4, 1, &dir).map_err(anyhow::Error::msg)?;
-        let fw_run = firmware::run_qemu(&elf, &dir, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
+        let fw_run =
+            firmware::run_qemu(&elf, &dir, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
         let (_, insns) = decode_log(&fw_run)?;
         let flash = elf::flash_bytes(&elf)?;
         let n = 256;

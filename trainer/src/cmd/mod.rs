@@ -2,6 +2,7 @@
 //! and a `run` function. Add a module here and a variant to `main.rs`'s `Command`.
 
 pub mod export;
+pub mod grid;
 pub mod info;
 pub mod sample;
 pub mod train;
