@@ -31,29 +31,49 @@ fn conv_taps(g: &ConvGeom, o: usize, oy: usize, ox: usize, mut f: impl FnMut(usi
     }
 }
 
+/// First kernel tap and first input index of a transposed convolution that
+/// land on output index `o` along one axis: taps `t0, t0 + s, ...` read input
+/// `i0, i0 - 1, ...` (while both stay in range).
+#[inline(always)]
+fn conv_t_first(o: usize, pad: usize, s: usize, k: usize, n: usize) -> (usize, usize) {
+    // Output o receives input i through tap t when i * s + t = o + pad.
+    let op = o + pad;
+    let mut t = op % s;
+    let mut i = op / s;
+    // Skip taps whose input index is past the end.
+    if i >= n {
+        let skip = i - (n - 1);
+        t += skip * s;
+        i = n - 1;
+    }
+    if t >= k {
+        return (k, 0);
+    }
+    (t, i)
+}
+
 /// Calls `f(w_index, x_index)` for every input pixel and tap of a transposed
-/// convolution that lands on output pixel (`o`, `y`, `x`) (gather form: no
-/// scratch accumulator, same order on every target).
+/// convolution that lands on output pixel (`o`, `y`, `x`): the gather form
+/// (no scratch accumulator). Only the taps that hit are visited, stepping by
+/// the stride, so no work is spent on the (s^2 - 1) / s^2 that miss.
 #[inline(always)]
 fn conv_t_taps(g: &ConvGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
-    let s = g.stride as isize;
+    let s = g.stride;
+    let (ky0, iy0) = conv_t_first(y, g.pad, s, g.k, g.in_h);
+    let (kx0, ix0) = conv_t_first(x, g.pad, s, g.k, g.in_w);
     for i in 0..g.in_c {
-        for ky in 0..g.k {
-            let ty = (y + g.pad) as isize - ky as isize;
-            if ty < 0 || ty % s != 0 || ty / s >= g.in_h as isize {
-                continue;
+        let (mut ky, mut iy) = (ky0, iy0 as isize);
+        while ky < g.k && iy >= 0 {
+            let (mut kx, mut ix) = (kx0, ix0 as isize);
+            let wrow = ((i * g.out_c + o) * g.k + ky) * g.k;
+            let xrow = (i * g.in_h + iy as usize) * g.in_w;
+            while kx < g.k && ix >= 0 {
+                f(wrow + kx, xrow + ix as usize);
+                kx += s;
+                ix -= 1;
             }
-            let iy = (ty / s) as usize;
-            for kx in 0..g.k {
-                let tx = (x + g.pad) as isize - kx as isize;
-                if tx < 0 || tx % s != 0 || tx / s >= g.in_w as isize {
-                    continue;
-                }
-                let ix = (tx / s) as usize;
-                let wi = ((i * g.out_c + o) * g.k + ky) * g.k + kx;
-                let xi = (i * g.in_h + iy) * g.in_w + ix;
-                f(wi, xi);
-            }
+            ky += s;
+            iy -= 1;
         }
     }
 }
@@ -235,5 +255,63 @@ mod tests {
         assert_eq!(requantize_i32_i8(-5, 1 << 30, 31, 0, -128, 127), -2);
         assert_eq!(requantize_i32_i8(1000, 1 << 30, 31, 0, -128, 127), 127);
         assert_eq!(requantize_i32_i8(-1000, 1 << 30, 31, 3, 3, 127), 3);
+    }
+
+    /// The obvious scatter form of a transposed convolution, the spec the
+    /// gather kernel must match. Small integer values keep f32 sums exact,
+    /// so any summation order gives the same result.
+    fn conv_t_scatter(x: &[f32], g: &ConvGeom, w: &[f32], out: &mut [f32]) {
+        out.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..g.in_c {
+            for iy in 0..g.in_h {
+                for ix in 0..g.in_w {
+                    for o in 0..g.out_c {
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let y = (iy * g.stride + ky) as isize - g.pad as isize;
+                                let xx = (ix * g.stride + kx) as isize - g.pad as isize;
+                                if y < 0
+                                    || xx < 0
+                                    || y >= g.out_h as isize
+                                    || xx >= g.out_w as isize
+                                {
+                                    continue;
+                                }
+                                out[(o * g.out_h + y as usize) * g.out_w + xx as usize] += w
+                                    [((i * g.out_c + o) * g.k + ky) * g.k + kx]
+                                    * x[(i * g.in_h + iy) * g.in_w + ix];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn conv_transpose_gather_equals_scatter(
+            in_c in 1usize..4, out_c in 1usize..4, h in 1usize..7, w in 1usize..7,
+            k in 1usize..6, stride in 1usize..4, pad in 0usize..3, out_pad in 0usize..3,
+            seed in 0u64..1000,
+        ) {
+            let out_pad = out_pad % stride;
+            let oh = (h as isize - 1) * stride as isize + k as isize + out_pad as isize - 2 * pad as isize;
+            let ow = (w as isize - 1) * stride as isize + k as isize + out_pad as isize - 2 * pad as isize;
+            proptest::prop_assume!(oh > 0 && ow > 0);
+            let g = ConvGeom { in_c, in_h: h, in_w: w, out_c, out_h: oh as usize, out_w: ow as usize, k, stride, pad };
+            let mut r = crate::Rng::new(seed);
+            let mut small = || (r.next_u32() % 7) as f32 - 3.0;
+            let x: std::vec::Vec<f32> = (0..in_c * h * w).map(|_| small()).collect();
+            let wt: std::vec::Vec<f32> = (0..in_c * out_c * k * k).map(|_| small()).collect();
+            let wb: std::vec::Vec<u8> = wt.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let bias = std::vec![0u8; 4 * out_c];
+            let n = out_c * g.out_h * g.out_w;
+            let mut want = std::vec![0f32; n];
+            let mut got = std::vec![0f32; n];
+            conv_t_scatter(&x, &g, &wt, &mut want);
+            conv_transpose2d_f32(&x, &g, F32Le(&wb), &bias, &mut got, false);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
