@@ -325,10 +325,10 @@ pub fn decode(bytes: &[u8]) -> Result<ModelFile<'_>> {
     // The version is a postcard varint right after the magic; read it before
     // the CRC so that a file from a newer tinygen says so, rather than
     // "corrupted".
+    // At least 5 bytes follow the magic, more than a u16 varint needs: a
+    // failure here is a malformed varint, not a short file.
     let (version, _) =
-        postcard::take_from_bytes::<u16>(&bytes[4..]).map_err(|_| Error::FormatTruncated {
-            len: bytes.len() as u32,
-        })?;
+        postcard::take_from_bytes::<u16>(&bytes[4..]).map_err(|_| Error::FormatDecode)?;
     if version != FORMAT_VERSION {
         return Err(Error::FormatVersion { found: version });
     }

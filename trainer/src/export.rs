@@ -193,11 +193,20 @@ impl FloatNet {
     }
 }
 
+/// Owned requantization blobs of one int8 layer.
+struct QuantBlobs {
+    in_zp: i8,
+    out_zp: i8,
+    out_scale: f32,
+    multiplier: Vec<u8>,
+    shift: Vec<u8>,
+}
+
 /// Owned blobs of one exported layer.
 struct Blobs {
     weight: Vec<u8>,
     bias: Vec<u8>,
-    quant: Option<(i8, i8, f32, Vec<u8>, Vec<u8>)>,
+    quant: Option<QuantBlobs>,
 }
 
 /// Ranges of the input and of every layer output over `calib`.
@@ -313,12 +322,17 @@ pub fn export(
                 let mut bias = Vec::with_capacity(ch * 4);
                 let mut mult = Vec::with_capacity(ch * 4);
                 let mut shift = Vec::with_capacity(ch);
-                for c in 0..ch {
-                    let acc_scale = cur.scale as f64 * ws[c] as f64;
-                    let b = (l.bias[c] as f64 / acc_scale)
-                        .round()
-                        .clamp(i32::MIN as f64, i32::MAX as f64) as i32;
-                    bias.extend_from_slice(&b.to_le_bytes());
+                for (c, (&w_scale, &b_real)) in ws.iter().zip(&l.bias).enumerate() {
+                    let acc_scale = cur.scale as f64 * w_scale as f64;
+                    let b = (b_real as f64 / acc_scale).round();
+                    if b.abs() > (1u64 << 30) as f64 {
+                        bail!(
+                            "layer {}: bias {b_real} of channel {c} does not fit the int8 \
+                             accumulator (scale {acc_scale:e}); calibration ranges are degenerate",
+                            blobs.len()
+                        );
+                    }
+                    bias.extend_from_slice(&(b as i32).to_le_bytes());
                     let (m, s) = quantize_multiplier(acc_scale / outq.scale as f64);
                     mult.extend_from_slice(&m.to_le_bytes());
                     shift.push(s);
@@ -326,7 +340,13 @@ pub fn export(
                 blobs.push(Blobs {
                     weight: w,
                     bias,
-                    quant: Some((cur.zero_point, outq.zero_point, outq.scale, mult, shift)),
+                    quant: Some(QuantBlobs {
+                        in_zp: cur.zero_point,
+                        out_zp: outq.zero_point,
+                        out_scale: outq.scale,
+                        multiplier: mult,
+                        shift,
+                    }),
                 });
                 cur = outq;
             }
@@ -347,12 +367,12 @@ pub fn export(
             act: l.act,
             weight: &b.weight,
             bias: &b.bias,
-            quant: b.quant.as_ref().map(|(i, o, s, m, sh)| LayerQuant {
-                in_zp: *i,
-                out_zp: *o,
-                out_scale: *s,
-                multiplier: m,
-                shift: sh,
+            quant: b.quant.as_ref().map(|q| LayerQuant {
+                in_zp: q.in_zp,
+                out_zp: q.out_zp,
+                out_scale: q.out_scale,
+                multiplier: &q.multiplier,
+                shift: &q.shift,
             }),
         };
         if layers.push(layer).is_err() {

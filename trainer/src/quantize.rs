@@ -21,10 +21,14 @@ pub struct QuantParams {
 }
 
 /// Asymmetric int8 parameters covering `[lo, hi]` (widened to contain 0).
+///
+/// A range narrower than 1e-6 (a tensor that was always 0 on the calibration
+/// set, e.g. a dead ReLU layer) gets the range [lo, lo + 1]: its values are
+/// still exact, and the next layer's bias and multiplier stay representable.
 pub fn range_params(lo: f32, hi: f32) -> QuantParams {
     let lo = lo.min(0.0) as f64;
     let hi = hi.max(0.0) as f64;
-    let span = (hi - lo).max(1e-8);
+    let span = if hi - lo < 1e-6 { 1.0 } else { hi - lo };
     let scale = span / 255.0;
     let zp = (-128.0 - lo / scale).round().clamp(-128.0, 127.0);
     QuantParams {
@@ -107,11 +111,10 @@ pub fn quantize_weights(
     }
     let mut q = vec![0u8; w.len()];
     for o in 0..outer {
-        for c in 0..channels {
+        for (c, &scale) in scales.iter().enumerate() {
             for i in 0..inner {
                 let k = idx(o, c, i);
-                let v = (w[k] / scales[c]).round().clamp(-127.0, 127.0) as i8;
-                q[k] = v as u8;
+                q[k] = (w[k] / scale).round().clamp(-127.0, 127.0) as i8 as u8;
             }
         }
     }

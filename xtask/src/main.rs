@@ -393,7 +393,6 @@ fn decode_log(run: &firmware::FirmwareRun) -> Result<(String, Option<u64>)> {
         .filter_map(|l| {
             l.rsplit(':')
                 .next()?
-                .trim()
                 .split_whitespace()
                 .next()?
                 .parse()

@@ -119,14 +119,18 @@ impl<'m, 'a> Decoder<'m, 'a> {
             DType::I8 => {
                 let (a, b) = arena::split_i8(plan, self.arena);
                 let src = if matches!(out, Out::A) { a } else { b };
-                let q = f
+                // The output's quantization is the last quantized layer's (a
+                // reshape keeps its input's), or the input's if none is.
+                let (scale, zp) = f
                     .decoder
                     .layers
-                    .last()
-                    .and_then(|l| l.quant)
+                    .iter()
+                    .rev()
+                    .find_map(|l| l.quant.map(|q| (q.out_scale, q.out_zp)))
+                    .or(f.decoder.input_q.map(|q| (q.scale, q.zero_point)))
                     .ok_or(Error::FormatBadValue { layer: u16::MAX })?;
                 for (d, &v) in logits.iter_mut().zip(src.iter()) {
-                    *d = q.out_scale * (v as i32 - q.out_zp as i32) as f32;
+                    *d = scale * (v as i32 - zp as i32) as f32;
                 }
             }
         }

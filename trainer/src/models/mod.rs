@@ -14,6 +14,7 @@
 //! # candle_core::Result::Ok(())
 //! ```
 
+pub mod conv;
 pub mod vae;
 
 use std::sync::Mutex;

@@ -1,0 +1,812 @@
+//! Damaged and hostile model files: `Model::load` returns the right typed
+//! error and never panics; whatever it accepts, the samplers run without
+//! panicking.
+//!
+//! Files under test: a freshly initialized VAE (latent 4) exported by the
+//! trainer in f32 and int8, and the hand-built golden files of
+//! `format_golden.rs`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use candle_core::Device;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
+use tinygen_runtime::format::{
+    self, Act, DType, Head, Layer, Meta, ModelFile, ModelKind, Net, Op, Shape, FORMAT_VERSION,
+    MAGIC, MAX_LATENT,
+};
+use tinygen_runtime::{Decoder, Error, Model, Rng};
+use tinygen_tests::{f32_le, i32_le, AlignedBuf};
+use tinygen_trainer::export::{export, vae_decoder_net, ExportMeta, Quant};
+use tinygen_trainer::models::standard_normal;
+use tinygen_trainer::models::vae::{Vae, VaeConfig};
+
+const TINY_F32: &[u8] = include_bytes!("../fixtures/tiny_f32.tgm");
+const TINY_I8: &[u8] = include_bytes!("../fixtures/tiny_i8.tgm");
+
+/// A freshly initialized VAE's decoder exported as `quant`, built once.
+fn vae_file(quant: Quant) -> &'static [u8] {
+    static F32: OnceLock<Vec<u8>> = OnceLock::new();
+    static I8: OnceLock<Vec<u8>> = OnceLock::new();
+    let cell = match quant {
+        Quant::F32 => &F32,
+        Quant::Int8 => &I8,
+        Quant::F16 => unreachable!("not used here"),
+    };
+    cell.get_or_init(|| {
+        let vae = Vae::new(VaeConfig { latent: 4 }, 11, &Device::Cpu).unwrap();
+        let net = vae_decoder_net(&vae).unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        let calib = standard_normal(&mut rng, (64, 4), &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let meta = ExportMeta {
+            kind: ModelKind::Vae,
+            image: Shape { c: 1, h: 28, w: 28 },
+            latent: 4,
+            data: "untrained".into(),
+            figures: vec![("x".into(), 1.0)],
+        };
+        export(&net, &meta, quant, &calib).unwrap()
+    })
+}
+
+fn files() -> [(&'static str, &'static [u8]); 4] {
+    [
+        ("tiny_f32", TINY_F32),
+        ("tiny_i8", TINY_I8),
+        ("vae_i8", vae_file(Quant::Int8)),
+        ("vae_f32", vae_file(Quant::F32)),
+    ]
+}
+
+/// `Model::load`, with any panic turned into a test failure naming `what`.
+fn load(bytes: &[u8], what: &str) -> Result<(), Error> {
+    match catch_unwind(|| Model::load(bytes).map(|_| ())) {
+        Ok(r) => r,
+        Err(_) => panic!("{what}: Model::load panicked"),
+    }
+}
+
+fn load_err(bytes: &[u8], what: &str) -> Error {
+    match load(bytes, what) {
+        Ok(()) => panic!("{what}: a damaged file loaded"),
+        Err(e) => e,
+    }
+}
+
+/// The CRC error a file with this (wrong) trailer must give.
+fn crc_error(bytes: &[u8]) -> Error {
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    Error::FormatCrc {
+        stored: u32::from_le_bytes(crc.try_into().unwrap()),
+        computed: tinygen_runtime::crc32(body),
+    }
+}
+
+/// `body` followed by its correct CRC.
+fn with_crc(body: &[u8]) -> Vec<u8> {
+    let mut v = body.to_vec();
+    v.extend_from_slice(&tinygen_runtime::crc32(body).to_le_bytes());
+    v
+}
+
+fn encode(f: &ModelFile<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 1 << 20];
+    format::encode(f, &mut buf).unwrap().to_vec()
+}
+
+/// Decodes `base`, lets `change` edit the file, and encodes it again with a
+/// correct CRC.
+fn mutated<'a>(base: &'a [u8], change: impl FnOnce(&mut ModelFile<'a>)) -> Vec<u8> {
+    let mut f = format::decode(base).unwrap();
+    change(&mut f);
+    encode(&f)
+}
+
+// ---------------------------------------------------------------------------
+// Truncation, bit flips, byte overwrites.
+
+/// Prefix lengths to try: every one, except for the 90 kB f32 VAE (every
+/// CRC costs a pass over the prefix), where every one of the first and last
+/// 2 kB and every 61st in between (the int8 VAE covers every length of the
+/// same structure).
+fn cut_points(name: &str, len: usize) -> Vec<usize> {
+    if name != "vae_f32" {
+        return (0..len).collect();
+    }
+    (0..len)
+        .filter(|&n| n < 2048 || n + 2048 > len || n % 61 == 0)
+        .collect()
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for (name, file) in files() {
+        assert!(load(file, name).is_ok(), "{name} must load whole");
+        for len in cut_points(name, file.len()) {
+            let cut = &file[..len];
+            let what = format!("{name} cut to {len} bytes");
+            let e = load_err(cut, &what);
+            if len < format::MIN_FILE_BYTES {
+                assert_eq!(e, Error::FormatTruncated { len: len as u32 }, "{what}");
+            } else {
+                // Its last four bytes are read as the CRC, and do not match.
+                assert_eq!(e, crc_error(cut), "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_truncated_body_with_a_valid_crc_is_an_error() {
+    // The CRC is recomputed, so postcard itself meets the cut.
+    for (name, file) in files() {
+        let body = &file[..file.len() - 4];
+        for len in cut_points(name, body.len()) {
+            let cut = with_crc(&body[..len]);
+            let what = format!("{name} body cut to {len} bytes, CRC fixed");
+            let e = load_err(&cut, &what);
+            match len {
+                0..=4 => assert!(
+                    matches!(e, Error::FormatTruncated { .. } | Error::FormatBadMagic),
+                    "{what}: {e:?}"
+                ),
+                _ => assert_eq!(e, Error::FormatDecode, "{what}"),
+            }
+        }
+    }
+}
+
+/// The error a single changed byte at `pos` (new value `v`) must give: the
+/// magic is checked first, then the version (a varint read before the CRC,
+/// so that a newer file says so), then the CRC, which catches every error
+/// burst of up to 32 bits, so every single byte.
+fn expected_after_change(orig: &[u8], changed: &[u8], pos: usize) -> Error {
+    match pos {
+        0..=3 => Error::FormatBadMagic,
+        4 => {
+            let v = changed[4] as u16;
+            // Version 1 is one varint byte; with the continuation bit set the
+            // next byte (the model kind, < 0x80) completes it.
+            assert!(orig[5] < 0x80);
+            let found = if v < 0x80 {
+                v
+            } else {
+                (v & 0x7f) | (orig[5] as u16) << 7
+            };
+            Error::FormatVersion { found }
+        }
+        _ => crc_error(changed),
+    }
+}
+
+#[test]
+fn bit_flips_are_caught() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut count = 0;
+    for (name, file) in files() {
+        // Every bit of the header and the CRC, then random bits elsewhere.
+        let n = file.len();
+        let mut positions: Vec<usize> = (0..9).chain(n - 4..n).collect();
+        positions.extend((0..1500).map(|_| rng.random_range(0..n)));
+        for pos in positions {
+            for bit in 0..8 {
+                if pos >= 9 && pos < n - 4 && rng.random_range(0..8) != 0 {
+                    continue; // about one random bit per random position
+                }
+                let mut b = file.to_vec();
+                b[pos] ^= 1 << bit;
+                let what = format!("{name}: bit {bit} of byte {pos} flipped");
+                assert_eq!(
+                    load_err(&b, &what),
+                    expected_after_change(file, &b, pos),
+                    "{what}"
+                );
+                count += 1;
+            }
+        }
+    }
+    assert!(count > 4000, "{count} flips");
+}
+
+#[test]
+fn byte_overwrites_are_caught() {
+    let mut rng = StdRng::seed_from_u64(2);
+    for (name, file) in files() {
+        for _ in 0..1500 {
+            let pos = rng.random_range(0..file.len());
+            let v = loop {
+                let v: u8 = rng.random();
+                if v != file[pos] {
+                    break v;
+                }
+            };
+            let mut b = file.to_vec();
+            b[pos] = v;
+            let what = format!("{name}: byte {pos} set to {v:#04x}");
+            assert_eq!(
+                load_err(&b, &what),
+                expected_after_change(file, &b, pos),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_version_and_magic() {
+    for (name, file) in files() {
+        for version in [0, 2, FORMAT_VERSION + 1, 300, u16::MAX] {
+            let b = mutated(file, |f| f.version = version);
+            let what = format!("{name} version {version}");
+            assert_eq!(
+                load_err(&b, &what),
+                Error::FormatVersion { found: version },
+                "{what}"
+            );
+        }
+        for magic in [*b"TGM\x01", *b"GGUF", [0; 4], *b"tgm\0"] {
+            let b = mutated(file, |f| f.magic = magic);
+            assert_eq!(
+                load_err(&b, name),
+                Error::FormatBadMagic,
+                "{name} {magic:?}"
+            );
+        }
+    }
+    assert_eq!(load_err(&[0; 9], "zeros"), Error::FormatBadMagic);
+    assert_eq!(
+        load_err(b"TGM\0\x01\0\0\0", "8 bytes"),
+        Error::FormatTruncated { len: 8 }
+    );
+    // A version varint that never ends is malformed, not short.
+    assert_eq!(
+        load_err(b"TGM\0\xff\xff\xff\xff\xff", "endless varint"),
+        Error::FormatDecode
+    );
+}
+
+#[test]
+fn trailing_bytes() {
+    for (name, file) in files() {
+        let mut body = file[..file.len() - 4].to_vec();
+        body.push(0);
+        assert_eq!(
+            load_err(&with_crc(&body), name),
+            Error::FormatTrailingBytes,
+            "{name}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Files that pass the CRC but hold wrong values.
+
+fn expect(bytes: &[u8], want: Error, what: &str) {
+    assert_eq!(load_err(bytes, what), want, "{what}");
+}
+
+#[test]
+fn shapes_that_do_not_chain() {
+    for q in [Quant::F32, Quant::Int8] {
+        let file = vae_file(q);
+        // Layers: 0 dense 4->1568 ReLU, 1 reshape (32,7,7), 2 up1 32->16, 3 up2 16->1.
+        let m = mutated(file, |f| {
+            f.decoder.layers[1].op = Op::Reshape(Shape { c: 32, h: 7, w: 8 })
+        });
+        expect(&m, Error::PlanShapeMismatch { layer: 1 }, "reshape count");
+        let m = mutated(file, |f| {
+            if let Op::ConvTranspose2d { in_c, .. } = &mut f.decoder.layers[2].op {
+                *in_c = 31;
+            }
+        });
+        expect(&m, Error::PlanShapeMismatch { layer: 2 }, "up1 in_c");
+        let m = mutated(file, |f| {
+            f.decoder.layers[0].op = Op::Dense { inp: 5, out: 1568 }
+        });
+        expect(&m, Error::PlanShapeMismatch { layer: 0 }, "dense inp");
+        let m = mutated(file, |f| {
+            f.decoder.layers[0].op = Op::Dense { inp: 4, out: 0 }
+        });
+        expect(&m, Error::PlanShapeMismatch { layer: 0 }, "dense out 0");
+        let m = mutated(file, |f| {
+            if let Op::ConvTranspose2d { stride, .. } = &mut f.decoder.layers[3].op {
+                *stride = 0;
+            }
+        });
+        expect(&m, Error::PlanShapeMismatch { layer: 3 }, "stride 0");
+        let m = mutated(file, |f| {
+            if let Op::ConvTranspose2d { out_pad, .. } = &mut f.decoder.layers[3].op {
+                *out_pad = 2; // must be below the stride (2)
+            }
+        });
+        expect(
+            &m,
+            Error::PlanShapeMismatch { layer: 3 },
+            "out_pad >= stride",
+        );
+        let m = mutated(file, |f| {
+            if let Op::ConvTranspose2d { k, .. } = &mut f.decoder.layers[3].op {
+                *k = 0;
+            }
+        });
+        expect(&m, Error::PlanShapeMismatch { layer: 3 }, "kernel 0");
+        // Layers that chain but end elsewhere than the image.
+        let m = mutated(file, |f| f.meta.image = Shape { c: 1, h: 28, w: 27 });
+        expect(&m, Error::PlanOutputShape, "image shape");
+        let m = mutated(file, |f| f.decoder.head = Head::Raw);
+        expect(&m, Error::PlanOutputShape, "raw head on a VAE");
+        let m = mutated(file, |f| f.meta.latent = 5);
+        expect(&m, Error::PlanInput, "latent != input");
+        let m = mutated(file, |f| f.meta.latent = 0);
+        expect(&m, Error::PlanInput, "latent 0");
+        let m = mutated(file, |f| f.meta.latent = MAX_LATENT as u16 + 1);
+        expect(&m, Error::PlanInput, "latent > MAX_LATENT");
+        let m = mutated(file, |f| f.decoder.input = Shape { c: 0, h: 1, w: 1 });
+        expect(&m, Error::PlanInput, "empty input");
+    }
+}
+
+#[test]
+fn blobs_of_the_wrong_size() {
+    for (q, wbytes) in [(Quant::F32, 4), (Quant::Int8, 1)] {
+        let file = vae_file(q);
+        let f = format::decode(file).unwrap();
+        for l in [0usize, 2, 3] {
+            let w = f.decoder.layers[l].weight;
+            let b = f.decoder.layers[l].bias;
+            let what = format!("{q:?} layer {l}");
+            let m = mutated(file, |f| f.decoder.layers[l].weight = &w[..w.len() - 1]);
+            expect(
+                &m,
+                Error::FormatBlobSize { layer: l as u16 },
+                &format!("{what} weight -1 byte"),
+            );
+            let m = mutated(file, |f| {
+                f.decoder.layers[l].weight = &w[..w.len() - wbytes]
+            });
+            expect(
+                &m,
+                Error::FormatBlobSize { layer: l as u16 },
+                &format!("{what} weight -1 value"),
+            );
+            let m = mutated(file, |f| f.decoder.layers[l].bias = &b[..b.len() - 1]);
+            expect(
+                &m,
+                Error::FormatBlobSize { layer: l as u16 },
+                &format!("{what} bias -1 byte"),
+            );
+        }
+        let w = f.decoder.layers[0].weight;
+        let m = mutated(file, |f| f.decoder.layers[1].weight = &w[..4]);
+        expect(
+            &m,
+            Error::FormatBlobSize { layer: 1 },
+            "weights on a reshape",
+        );
+    }
+}
+
+#[test]
+fn int8_values_out_of_range() {
+    let file = vae_file(Quant::Int8);
+    let f = format::decode(file).unwrap();
+    let channels = [1568usize, 0, 16, 1];
+    for l in [0usize, 2, 3] {
+        let q = f.decoder.layers[l].quant.unwrap();
+        let n = channels[l];
+        let bad = Error::FormatBadValue { layer: l as u16 };
+        for s in [0u8, 63, 255] {
+            let mut shift = q.shift.to_vec();
+            shift[n - 1] = s;
+            let m = mutated(file, |f| {
+                f.decoder.layers[l].quant.as_mut().unwrap().shift = &shift
+            });
+            expect(&m, bad, &format!("layer {l} shift {s}"));
+        }
+        for s in [1u8, 62] {
+            // The ends of the allowed range load.
+            let shift = vec![s; n];
+            let m = mutated(file, |f| {
+                f.decoder.layers[l].quant.as_mut().unwrap().shift = &shift
+            });
+            assert_eq!(load(&m, "shift bounds"), Ok(()), "layer {l} shift {s}");
+        }
+        let mut mult = q.multiplier.to_vec();
+        mult[..4].copy_from_slice(&(-1i32).to_le_bytes());
+        let m = mutated(file, |f| {
+            f.decoder.layers[l].quant.as_mut().unwrap().multiplier = &mult
+        });
+        expect(&m, bad, &format!("layer {l} negative multiplier"));
+        let short = &q.shift[..n - 1];
+        let m = mutated(file, |f| {
+            f.decoder.layers[l].quant.as_mut().unwrap().shift = short
+        });
+        expect(
+            &m,
+            Error::FormatBlobSize { layer: l as u16 },
+            "short shifts",
+        );
+        for s in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            let m = mutated(file, |f| {
+                f.decoder.layers[l].quant.as_mut().unwrap().out_scale = s
+            });
+            expect(&m, bad, &format!("layer {l} out_scale {s}"));
+        }
+        let m = mutated(file, |f| f.decoder.layers[l].quant = None);
+        expect(&m, bad, &format!("layer {l} without quantization"));
+    }
+    let mut q = f.decoder.input_q.unwrap();
+    q.scale = 0.0;
+    let m = mutated(file, |f| f.decoder.input_q = Some(q));
+    expect(
+        &m,
+        Error::FormatBadValue { layer: u16::MAX },
+        "input scale 0",
+    );
+    let m = mutated(file, |f| f.decoder.input_q = None);
+    expect(
+        &m,
+        Error::FormatBadValue { layer: u16::MAX },
+        "no input quantization",
+    );
+    let lut = [0u8; 255];
+    let m = mutated(file, |f| f.decoder.head = Head::SigmoidLut(&lut));
+    expect(
+        &m,
+        Error::FormatBadValue { layer: u16::MAX },
+        "255-entry table",
+    );
+    let m = mutated(file, |f| f.decoder.head = Head::Sigmoid);
+    expect(
+        &m,
+        Error::FormatBadValue { layer: u16::MAX },
+        "float head on int8",
+    );
+    // An int8 file relabelled f32: its blobs are a quarter of the size.
+    let m = mutated(file, |f| f.dtype = DType::F32);
+    assert!(load(&m, "relabelled").is_err());
+
+    // Quantization on a float file.
+    let f32file = vae_file(Quant::F32);
+    let quant = f.decoder.layers[3].quant;
+    let m = mutated(f32file, |f| f.decoder.layers[3].quant = quant);
+    expect(
+        &m,
+        Error::FormatBadValue { layer: 3 },
+        "quantization in an f32 file",
+    );
+}
+
+/// A minimal VAE decoder with a latent of `latent`: dense latent -> 16,
+/// reshaped to the 1x4x4 image.
+fn dense_vae(latent: u16, w: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut layers = heapless::Vec::new();
+    layers
+        .push(Layer {
+            op: Op::Dense {
+                inp: latent,
+                out: 16,
+            },
+            act: Act::None,
+            weight: w,
+            bias: b,
+            quant: None,
+        })
+        .unwrap();
+    layers
+        .push(Layer {
+            op: Op::Reshape(Shape { c: 1, h: 4, w: 4 }),
+            act: Act::None,
+            weight: &[],
+            bias: &[],
+            quant: None,
+        })
+        .unwrap();
+    encode(&ModelFile {
+        magic: MAGIC,
+        version: FORMAT_VERSION,
+        kind: ModelKind::Vae,
+        dtype: DType::F32,
+        meta: Meta {
+            image: Shape { c: 1, h: 4, w: 4 },
+            latent,
+            data: "",
+            figures: heapless::Vec::new(),
+        },
+        decoder: Net {
+            input: Shape {
+                c: latent,
+                h: 1,
+                w: 1,
+            },
+            input_q: None,
+            layers,
+            head: Head::Sigmoid,
+        },
+    })
+}
+
+#[test]
+fn latent_limit() {
+    let max = MAX_LATENT as u16;
+    for (latent, ok) in [(max, true), (max + 1, false)] {
+        let w = f32_le(&vec![0.01; latent as usize * 16]);
+        let b = f32_le(&[0.0; 16]);
+        let bytes = dense_vae(latent, &w, &b);
+        if ok {
+            let model = Model::load(&bytes).unwrap();
+            let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+            let mut dec = Decoder::new(&model, arena.bytes()).unwrap();
+            let mut px = [0u8; 16];
+            dec.sample(&mut Rng::new(1), &mut px).unwrap();
+        } else {
+            expect(&bytes, Error::PlanInput, "latent above MAX_LATENT");
+        }
+    }
+}
+
+#[test]
+fn arenas() {
+    // Plans by hand. f32: A holds the input (4) and up1's output (16x14x14),
+    // B dense's output (1568) and up2's (784), 4 bytes each. int8: 1 byte.
+    for (q, need) in [
+        (Quant::F32, 4 * (16 * 14 * 14) + 4 * 1568),
+        (Quant::Int8, 16 * 14 * 14 + 1568),
+    ] {
+        let model = Model::load(vae_file(q)).unwrap();
+        assert_eq!(model.arena_bytes(), need as u32, "{q:?}");
+        let mut buf = AlignedBuf::new(need);
+        let small = &mut buf.bytes()[..need - 1];
+        assert_eq!(
+            Decoder::new(&model, small).err(),
+            Some(Error::PlanArenaTooSmall {
+                need: need as u32,
+                have: need as u32 - 1
+            })
+        );
+        assert_eq!(
+            Decoder::new(&model, &mut []).err(),
+            Some(Error::PlanArenaTooSmall {
+                need: need as u32,
+                have: 0
+            })
+        );
+        let mut buf = AlignedBuf::new(need + 4);
+        assert_eq!(
+            Decoder::new(&model, buf.misaligned()).err(),
+            Some(Error::PlanArenaMisaligned)
+        );
+        let mut buf = AlignedBuf::new(need);
+        let mut dec = Decoder::new(&model, buf.bytes()).unwrap();
+        let mut px = vec![0u8; 784];
+        assert_eq!(
+            dec.decode(&[0.0; 3], &mut px),
+            Err(Error::CallBufferLen {
+                expected: 4,
+                found: 3
+            })
+        );
+        assert_eq!(
+            dec.decode(&[0.0; 4], &mut px[..783]),
+            Err(Error::CallBufferLen {
+                expected: 784,
+                found: 783
+            })
+        );
+        let mut logits = vec![0f32; 785];
+        assert_eq!(
+            dec.decode_logits(&[0.0; 4], &mut logits),
+            Err(Error::CallBufferLen {
+                expected: 784,
+                found: 785
+            })
+        );
+        dec.decode(&[0.0; 4], &mut px).unwrap();
+    }
+    // Not a decoder model.
+    let m = mutated(vae_file(Quant::F32), |f| f.kind = ModelKind::PixelCnn);
+    let model = Model::load(&m).unwrap();
+    let mut buf = AlignedBuf::new(model.arena_bytes() as usize);
+    assert_eq!(
+        Decoder::new(&model, buf.bytes()).err(),
+        Some(Error::CallUnsupported)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Fuzz-ish: nothing panics.
+
+/// Loads `bytes`; if the runtime accepts them, samples through them. Neither
+/// may panic. Returns whether the file loaded.
+fn load_and_run(bytes: &[u8]) -> bool {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let Ok(model) = Model::load(bytes) else {
+            return false;
+        };
+        let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+        if let Ok(mut dec) = Decoder::new(&model, arena.bytes()) {
+            let mut px = vec![0u8; dec.image_len()];
+            let mut logits = vec![0f32; dec.image_len()];
+            let z = vec![0.5f32; dec.latent_len()];
+            dec.sample(&mut Rng::new(3), &mut px).unwrap();
+            dec.decode_logits(&z, &mut logits).unwrap();
+        }
+        true
+    }));
+    r.unwrap_or_else(|_| panic!("panicked on a {}-byte file", bytes.len()))
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Set(usize, u8),
+    Flip(usize, u8),
+    Insert(usize, u8),
+    Remove(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(p, v)| Mutation::Set(p, v)),
+        (any::<usize>(), 0..8u8).prop_map(|(p, b)| Mutation::Flip(p, b)),
+        (any::<usize>(), any::<u8>()).prop_map(|(p, v)| Mutation::Insert(p, v)),
+        any::<usize>().prop_map(Mutation::Remove),
+    ]
+}
+
+fn apply(body: &mut Vec<u8>, m: &Mutation) {
+    if body.is_empty() {
+        return;
+    }
+    let n = body.len();
+    match *m {
+        Mutation::Set(p, v) => body[p % n] = v,
+        Mutation::Flip(p, b) => body[p % n] ^= 1 << b,
+        Mutation::Insert(p, v) => body.insert(p % (n + 1), v),
+        Mutation::Remove(p) => {
+            body.remove(p % n);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        prop_assert!(!load_and_run(&bytes));
+    }
+
+    #[test]
+    fn random_bodies_with_a_header_and_a_valid_crc_never_panic(
+        body in prop::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let mut b = MAGIC.to_vec();
+        b.push(FORMAT_VERSION as u8);
+        b.extend_from_slice(&body);
+        load_and_run(&with_crc(&b));
+    }
+
+    #[test]
+    fn mutations_with_a_valid_crc_never_panic(
+        which in 0..3usize,
+        muts in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8)][which];
+        let mut body = file[..file.len() - 4].to_vec();
+        for m in &muts {
+            apply(&mut body, m);
+        }
+        load_and_run(&with_crc(&body));
+    }
+}
+
+#[test]
+fn many_mutations_with_a_valid_crc() {
+    // The same as the property above, counted: both outcomes must occur, so
+    // the sampling path really runs on damaged files that pass validation.
+    let mut rng = StdRng::seed_from_u64(9);
+    let (mut loaded, mut rejected) = (0, 0);
+    for i in 0..1500 {
+        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8)][i % 3];
+        let mut body = file[..file.len() - 4].to_vec();
+        for _ in 0..rng.random_range(1..4) {
+            let p = rng.random::<u32>() as usize;
+            let m = match rng.random_range(0..4) {
+                0 => Mutation::Set(p, rng.random()),
+                1 => Mutation::Flip(p, rng.random_range(0..8)),
+                2 => Mutation::Insert(p, rng.random()),
+                _ => Mutation::Remove(p),
+            };
+            apply(&mut body, &m);
+        }
+        if load_and_run(&with_crc(&body)) {
+            loaded += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    assert!(
+        loaded > 100 && rejected > 100,
+        "{loaded} loaded, {rejected} rejected"
+    );
+}
+
+#[test]
+fn mutated_weights_still_sample() {
+    // Weight bytes are free-form: any value loads, and NaN/inf weights
+    // sample without panicking (pixels saturate, NaN maps to 0).
+    let file = vae_file(Quant::F32);
+    let nan = f32_le(&vec![f32::NAN; 16 * 16]);
+    let big = i32_le(&[i32::MAX]);
+    let m = mutated(file, |f| {
+        f.decoder.layers[3].weight = &nan;
+        f.decoder.layers[3].bias = &big; // bias as bits of a NaN f32
+    });
+    assert!(load_and_run(&m));
+}
+
+#[test]
+fn a_trailing_reshape_keeps_its_input_quantization() {
+    // A reshape carries no quantization of its own: an int8 network that
+    // ends in one dequantizes its logits with the last quantized layer's.
+    for file in [TINY_I8, vae_file(Quant::Int8)] {
+        let f = format::decode(file).unwrap();
+        let image = f.meta.image;
+        let plain = Model::load(file).unwrap();
+        let m = mutated(file, |f| {
+            f.decoder
+                .layers
+                .push(Layer {
+                    op: Op::Reshape(image),
+                    act: Act::None,
+                    weight: &[],
+                    bias: &[],
+                    quant: None,
+                })
+                .unwrap();
+        });
+        let model = Model::load(&m).unwrap();
+        let z = vec![0.25f32; f.meta.latent as usize];
+        let n = image.numel() as usize;
+        let mut want = vec![0f32; n];
+        let mut got = vec![0f32; n];
+        let mut arena = AlignedBuf::new(plain.arena_bytes() as usize);
+        Decoder::new(&plain, arena.bytes())
+            .unwrap()
+            .decode_logits(&z, &mut want)
+            .unwrap();
+        let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+        Decoder::new(&model, arena.bytes())
+            .unwrap()
+            .decode_logits(&z, &mut got)
+            .unwrap();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn an_int8_network_without_layers_dequantizes_with_its_input() {
+    // Input = output: the logits are the quantized latent, read back with
+    // the input's scale and zero point.
+    let f = format::decode(TINY_I8).unwrap();
+    let m = mutated(TINY_I8, |f| {
+        f.decoder.layers.clear();
+        f.decoder.input = Shape { c: 1, h: 1, w: 2 };
+        f.meta.image = Shape { c: 1, h: 1, w: 2 };
+    });
+    let model = Model::load(&m).unwrap();
+    let q = f.decoder.input_q.unwrap();
+    let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+    let mut dec = Decoder::new(&model, arena.bytes()).unwrap();
+    let z = [3.0 * q.scale, -5.0 * q.scale];
+    let mut logits = [0f32; 2];
+    dec.decode_logits(&z, &mut logits).unwrap();
+    assert_eq!(logits, z);
+    let mut px = [0u8; 2];
+    dec.decode(&z, &mut px).unwrap();
+}

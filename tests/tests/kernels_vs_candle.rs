@@ -1,0 +1,682 @@
+//! The runtime's reference kernels against candle.
+//!
+//! Every case (a proptest draw or a named edge case) runs the same checks:
+//!
+//! - **f32** (`F32Le` weights): against candle in f32, [`Approximation::Close`].
+//! - **f16** (`F16Le` weights): against candle on the f16-rounded weights,
+//!   [`Approximation::F16`]; and against candle on the *unrounded* weights
+//!   within the derived bound `2⁻¹¹·Σ|w||x| + 2⁻²⁵·Σ|x| + Close`: rounding to
+//!   f16 moves a normal weight by at most half an ulp, `2⁻¹¹·|w|`, and a
+//!   subnormal one (`|w| < 2⁻¹⁴`) by at most `2⁻²⁵`; the error of a sum of
+//!   products is at most the sum of those moves times `|x|`, and ReLU is
+//!   1-Lipschitz. `Σ|w||x|` is candle's own convolution of `|x|` by `|w|`.
+//! - **int8** (weights quantized per output channel by the trainer's
+//!   `quantize_weights`, input and output per tensor by `range_params` over
+//!   the case's own values, multipliers by `quantize_multiplier`, bias as the
+//!   exporter does):
+//!   - [`Approximation::Exact`] against an integer re-implementation: the
+//!     accumulator is candle's f64 convolution of `(q - zp)` by the int8
+//!     weights (every product and partial sum is an integer below 2⁵³, so
+//!     f64 is exact), plus the i32 bias, then requantized in i128 with
+//!     floor division (the runtime uses an arithmetic shift on i64);
+//!   - against the float oracle (candle, f64, unquantized values) in output
+//!     steps, within `QuantStep(1)` plus the quantization error of the
+//!     accumulator, derived below in [`int8_bound`].
+
+use candle_core::{DType, Device, Tensor};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tinygen_runtime::kernels::{self, ConvGeom, F16Le, F32Le, FloatWeights, RequantI8};
+use tinygen_tests::{
+    add_channel_bias, assert_close, assert_within, chw, conv_t_weight, conv_weight, dense_weight,
+    f16_le, f16_round, f32_le, i32_le, nchw, Approximation,
+};
+use tinygen_trainer::quantize::{quantize, quantize_multiplier, quantize_weights, range_params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dense,
+    Conv,
+    ConvT,
+}
+
+/// One kernel call: geometry and values. For `Dense`, `in_c * h * w` is the
+/// number of input features (the runtime flattens its input) and `k`,
+/// `stride`, `pad`, `out_pad` are unused.
+#[derive(Debug, Clone)]
+struct Case {
+    kind: Kind,
+    in_c: usize,
+    out_c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    out_pad: usize,
+    relu: bool,
+    x: Vec<f32>,
+    wt: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Case {
+    fn n_in(&self) -> usize {
+        self.in_c * self.h * self.w
+    }
+
+    fn out_hw(&self) -> (usize, usize) {
+        let (k, s, p) = (self.k, self.stride, self.pad);
+        match self.kind {
+            Kind::Dense => (1, 1),
+            Kind::Conv => ((self.h + 2 * p - k) / s + 1, (self.w + 2 * p - k) / s + 1),
+            Kind::ConvT => (
+                (self.h - 1) * s + k + self.out_pad - 2 * p,
+                (self.w - 1) * s + k + self.out_pad - 2 * p,
+            ),
+        }
+    }
+
+    fn n_out(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.out_c * oh * ow
+    }
+
+    fn n_weights(&self) -> usize {
+        match self.kind {
+            Kind::Dense => self.out_c * self.n_in(),
+            Kind::Conv | Kind::ConvT => self.out_c * self.in_c * self.k * self.k,
+        }
+    }
+
+    /// Output channel of every output element.
+    fn channel_of(&self, i: usize) -> usize {
+        let (oh, ow) = self.out_hw();
+        i / (oh * ow)
+    }
+
+    /// The weight layout as `quantize_weights` sees it: (outer, channels, inner).
+    fn weight_blocks(&self) -> (usize, usize, usize) {
+        match self.kind {
+            Kind::Dense => (1, self.out_c, self.n_in()),
+            Kind::Conv => (1, self.out_c, self.in_c * self.k * self.k),
+            Kind::ConvT => (self.in_c, self.out_c, self.k * self.k),
+        }
+    }
+
+    fn geom(&self) -> ConvGeom {
+        let (out_h, out_w) = self.out_hw();
+        ConvGeom {
+            in_c: self.in_c,
+            in_h: self.h,
+            in_w: self.w,
+            out_c: self.out_c,
+            out_h,
+            out_w,
+            k: self.k,
+            stride: self.stride,
+            pad: self.pad,
+        }
+    }
+
+    /// candle's `bias + op(x, w)` (then ReLU if asked) computed in `dtype`,
+    /// returned as f64 in the runtime's CHW order.
+    fn oracle(&self, x: &[f32], w: &[f32], b: &[f32], dtype: DType, relu: bool) -> Vec<f64> {
+        let dev = Device::Cpu;
+        let run = || -> candle_core::Result<Vec<f64>> {
+            let bias = Tensor::from_slice(b, self.out_c, &dev)?.to_dtype(dtype)?;
+            let y = match self.kind {
+                Kind::Dense => {
+                    let x = Tensor::from_slice(x, (1, self.n_in()), &dev)?.to_dtype(dtype)?;
+                    let w = dense_weight(w, self.out_c, self.n_in(), &dev)?.to_dtype(dtype)?;
+                    let y = x.matmul(&w.t()?)?.broadcast_add(&bias.unsqueeze(0)?)?;
+                    y.reshape((1, self.out_c, 1, 1))?
+                }
+                Kind::Conv => {
+                    let x = nchw(x, self.in_c, self.h, self.w, &dev)?.to_dtype(dtype)?;
+                    let w = conv_weight(w, self.out_c, self.in_c, self.k, &dev)?.to_dtype(dtype)?;
+                    let y = x.conv2d(&w, self.pad, self.stride, 1, 1)?;
+                    add_channel_bias(&y, &bias)?
+                }
+                Kind::ConvT => {
+                    let x = nchw(x, self.in_c, self.h, self.w, &dev)?.to_dtype(dtype)?;
+                    let w =
+                        conv_t_weight(w, self.in_c, self.out_c, self.k, &dev)?.to_dtype(dtype)?;
+                    let y = x.conv_transpose2d(&w, self.pad, self.out_pad, self.stride, 1)?;
+                    add_channel_bias(&y, &bias)?
+                }
+            };
+            let y = if relu { y.relu()? } else { y };
+            chw(&y)
+        };
+        let y = run().expect("candle oracle");
+        assert_eq!(y.len(), self.n_out(), "candle's output shape");
+        y
+    }
+
+    fn run_float<W: FloatWeights>(&self, w: W) -> Vec<f32> {
+        let bias = f32_le(&self.b);
+        let mut out = vec![f32::NAN; self.n_out()];
+        match self.kind {
+            Kind::Dense => kernels::dense_f32(&self.x, w, &bias, &mut out, self.relu),
+            Kind::Conv => kernels::conv2d_f32(&self.x, &self.geom(), w, &bias, &mut out, self.relu),
+            Kind::ConvT => {
+                kernels::conv_transpose2d_f32(&self.x, &self.geom(), w, &bias, &mut out, self.relu)
+            }
+        }
+        out
+    }
+
+    fn run_i8(&self, x: &[i8], w: &[u8], bias: &[u8], q: &RequantI8<'_>) -> Vec<i8> {
+        let mut out = vec![0i8; self.n_out()];
+        match self.kind {
+            Kind::Dense => kernels::dense_i8(x, w, bias, q, &mut out),
+            Kind::Conv => kernels::conv2d_i8(x, &self.geom(), w, bias, q, &mut out),
+            Kind::ConvT => kernels::conv_transpose2d_i8(x, &self.geom(), w, bias, q, &mut out),
+        }
+        out
+    }
+}
+
+fn check_f32(c: &Case) {
+    let got = c.run_float(F32Le(&f32_le(&c.wt)));
+    let want = c.oracle(&c.x, &c.wt, &c.b, DType::F32, c.relu);
+    assert_close(
+        &got,
+        &want,
+        Approximation::Close,
+        &format!("{:?} f32", c.kind),
+    );
+}
+
+fn check_f16(c: &Case) {
+    let got = c.run_float(F16Le(&f16_le(&c.wt)));
+    let rounded = f16_round(&c.wt);
+    let want = c.oracle(&c.x, &rounded, &c.b, DType::F32, c.relu);
+    assert_close(
+        &got,
+        &want,
+        Approximation::F16,
+        &format!("{:?} f16 vs rounded weights", c.kind),
+    );
+
+    // Against the unrounded weights: the derived bound of the module docs.
+    let exact = c.oracle(&c.x, &c.wt, &c.b, DType::F64, c.relu);
+    let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+    let zeros = vec![0f32; c.out_c];
+    let ones = vec![1f32; c.n_weights()];
+    let wx = c.oracle(&abs(&c.x), &abs(&c.wt), &zeros, DType::F64, false);
+    let x1 = c.oracle(&abs(&c.x), &ones, &zeros, DType::F64, false);
+    let close = Approximation::Close.tolerance(&exact);
+    let bound: Vec<f64> = wx
+        .iter()
+        .zip(&x1)
+        .map(|(wx, x1)| 2f64.powi(-11) * wx + 2f64.powi(-25) * x1 + close)
+        .collect();
+    assert_within(
+        &got,
+        &exact,
+        &bound,
+        &format!("{:?} f16 vs unrounded weights", c.kind),
+    );
+}
+
+/// Everything an int8 call needs, quantized from a float case as the
+/// exporter does.
+struct Quantized {
+    x: Vec<i8>,
+    in_zp: i8,
+    in_scale: f32,
+    w: Vec<u8>,
+    w_scale: Vec<f32>,
+    bias: Vec<i32>,
+    mult: Vec<i32>,
+    shift: Vec<u8>,
+    out_zp: i8,
+    out_scale: f32,
+    /// The float oracle before the activation (f64).
+    y: Vec<f64>,
+}
+
+fn quantize_case(c: &Case) -> Quantized {
+    let (lo, hi) = min_max(c.x.iter().map(|&v| v as f64));
+    let pin = range_params(lo as f32, hi as f32);
+    let x: Vec<i8> = c.x.iter().map(|&v| quantize(v, pin)).collect();
+    let (outer, ch, inner) = c.weight_blocks();
+    let (w, w_scale) = quantize_weights(&c.wt, outer, ch, inner);
+    let y = c.oracle(&c.x, &c.wt, &c.b, DType::F64, false);
+    let post = y.iter().map(|&v| if c.relu { v.max(0.0) } else { v });
+    let (lo, hi) = min_max(post);
+    let mut pout = range_params(lo as f32, hi as f32);
+    if c.relu {
+        // As the exporter: a ReLU output's zero point is the bottom code.
+        pout.zero_point = -128;
+    }
+    let mut bias = Vec::new();
+    let mut mult = Vec::new();
+    let mut shift = Vec::new();
+    for (&b, &ws) in c.b.iter().zip(&w_scale) {
+        let acc_scale = pin.scale as f64 * ws as f64;
+        bias.push(
+            (b as f64 / acc_scale)
+                .round()
+                .clamp(i32::MIN as f64, i32::MAX as f64) as i32,
+        );
+        let (m, s) = quantize_multiplier(acc_scale / pout.scale as f64);
+        mult.push(m);
+        shift.push(s);
+    }
+    Quantized {
+        x,
+        in_zp: pin.zero_point,
+        in_scale: pin.scale,
+        w,
+        w_scale,
+        bias,
+        mult,
+        shift,
+        out_zp: pout.zero_point,
+        out_scale: pout.scale,
+        y,
+    }
+}
+
+fn min_max(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    })
+}
+
+/// The test's own requantization: `clamp(floor((acc·m + 2^(s-1)) / 2^s) + zp)`
+/// in i128 (round half up), independent of the runtime's i64 shift.
+fn requantize_oracle(acc: i128, m: i32, shift: u8, zp: i8, min: i32, max: i32) -> i8 {
+    let d = 1i128 << shift;
+    let r = (acc * m as i128 + d / 2).div_euclid(d);
+    (r + zp as i128).clamp(min as i128, max as i128) as i8
+}
+
+/// Bound, in output steps, of `|q - (y/s_out + zp)|` for output element `i`
+/// (before clamping; clamping both sides to the same range cannot increase
+/// it). With `x̂ = s_in(q_x - zp_in)`, `ŵ = s_w q_w`, `b̂ = s_in s_w B`:
+///
+/// - `|x̂ - x| <= s_in/2`: `range_params` covers the input's range, and at
+///   its ends the zero point's rounding moves the representable end by at
+///   most half a step;
+/// - `|ŵ - w| <= s_w/2` (symmetric, `s_w = max|w|/127`, no clipping);
+/// - `|b̂ - b| <= s_in s_w / 2`.
+///
+/// The integer accumulator is exactly `(b̂ + Σ ŵ x̂) / (s_in s_w)` and
+/// `ŵx̂ - wx = ŵ(x̂ - x) + (ŵ - w)x`, so in real units the accumulator is off
+/// by at most `E = s_in s_w/2 + (s_in/2)·Σ|ŵ| + (s_w/2)·Σ|x|` over the taps
+/// that land inside the input (padding contributes exactly 0 on both sides).
+/// Requantization then rounds to nearest (1/2 step) with a multiplier
+/// accurate to 2⁻³⁰ relative. `QuantStep(1)` covers the rounding, the
+/// multiplier and the f32 rounding of scales; `E / s_out` is the rest.
+fn int8_bound(c: &Case, q: &Quantized) -> Vec<f64> {
+    let zeros = vec![0f32; c.out_c];
+    // |ŵ|, weight i being in channel (i / inner) % ch of the layout.
+    let (_, ch, inner) = c.weight_blocks();
+    let w_abs: Vec<f32> = (q.w.iter().enumerate())
+        .map(|(i, &b)| ((b as i8) as f32 * q.w_scale[(i / inner) % ch]).abs())
+        .collect();
+    let ones_x = vec![1f32; c.n_in()];
+    let ones_w = vec![1f32; c.n_weights()];
+    let abs_x: Vec<f32> = c.x.iter().map(|v| v.abs()).collect();
+    let sum_w = c.oracle(&ones_x, &w_abs, &zeros, DType::F64, false);
+    let sum_x = c.oracle(&abs_x, &ones_w, &zeros, DType::F64, false);
+    let (s_in, s_out) = (q.in_scale as f64, q.out_scale as f64);
+    let (qs, _) = Approximation::QuantStep(1).atol_rtol();
+    (0..c.n_out())
+        .map(|i| {
+            let s_w = q.w_scale[c.channel_of(i)] as f64;
+            let e = s_in * s_w / 2.0 + s_in / 2.0 * sum_w[i] + s_w / 2.0 * sum_x[i];
+            qs + e / s_out
+        })
+        .collect()
+}
+
+fn check_i8(c: &Case) {
+    check_i8_parts(c, true);
+}
+
+/// The int8 checks; `float_oracle: false` keeps only the exact one (for the
+/// degenerate all-zero input, see `int8_zero_input_range_keeps_the_bias`).
+fn check_i8_parts(c: &Case, float_oracle: bool) {
+    let q = quantize_case(c);
+    let (mult, bias) = (i32_le(&q.mult), i32_le(&q.bias));
+    let min = if c.relu { q.out_zp as i32 } else { -128 };
+    let rq = RequantI8 {
+        in_zp: q.in_zp as i32,
+        out_zp: q.out_zp as i32,
+        multiplier: &mult,
+        shift: &q.shift,
+        min,
+        max: 127,
+    };
+    let got = c.run_i8(&q.x, &q.w, &bias, &rq);
+
+    // Exact: the integer re-implementation.
+    let xc: Vec<f32> =
+        q.x.iter()
+            .map(|&v| (v as i32 - q.in_zp as i32) as f32)
+            .collect();
+    let wi: Vec<f32> = q.w.iter().map(|&b| (b as i8) as f32).collect();
+    let acc = c.oracle(&xc, &wi, &vec![0f32; c.out_c], DType::F64, false);
+    let want: Vec<i8> = acc
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            assert_eq!(a, a.round(), "integer accumulator");
+            let ch = c.channel_of(i);
+            let acc = a as i128 + q.bias[ch] as i128;
+            requantize_oracle(acc, q.mult[ch], q.shift[ch], q.out_zp, min, 127)
+        })
+        .collect();
+    assert_close(
+        &got,
+        &want,
+        Approximation::Exact,
+        &format!("{:?} i8 vs integer oracle", c.kind),
+    );
+
+    if !float_oracle {
+        return;
+    }
+    // Float oracle, in output steps, within QuantStep(1) + E / s_out.
+    let s_out = q.out_scale as f64;
+    let want_steps: Vec<f64> =
+        q.y.iter()
+            .map(|&y| {
+                let y = if c.relu { y.max(0.0) } else { y };
+                (y / s_out + q.out_zp as f64).clamp(min as f64, 127.0)
+            })
+            .collect();
+    let bound = int8_bound(c, &q);
+    assert_within(
+        &got,
+        &want_steps,
+        &bound,
+        &format!("{:?} i8 vs float oracle (steps)", c.kind),
+    );
+}
+
+fn check_all(c: &Case) {
+    check_all_parts(c, true);
+}
+
+fn check_all_parts(c: &Case, i8_float_oracle: bool) {
+    assert_eq!(c.x.len(), c.n_in());
+    assert_eq!(c.wt.len(), c.n_weights());
+    assert_eq!(c.b.len(), c.out_c);
+    check_f32(c);
+    check_f16(c);
+    check_i8_parts(c, i8_float_oracle);
+}
+
+// ---------------------------------------------------------------------------
+// Strategies.
+
+fn values(n: usize, scale: f32) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-1.0f32..1.0, n).prop_map(move |v| v.iter().map(|x| x * scale).collect())
+}
+
+fn scale() -> impl Strategy<Value = f32> {
+    prop_oneof![Just(1.0f32), Just(0.01), Just(50.0)]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn case_with_values(
+    kind: Kind,
+    (in_c, out_c, h, w): (usize, usize, usize, usize),
+    (k, stride, pad, out_pad): (usize, usize, usize, usize),
+    relu: bool,
+    x_scale: f32,
+) -> impl Strategy<Value = Case> {
+    let shell = Case {
+        kind,
+        in_c,
+        out_c,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+        out_pad,
+        relu,
+        x: Vec::new(),
+        wt: Vec::new(),
+        b: Vec::new(),
+    };
+    (
+        values(shell.n_in(), x_scale),
+        values(shell.n_weights(), 1.0),
+        values(out_c, 1.0),
+    )
+        .prop_map(move |(x, wt, b)| Case {
+            x,
+            wt,
+            b,
+            ..shell.clone()
+        })
+}
+
+fn dense_case() -> impl Strategy<Value = Case> {
+    (
+        1..=8usize,
+        1..=16usize,
+        1..=12usize,
+        1..=2usize,
+        any::<bool>(),
+        scale(),
+    )
+        .prop_flat_map(|(in_c, out_c, h, w, relu, s)| {
+            case_with_values(Kind::Dense, (in_c, out_c, h, w), (1, 1, 0, 0), relu, s)
+        })
+}
+
+fn conv_case() -> impl Strategy<Value = Case> {
+    (
+        (1..=8usize, 1..=8usize, 1..=12usize, 1..=12usize),
+        (1..=5usize, 1..=3usize, 0..=2usize),
+        any::<bool>(),
+        scale(),
+    )
+        .prop_filter(
+            "the output must have a pixel",
+            |((_, _, h, w), (k, _, p), ..)| h + 2 * p >= *k && w + 2 * p >= *k,
+        )
+        .prop_flat_map(|(dims, (k, s, p), relu, sc)| {
+            case_with_values(Kind::Conv, dims, (k, s, p, 0), relu, sc)
+        })
+}
+
+fn conv_t_case() -> impl Strategy<Value = Case> {
+    (
+        (1..=8usize, 1..=8usize, 1..=12usize, 1..=12usize),
+        (1..=5usize, 1..=3usize, 0..=2usize, 0..=2usize),
+        any::<bool>(),
+        scale(),
+    )
+        .prop_map(|(dims, (k, s, p, op), relu, sc)| (dims, (k, s, p, op % s), relu, sc))
+        .prop_filter(
+            "the output must have a pixel",
+            |((_, _, h, w), (k, s, p, op), ..)| {
+                (h - 1) * s + k + op > 2 * p && (w - 1) * s + k + op > 2 * p
+            },
+        )
+        .prop_flat_map(|(dims, geo, relu, sc)| case_with_values(Kind::ConvT, dims, geo, relu, sc))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn dense_f32_vs_candle(c in dense_case()) { check_f32(&c) }
+    #[test]
+    fn dense_f16_vs_candle(c in dense_case()) { check_f16(&c) }
+    #[test]
+    fn dense_i8_vs_oracles(c in dense_case()) { check_i8(&c) }
+
+    #[test]
+    fn conv2d_f32_vs_candle(c in conv_case()) { check_f32(&c) }
+    #[test]
+    fn conv2d_f16_vs_candle(c in conv_case()) { check_f16(&c) }
+    #[test]
+    fn conv2d_i8_vs_oracles(c in conv_case()) { check_i8(&c) }
+
+    #[test]
+    fn conv_transpose2d_f32_vs_candle(c in conv_t_case()) { check_f32(&c) }
+    #[test]
+    fn conv_transpose2d_f16_vs_candle(c in conv_t_case()) { check_f16(&c) }
+    #[test]
+    fn conv_transpose2d_i8_vs_oracles(c in conv_t_case()) { check_i8(&c) }
+}
+
+// ---------------------------------------------------------------------------
+// Named edge cases (deterministic values).
+
+#[allow(clippy::too_many_arguments)]
+fn fixed(
+    kind: Kind,
+    (in_c, out_c, h, w): (usize, usize, usize, usize),
+    (k, stride, pad, out_pad): (usize, usize, usize, usize),
+    relu: bool,
+    seed: u64,
+) -> Case {
+    let mut c = Case {
+        kind,
+        in_c,
+        out_c,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+        out_pad,
+        relu,
+        x: Vec::new(),
+        wt: Vec::new(),
+        b: Vec::new(),
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut draw = |n: usize| {
+        (0..n)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect::<Vec<_>>()
+    };
+    c.x = draw(c.n_in());
+    c.wt = draw(c.n_weights());
+    c.b = draw(c.out_c);
+    c
+}
+
+fn all_kinds(dims: (usize, usize, usize, usize), geo: (usize, usize, usize, usize)) -> Vec<Case> {
+    let mut v = Vec::new();
+    for relu in [false, true] {
+        v.push(fixed(Kind::Dense, dims, (1, 1, 0, 0), relu, 1));
+        v.push(fixed(Kind::Conv, dims, (geo.0, geo.1, geo.2, 0), relu, 2));
+        v.push(fixed(Kind::ConvT, dims, geo, relu, 3));
+    }
+    v
+}
+
+#[test]
+fn kernels_zeros() {
+    // Zero input or zero weights: every output is its channel's bias, exactly
+    // (f32 and f16: 0·w adds +0; int8: the bias alone is requantized).
+    for c0 in all_kinds((3, 4, 5, 6), (3, 2, 1, 1)) {
+        for zero_x in [true, false] {
+            let mut c = c0.clone();
+            if zero_x {
+                c.x.iter_mut().for_each(|v| *v = 0.0);
+            } else {
+                c.wt.iter_mut().for_each(|v| *v = 0.0);
+            }
+            let bias: Vec<f32> = (0..c.n_out())
+                .map(|i| c.b[c.channel_of(i)])
+                .map(|b| if c.relu { b.max(0.0) } else { b })
+                .collect();
+            let got = c.run_float(F32Le(&f32_le(&c.wt)));
+            assert_close(&got, &bias, Approximation::Exact, &format!("{c:?}"));
+            let got = c.run_float(F16Le(&f16_le(&c.wt)));
+            assert_close(&got, &bias, Approximation::Exact, &format!("{c:?}"));
+            // An all-zero input has a degenerate int8 range (see
+            // `int8_zero_input_range_keeps_the_bias`): exact check only.
+            check_all_parts(&c, !zero_x);
+        }
+    }
+}
+
+#[test]
+fn kernels_one_pixel() {
+    // One input pixel, one channel. A 3x3 convolution with padding 1 sees
+    // only its centre tap; a transposed convolution with stride 2 and no
+    // padding writes the kernel scaled by the pixel.
+    let mut c = fixed(Kind::Conv, (1, 2, 1, 1), (3, 1, 1, 0), false, 4);
+    c.x = vec![0.5];
+    let got = c.run_float(F32Le(&f32_le(&c.wt)));
+    let want: Vec<f32> = (0..2).map(|o| c.b[o] + 0.5 * c.wt[o * 9 + 4]).collect();
+    assert_close(&got, &want, Approximation::Exact, "conv one pixel");
+    check_all(&c);
+
+    let mut c = fixed(Kind::ConvT, (1, 1, 1, 1), (3, 2, 0, 1), false, 5);
+    c.x = vec![-2.0];
+    c.b = vec![0.0];
+    let got = c.run_float(F32Le(&f32_le(&c.wt)));
+    // 3x3 kernel plus one row and column of output padding (bias only).
+    let mut want = vec![0f32; 16];
+    for ky in 0..3 {
+        for kx in 0..3 {
+            want[ky * 4 + kx] = -2.0 * c.wt[ky * 3 + kx];
+        }
+    }
+    assert_close(&got, &want, Approximation::Exact, "conv_t one pixel");
+    check_all(&c);
+
+    for c in all_kinds((1, 1, 1, 1), (1, 1, 0, 0)) {
+        check_all(&c);
+    }
+    for c in all_kinds((2, 3, 1, 1), (5, 3, 2, 2)) {
+        check_all(&c);
+    }
+}
+
+#[test]
+fn kernels_tails() {
+    // Odd sizes, stride larger than the kernel, padding at or above k/2, and
+    // output padding: the loops' remainders and border conditions.
+    let dims = [(3, 5, 7, 5), (1, 3, 11, 3), (5, 2, 2, 9)];
+    let geos = [
+        (1, 3, 0, 2), // stride > kernel: gaps in a transposed conv's output
+        (2, 3, 1, 1), // stride > kernel, padding = k/2
+        (3, 2, 2, 1), // padding > k/2: whole border rows read only padding
+        (4, 2, 2, 1), // even kernel, padding = k/2
+        (5, 1, 2, 0), // "same" convolution
+        (2, 1, 0, 0),
+    ];
+    for d in dims {
+        for g in geos {
+            for c in all_kinds(d, g) {
+                if c.kind == Kind::Conv && (c.h + 2 * c.pad < c.k || c.w + 2 * c.pad < c.k) {
+                    continue;
+                }
+                let (oh, ow) = c.out_hw();
+                assert!(oh > 0 && ow > 0);
+                check_all(&c);
+            }
+        }
+    }
+}
+
+/// An all-zero tensor (e.g. a layer whose ReLUs are all dead on the
+/// calibration set) once got a scale of ~4e-11, so the next layer's bias
+/// saturated i32 and its multiplier underflowed to 0: the layer output its
+/// zero point instead of its bias. `range_params` now gives such a tensor a
+/// unit range.
+#[test]
+fn int8_zero_input_range_keeps_the_bias() {
+    let mut c = fixed(Kind::Dense, (3, 4, 1, 1), (1, 1, 0, 0), false, 1);
+    c.x.iter_mut().for_each(|v| *v = 0.0);
+    check_i8(&c);
+}
