@@ -279,6 +279,10 @@ pub struct ModelFile<'a> {
     /// The network that produces images (decoder / generator).
     #[serde(borrow)]
     pub decoder: Net<'a>,
+    /// The network that maps an image to its latent (the AutoEncoder's
+    /// encoder, for on-device feature extraction), if the file has one.
+    #[serde(borrow)]
+    pub encoder: Option<Net<'a>>,
 }
 
 /// Bytes of the smallest well-formed prefix a reader needs to look at:
@@ -383,6 +387,7 @@ mod tests {
                 layers: heapless::Vec::new(),
                 head: Head::Sigmoid,
             },
+            encoder: None,
         };
         let mut buf = [0u8; 64];
         let out = encode(&f, &mut buf).unwrap();

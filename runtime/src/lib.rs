@@ -17,6 +17,7 @@ pub use error::{Error, Result};
 pub use format::{DType, ModelFile, ModelKind};
 pub use plan::Plan;
 pub use sample::decoder::Decoder;
+pub use sample::encoder::Encoder;
 pub use sample::rng::Rng;
 
 use format::MAX_LATENT;
@@ -28,6 +29,8 @@ pub struct Model<'a> {
     pub file: ModelFile<'a>,
     /// The decoder network's plan.
     pub plan: Plan,
+    /// The encoder network's plan, if the file has an encoder.
+    pub encoder_plan: Option<Plan>,
 }
 
 impl<'a> Model<'a> {
@@ -55,12 +58,31 @@ impl<'a> Model<'a> {
         if plan.output != meta.image || matches!(file.decoder.head, format::Head::Raw) {
             return Err(Error::PlanOutputShape);
         }
-        Ok(Model { file, plan })
+        let encoder_plan = match &file.encoder {
+            None => None,
+            Some(enc) => {
+                let p = Plan::new(enc, file.dtype)?;
+                if enc.input != meta.image || !matches!(enc.head, format::Head::Raw) {
+                    return Err(Error::PlanInput);
+                }
+                if p.output.numel() != latent as u64 || latent == 0 {
+                    return Err(Error::PlanOutputShape);
+                }
+                Some(p)
+            }
+        };
+        Ok(Model {
+            file,
+            plan,
+            encoder_plan,
+        })
     }
 
-    /// Exact arena bytes a sampler needs.
+    /// Exact arena bytes a sampler needs: the larger of the decoder's and
+    /// (if present) the encoder's plan, since they never run at once.
     pub fn arena_bytes(&self) -> u32 {
-        self.plan.arena_bytes()
+        let enc = self.encoder_plan.map_or(0, |p| p.arena_bytes());
+        self.plan.arena_bytes().max(enc)
     }
 
     /// Multiply-accumulates per generated sample.

@@ -152,3 +152,78 @@ pub(crate) fn quantize(x: f32, scale: f32, zp: i8) -> i8 {
     // `as` saturates (NaN -> 0).
     (r as i32).saturating_add(zp as i32).clamp(-128, 127) as i8
 }
+
+/// Runs `net` (validated by `plan`) on a real-valued input in the arena
+/// (checked by `arena::check`). Returns whether the output is in buffer A.
+pub(crate) fn run(
+    net: &Net<'_>,
+    dtype: crate::format::DType,
+    plan: &crate::Plan,
+    arena: &mut [u8],
+    input: impl Iterator<Item = f32>,
+) -> bool {
+    use crate::format::DType;
+    match dtype {
+        DType::F32 | DType::F16 => {
+            let (a, b) = crate::arena::split_f32(plan, arena);
+            for (d, x) in a.iter_mut().zip(input) {
+                *d = x;
+            }
+            if dtype == DType::F32 {
+                forward_float(net, a, b, kernels::F32Le).1
+            } else {
+                forward_float(net, a, b, kernels::F16Le).1
+            }
+        }
+        DType::I8 => {
+            let (a, b) = crate::arena::split_i8(plan, arena);
+            // The plan guarantees input_q for int8 networks.
+            let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
+            for (d, x) in a.iter_mut().zip(input) {
+                *d = quantize(x, scale, zp);
+            }
+            forward_i8(net, a, b).1
+        }
+    }
+}
+
+/// Scale and zero point of an int8 network's output: the last quantized
+/// layer's (a reshape keeps its input's), or the input's if none is.
+pub(crate) fn output_q(net: &Net<'_>) -> (f32, i8) {
+    net.layers
+        .iter()
+        .rev()
+        .find_map(|l| l.quant.map(|q| (q.out_scale, q.out_zp)))
+        .or(net.input_q.map(|q| (q.scale, q.zero_point)))
+        .unwrap_or((1.0, 0))
+}
+
+/// Copies the output of a [`run`] into `out` as real numbers (dequantized
+/// for int8).
+pub(crate) fn read_output(
+    net: &Net<'_>,
+    dtype: crate::format::DType,
+    plan: &crate::Plan,
+    arena: &mut [u8],
+    in_a: bool,
+    out: &mut [f32],
+) {
+    use crate::format::DType;
+    match dtype {
+        DType::F32 | DType::F16 => {
+            let (a, b) = crate::arena::split_f32(plan, arena);
+            let src = if in_a { a } else { b };
+            for (d, &v) in out.iter_mut().zip(src.iter()) {
+                *d = v;
+            }
+        }
+        DType::I8 => {
+            let (a, b) = crate::arena::split_i8(plan, arena);
+            let src = if in_a { a } else { b };
+            let (scale, zp) = output_q(net);
+            for (d, &v) in out.iter_mut().zip(src.iter()) {
+                *d = scale * (v as i32 - zp as i32) as f32;
+            }
+        }
+    }
+}

@@ -528,6 +528,7 @@ fn dense_vae(latent: u16, w: &[u8], b: &[u8]) -> Vec<u8> {
             layers,
             head: Head::Sigmoid,
         },
+        encoder: None,
     })
 }
 

@@ -412,6 +412,7 @@ pub fn export(
                 Head::Sigmoid
             },
         },
+        encoder: None,
     };
     let cap = blobs
         .iter()

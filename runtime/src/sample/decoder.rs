@@ -15,7 +15,7 @@
 use crate::arena;
 use crate::error::{Error, Result};
 use crate::format::{DType, Head, ModelKind, MAX_LATENT};
-use crate::kernels::{prob_to_u8, sigmoid_f32, F16Le, F32Le};
+use crate::kernels::{prob_to_u8, sigmoid_f32};
 use crate::net;
 use crate::sample::rng::Rng;
 use crate::Model;
@@ -27,10 +27,15 @@ pub struct Decoder<'m, 'a> {
     arena: &'m mut [u8],
 }
 
-/// Where a forward pass left its output.
-enum Out {
-    A,
-    B,
+/// Checks that a caller's buffer has the length the model needs.
+pub(crate) fn check_len(expected: usize, found: usize) -> Result<()> {
+    if expected != found {
+        return Err(Error::CallBufferLen {
+            expected: expected as u32,
+            found: found as u32,
+        });
+    }
+    Ok(())
 }
 
 impl<'m, 'a> Decoder<'m, 'a> {
@@ -61,43 +66,17 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.model.file.meta.image.numel() as usize
     }
 
-    fn check_len(expected: usize, found: usize) -> Result<()> {
-        if expected != found {
-            return Err(Error::CallBufferLen {
-                expected: expected as u32,
-                found: found as u32,
-            });
-        }
-        Ok(())
-    }
-
-    fn forward(&mut self, z: &[f32]) -> Result<Out> {
-        Self::check_len(self.latent_len(), z.len())?;
+    /// Runs the decoder on `z`; returns whether the output is in buffer A.
+    fn forward(&mut self, z: &[f32]) -> Result<bool> {
+        check_len(self.latent_len(), z.len())?;
         let f = &self.model.file;
-        let plan = &self.model.plan;
-        let in_a = match f.dtype {
-            DType::F32 | DType::F16 => {
-                let (a, b) = arena::split_f32(plan, self.arena);
-                a[..z.len()].copy_from_slice(z);
-                if f.dtype == DType::F32 {
-                    net::forward_float(&f.decoder, a, b, F32Le).1
-                } else {
-                    net::forward_float(&f.decoder, a, b, F16Le).1
-                }
-            }
-            DType::I8 => {
-                let (a, b) = arena::split_i8(plan, self.arena);
-                let q = f
-                    .decoder
-                    .input_q
-                    .ok_or(Error::FormatBadValue { layer: u16::MAX })?;
-                for (d, &x) in a.iter_mut().zip(z) {
-                    *d = net::quantize(x, q.scale, q.zero_point);
-                }
-                net::forward_i8(&f.decoder, a, b).1
-            }
-        };
-        Ok(if in_a { Out::A } else { Out::B })
+        Ok(net::run(
+            &f.decoder,
+            f.dtype,
+            &self.model.plan,
+            self.arena,
+            z.iter().copied(),
+        ))
     }
 
     /// Decodes `z` to the output logits (dequantized for int8), one per pixel.
@@ -106,34 +85,17 @@ impl<'m, 'a> Decoder<'m, 'a> {
     ///
     /// `CallBufferLen` when `z` or `logits` has the wrong length.
     pub fn decode_logits(&mut self, z: &[f32], logits: &mut [f32]) -> Result<()> {
-        Self::check_len(self.image_len(), logits.len())?;
-        let out = self.forward(z)?;
+        check_len(self.image_len(), logits.len())?;
+        let in_a = self.forward(z)?;
         let f = &self.model.file;
-        let plan = &self.model.plan;
-        match f.dtype {
-            DType::F32 | DType::F16 => {
-                let (a, b) = arena::split_f32(plan, self.arena);
-                let src = if matches!(out, Out::A) { a } else { b };
-                logits.copy_from_slice(&src[..logits.len()]);
-            }
-            DType::I8 => {
-                let (a, b) = arena::split_i8(plan, self.arena);
-                let src = if matches!(out, Out::A) { a } else { b };
-                // The output's quantization is the last quantized layer's (a
-                // reshape keeps its input's), or the input's if none is.
-                let (scale, zp) = f
-                    .decoder
-                    .layers
-                    .iter()
-                    .rev()
-                    .find_map(|l| l.quant.map(|q| (q.out_scale, q.out_zp)))
-                    .or(f.decoder.input_q.map(|q| (q.scale, q.zero_point)))
-                    .ok_or(Error::FormatBadValue { layer: u16::MAX })?;
-                for (d, &v) in logits.iter_mut().zip(src.iter()) {
-                    *d = scale * (v as i32 - zp as i32) as f32;
-                }
-            }
-        }
+        net::read_output(
+            &f.decoder,
+            f.dtype,
+            &self.model.plan,
+            self.arena,
+            in_a,
+            logits,
+        );
         Ok(())
     }
 
@@ -143,21 +105,21 @@ impl<'m, 'a> Decoder<'m, 'a> {
     ///
     /// `CallBufferLen` when `z` or `pixels` has the wrong length.
     pub fn decode(&mut self, z: &[f32], pixels: &mut [u8]) -> Result<()> {
-        Self::check_len(self.image_len(), pixels.len())?;
-        let out = self.forward(z)?;
+        check_len(self.image_len(), pixels.len())?;
+        let in_a = self.forward(z)?;
         let f = &self.model.file;
         let plan = &self.model.plan;
         match (f.dtype, f.decoder.head) {
             (DType::F32 | DType::F16, _) => {
                 let (a, b) = arena::split_f32(plan, self.arena);
-                let src = if matches!(out, Out::A) { a } else { b };
+                let src = if in_a { a } else { b };
                 for (p, &l) in pixels.iter_mut().zip(src.iter()) {
                     *p = prob_to_u8(sigmoid_f32(l));
                 }
             }
             (DType::I8, Head::SigmoidLut(lut)) => {
                 let (a, b) = arena::split_i8(plan, self.arena);
-                let src = if matches!(out, Out::A) { a } else { b };
+                let src = if in_a { a } else { b };
                 for (p, &q) in pixels.iter_mut().zip(src.iter()) {
                     *p = lut[(q as i32 + 128) as usize];
                 }

@@ -1,4 +1,5 @@
 //! Samplers: what turns a model and random numbers into images.
 
 pub mod decoder;
+pub mod encoder;
 pub mod rng;
