@@ -135,6 +135,13 @@ pub struct Meta<'a> {
     /// Quality figures measured at export.
     #[serde(borrow)]
     pub figures: heapless::Vec<Figure<'a>, MAX_FIGURES>,
+    /// The distribution `sample` draws z from: per latent dimension, f32 LE
+    /// mean and standard deviation (`z = mean + std * eps`, eps ~ N(0, 1)).
+    /// Both empty for N(0, I) (VAE, GAN); an AutoEncoder stores the Gaussian
+    /// fitted to its training codes.
+    pub prior_mean: &'a [u8],
+    /// See [`Meta::prior_mean`].
+    pub prior_std: &'a [u8],
 }
 
 /// A layer's operation, with its geometry.
@@ -380,6 +387,8 @@ mod tests {
                 latent: 1,
                 data: "",
                 figures: heapless::Vec::new(),
+                prior_mean: &[],
+                prior_std: &[],
             },
             decoder: Net {
                 input: Shape { c: 1, h: 1, w: 1 },

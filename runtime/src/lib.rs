@@ -55,6 +55,10 @@ impl<'a> Model<'a> {
         {
             return Err(Error::PlanInput);
         }
+        let prior_len = [meta.prior_mean.len(), meta.prior_std.len()];
+        if prior_len != [0, 0] && prior_len != [4 * latent, 4 * latent] {
+            return Err(Error::FormatBadValue { layer: u16::MAX });
+        }
         if plan.output != meta.image || matches!(file.decoder.head, format::Head::Raw) {
             return Err(Error::PlanOutputShape);
         }

@@ -49,6 +49,7 @@ fn vae_file(quant: Quant) -> &'static [u8] {
             latent: 4,
             data: "untrained".into(),
             figures: vec![("x".into(), 1.0)],
+            prior: None,
         };
         export(&net, &meta, quant, &calib).unwrap()
     })
@@ -517,6 +518,8 @@ fn dense_vae(latent: u16, w: &[u8], b: &[u8]) -> Vec<u8> {
             latent,
             data: "",
             figures: heapless::Vec::new(),
+            prior_mean: &[],
+            prior_std: &[],
         },
         decoder: Net {
             input: Shape {

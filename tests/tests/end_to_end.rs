@@ -297,6 +297,7 @@ fn train_export_and_compare() {
         latent: LATENT as u16,
         data: "end_to_end test".into(),
         figures: Vec::new(),
+        prior: None,
     };
     let file = |q| export(&net, &meta, q, &calib).unwrap();
     let (f32_file, f16_file, i8_file) = (file(Quant::F32), file(Quant::F16), file(Quant::Int8));

@@ -61,6 +61,8 @@ fn one_dense_layer_bytes_by_hand() {
             latent: 1,
             data: "ab",
             figures,
+            prior_mean: &[],
+            prior_std: &[],
         },
         decoder: Net {
             input: shape(1, 1, 1),
@@ -82,6 +84,8 @@ fn one_dense_layer_bytes_by_hand() {
         0x01,                    // meta.figures: 1
         0x01, b'q',              //   name
         0x00, 0x00, 0x00, 0x40,  //   value 2.0 (f32 LE)
+        0x00,                    // meta.prior_mean: empty (N(0, I))
+        0x00,                    // meta.prior_std: empty
         0x01, 0x01, 0x01,        // decoder.input
         0x00,                    // decoder.input_q: None
         0x01,                    // decoder.layers: 1
@@ -92,12 +96,12 @@ fn one_dense_layer_bytes_by_hand() {
         0x00,                    //   quant: None
         0x00,                    // decoder.head: Sigmoid (variant 0)
         0x00,                    // encoder: None
-        0xd9, 0xda, 0xf0, 0x3d,  // CRC-32 (zlib's) of everything above, LE
+        0x06, 0xcd, 0x44, 0x34,  // CRC-32 (zlib's) of everything above, LE
     ];
     let mut buf = [0u8; 128];
     let got = format::encode(&file, &mut buf).unwrap();
     assert_eq!(got, want);
-    assert_eq!(tinygen_runtime::crc32(&want[..want.len() - 4]), 0x3df0_dad9);
+    assert_eq!(tinygen_runtime::crc32(&want[..want.len() - 4]), 0x3444_cd06);
     assert_eq!(format::decode(want).unwrap(), file);
     let model = Model::load(want).unwrap();
     let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
@@ -229,6 +233,8 @@ impl Tiny {
                 latent: 2,
                 data: "hand-built golden model (tests/tests/format_golden.rs)",
                 figures,
+                prior_mean: &[],
+                prior_std: &[],
             },
             decoder: Net {
                 input: shape(2, 1, 1),

@@ -76,6 +76,9 @@ pub struct ExportMeta {
     pub data: String,
     /// Quality figures.
     pub figures: Vec<(String, f32)>,
+    /// Per-dimension mean and standard deviation of the latent `sample`
+    /// draws from; `None` for N(0, I).
+    pub prior: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 fn shape_numel(s: Shape) -> usize {
@@ -391,6 +394,10 @@ pub fn export(
             bail!("more than {} quality figures", format::MAX_FIGURES);
         }
     }
+    let (prior_mean, prior_std) = match &meta.prior {
+        Some((m, s)) => (f32_bytes(m), f32_bytes(s)),
+        None => (Vec::new(), Vec::new()),
+    };
     let file = ModelFile {
         magic: MAGIC,
         version: FORMAT_VERSION,
@@ -401,6 +408,8 @@ pub fn export(
             latent: meta.latent,
             data: &meta.data,
             figures,
+            prior_mean: &prior_mean,
+            prior_std: &prior_std,
         },
         decoder: Net {
             input: net.input,

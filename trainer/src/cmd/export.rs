@@ -76,6 +76,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             config.n_train
         ),
         figures: Vec::new(),
+        prior: None,
     };
     let mut bytes = export(&net, &meta, args.quant, &calib)?;
     if args.eval > 0 {

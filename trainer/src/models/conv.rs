@@ -7,7 +7,7 @@
 //! channel for a decoder's last layer: single-threaded), and the backward pass
 //! of its `conv2d` runs through that same loop; here every product goes through
 //! one multithreaded matmul instead, and the rearrangements are two small
-//! custom ops that are each other's gradient.
+//! custom ops (parallel over images) that are each other's gradient.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -22,6 +22,7 @@
 //! ```
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// Where the kernel windows of a convolution lie: an image of `channels` x
 /// `img_h` x `img_w` and a grid of `grid_h` x `grid_w` window positions, window
@@ -81,14 +82,14 @@ impl CustomOp1 for Im2Col {
         let x = f32_data(storage, layout)?;
         let s = layout.stride();
         let (k, cols) = (w.k, w.cols());
-        let mut out = vec![0f32; b * w.grid_h * w.grid_w * cols];
-        let mut rows = out.chunks_exact_mut(cols);
-        for bi in 0..b {
-            for gy in 0..w.grid_h {
-                for gx in 0..w.grid_w {
-                    let Some(row) = rows.next() else {
-                        candle_core::bail!("im2col: internal size error");
-                    };
+        let per_image = w.grid_h * w.grid_w * cols;
+        let mut out = vec![0f32; b * per_image];
+        // One image per task; rows are (gy, gx), columns (c, ky, kx).
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(bi, img)| {
+                for (r, row) in img.chunks_exact_mut(cols).enumerate() {
+                    let (gy, gx) = (r / w.grid_w, r % w.grid_w);
                     for ci in 0..c {
                         for ky in 0..k {
                             let Some(y) = w.at(gy, ky, h) else { continue };
@@ -102,8 +103,7 @@ impl CustomOp1 for Im2Col {
                         }
                     }
                 }
-            }
-        }
+            });
         Ok((
             CpuStorage::F32(out),
             Shape::from((b * w.grid_h * w.grid_w, cols)),
@@ -132,25 +132,28 @@ impl CustomOp1 for Col2Im {
         let s = layout.stride();
         let (c, h, wd, k) = (w.channels, w.img_h, w.img_w, w.k);
         let mut out = vec![0f32; b * c * h * wd];
-        for bi in 0..b {
-            for gy in 0..w.grid_h {
-                for gx in 0..w.grid_w {
-                    let r = (bi * w.grid_h + gy) * w.grid_w + gx;
-                    for ci in 0..c {
-                        for ky in 0..k {
-                            let Some(y) = w.at(gy, ky, h) else { continue };
-                            let dst = ((bi * c + ci) * h + y) * wd;
-                            for kx in 0..k {
-                                if let Some(xx) = w.at(gx, kx, wd) {
-                                    out[dst + xx] +=
-                                        cols[r * s[0] + ((ci * k + ky) * k + kx) * s[1]];
+        // One image per task: each writes only its own image.
+        out.par_chunks_mut(c * h * wd)
+            .enumerate()
+            .for_each(|(bi, img)| {
+                for gy in 0..w.grid_h {
+                    for gx in 0..w.grid_w {
+                        let r = (bi * w.grid_h + gy) * w.grid_w + gx;
+                        for ci in 0..c {
+                            for ky in 0..k {
+                                let Some(y) = w.at(gy, ky, h) else { continue };
+                                let dst = (ci * h + y) * wd;
+                                for kx in 0..k {
+                                    if let Some(xx) = w.at(gx, kx, wd) {
+                                        img[dst + xx] +=
+                                            cols[r * s[0] + ((ci * k + ky) * k + kx) * s[1]];
+                                    }
                                 }
                             }
                         }
                     }
                 }
-            }
-        }
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, wd))))
     }
 
