@@ -1,7 +1,7 @@
 //! Kernels: dense, convolution and transposed convolution, in f32, f16-weight
 //! and int8, plus the activations.
 //!
-//! [`reference`] holds plain, obviously correct loops: they are the spec, and
+//! [`mod@reference`] holds plain, obviously correct loops: they are the spec, and
 //! the host and the board run the same ones, which is what makes their output
 //! bytes identical. Kernels take slices and a geometry that [`crate::Plan`]
 //! has already checked; they cannot fail.
