@@ -113,13 +113,15 @@ fn main() {
     let kind = model.file.kind;
     if !matches!(
         kind,
-        ModelKind::Vae | ModelKind::Gan | ModelKind::AutoEncoder
+        ModelKind::Vae | ModelKind::Gan | ModelKind::AutoEncoder | ModelKind::PixelCnn
     ) {
         fail(&format!(
             "{shown}: a {kind:?} model cannot be sampled by this firmware \
-             (it runs decoder models: Vae, Gan, AutoEncoder)"
+             (it runs decoder models: Vae, Gan, AutoEncoder; and PixelCnn)"
         ));
     }
+    // The sampler's exact arena: decoder activation buffers, or the PixelCNN
+    // sampler's row caches.
     let arena = model.arena_bytes();
     let image = model.file.meta.image;
     let image_bytes = image.numel();

@@ -2,11 +2,12 @@
 //!
 //! At startup it logs the model (kind, dtype, parameters, arena bytes,
 //! MACs per sample), then draws `SAMPLES` images from one `Rng::new(SEED)`
-//! stream, exactly as the host does:
+//! stream, exactly as the host does, with the sampler the model's kind calls
+//! for (decoder models: `Decoder`; PixelCNN: the incremental `PixelCnnSampler`):
 //!
 //! ```text
 //! let mut rng = Rng::new(SEED);
-//! for _ in 0..SAMPLES { decoder.sample(&mut rng, &mut pixels)?; /* emit pixels */ }
+//! for _ in 0..SAMPLES { sampler.sample(&mut rng, &mut pixels)?; /* emit pixels */ }
 //! ```
 //!
 //! It lights the status LED while each sample is computed, measures each
@@ -43,7 +44,7 @@ mod config {
 
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
-use tinygen_runtime::{Arena, Decoder, Model, Rng};
+use tinygen_runtime::{Arena, Decoder, Model, ModelKind, PixelCnnSampler, Rng};
 
 use config::{ARENA_BYTES, IMAGE_BYTES, SAMPLES, SEED};
 
@@ -68,6 +69,23 @@ pub enum Failure {
 impl From<tinygen_runtime::Error> for Failure {
     fn from(e: tinygen_runtime::Error) -> Self {
         Failure::Runtime(e)
+    }
+}
+
+/// The sampler the embedded model's kind calls for, chosen at run time.
+enum Sampler<'m, 'a> {
+    /// VAE, GAN, AutoEncoder: z -> image.
+    Decoder(Decoder<'m, 'a>),
+    /// PixelCNN: pixel by pixel, incremental, row caches in the arena.
+    PixelCnn(PixelCnnSampler<'m, 'a>),
+}
+
+impl Sampler<'_, '_> {
+    fn sample(&mut self, rng: &mut Rng, pixels: &mut [u8]) -> tinygen_runtime::Result<()> {
+        match self {
+            Sampler::Decoder(d) => d.sample(rng, pixels),
+            Sampler::PixelCnn(p) => p.sample(rng, pixels),
+        }
     }
 }
 
@@ -121,7 +139,17 @@ fn run(
             needed: model.arena_bytes(),
         });
     }
-    let mut decoder = Decoder::new(&model, arena)?;
+    if f.kind == ModelKind::PixelCnn {
+        defmt::info!(
+            "PixelCNN: incremental sampler, {=u64} MACs per sample vs {=u64} for one full forward pass",
+            model.macs_per_sample(),
+            model.forward_macs(),
+        );
+    }
+    let mut sampler = match f.kind {
+        ModelKind::PixelCnn => Sampler::PixelCnn(PixelCnnSampler::new(&model, arena)?),
+        _ => Sampler::Decoder(Decoder::new(&model, arena)?),
+    };
     let mut sink = board::Sink::open()?;
     defmt::info!(
         "sampling {=u32} images, seed {=u64}; counter: SysTick at {=u32} Hz, {=u64} {=str} per tick",
@@ -138,7 +166,7 @@ fn run(
     for i in 0..SAMPLES {
         led.set_high().map_err(|_| Failure::Pin)?;
         let t0 = ticks::now();
-        decoder.sample(&mut rng, &mut pixels)?;
+        sampler.sample(&mut rng, &mut pixels)?;
         let t1 = ticks::now();
         led.set_low().map_err(|_| Failure::Pin)?;
         let count = (t1 - t0) * board::COUNTS_PER_TICK;

@@ -44,6 +44,20 @@ pub(crate) fn check(plan: &Plan, arena: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `arena` holds at least `need` bytes and is 4-byte aligned.
+pub(crate) fn check_bytes(need: u32, arena: &[u8]) -> Result<()> {
+    if arena.len() < need as usize {
+        return Err(Error::PlanArenaTooSmall {
+            need,
+            have: u32::try_from(arena.len()).unwrap_or(u32::MAX),
+        });
+    }
+    if !(arena.as_ptr() as usize).is_multiple_of(4) {
+        return Err(Error::PlanArenaMisaligned);
+    }
+    Ok(())
+}
+
 /// Buffers A and B as bytes.
 fn split<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [u8], &'x mut [u8]) {
     let (a, rest) = arena.split_at_mut(plan.b_offset() as usize);
@@ -53,7 +67,7 @@ fn split<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [u8], &'x mut [u8]) {
     )
 }
 
-fn as_f32(bytes: &mut [u8]) -> &mut [f32] {
+pub(crate) fn as_f32(bytes: &mut [u8]) -> &mut [f32] {
     // SAFETY: every bit pattern is a valid f32, and `align_to_mut` only
     // returns the correctly aligned middle part; the arena was checked to be
     // 4-byte aligned and each buffer starts at a multiple of 4, so the prefix
@@ -69,7 +83,7 @@ pub(crate) fn split_f32<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [f32],
     (as_f32(a), as_f32(b))
 }
 
-fn as_i8(bytes: &mut [u8]) -> &mut [i8] {
+pub(crate) fn as_i8(bytes: &mut [u8]) -> &mut [i8] {
     let len = bytes.len();
     // SAFETY: i8 and u8 have the same size, alignment and validity; the
     // pointer and length come from a live `&mut [u8]` that this borrow

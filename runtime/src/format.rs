@@ -186,6 +186,42 @@ pub enum Op {
     },
     /// Reinterprets the data as another shape with the same element count.
     Reshape(Shape),
+    /// Masked 2-D convolution (PixelCNN), square odd kernel, stride 1, 'same'
+    /// zero padding `k / 2`: output (o, y, x) reads input rows above `y`
+    /// and, on row `y`, columns left of `x` (plus `x` itself with
+    /// [`Mask::B`]). Weight `[out_c][in_c][k][k]`, all `k * k` taps stored;
+    /// the masked ones are written as zeros and never read.
+    MaskedConv2d {
+        /// Input channels.
+        in_c: u16,
+        /// Output channels.
+        out_c: u16,
+        /// Kernel size (odd).
+        k: u8,
+        /// Which taps are used.
+        mask: Mask,
+    },
+}
+
+/// The taps a [`Op::MaskedConv2d`] uses, for kernel centre `c = k / 2`:
+/// tap (ky, kx) is used when `ky < c`, or `ky == c` and `kx < c` (mask A) or
+/// `kx <= c` (mask B).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mask {
+    /// Excludes the centre tap: the first layer, which must not see the
+    /// pixel it predicts.
+    A,
+    /// Includes the centre tap: every later layer.
+    B,
+}
+
+impl Mask {
+    /// Whether tap (`ky`, `kx`) of a `k` x `k` kernel is used.
+    pub const fn allows(self, k: usize, ky: usize, kx: usize) -> bool {
+        let c = k / 2;
+        ky < c || (ky == c && (kx < c || (kx == c && matches!(self, Mask::B))))
+    }
 }
 
 /// Activation applied to a layer's output.

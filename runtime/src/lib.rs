@@ -15,7 +15,8 @@ pub use arena::Arena;
 pub use crc32::crc32;
 pub use error::{Error, Result};
 pub use format::{DType, ModelFile, ModelKind};
-pub use plan::Plan;
+pub use plan::{CachePlan, Plan};
+pub use sample::autoregressive::PixelCnnSampler;
 pub use sample::decoder::Decoder;
 pub use sample::encoder::Encoder;
 pub use sample::rng::Rng;
@@ -31,6 +32,8 @@ pub struct Model<'a> {
     pub plan: Plan,
     /// The encoder network's plan, if the file has an encoder.
     pub encoder_plan: Option<Plan>,
+    /// The row caches of the incremental sampler (PixelCNN files only).
+    pub cache_plan: Option<CachePlan>,
 }
 
 impl<'a> Model<'a> {
@@ -46,6 +49,11 @@ impl<'a> Model<'a> {
         let plan = Plan::new(&file.decoder, file.dtype)?;
         let meta = &file.meta;
         let latent = meta.latent as usize;
+        let cache_plan = if file.kind == ModelKind::PixelCnn {
+            Some(check_pixelcnn(&file, &plan)?)
+        } else {
+            None
+        };
         let is_decoder = matches!(
             file.kind,
             ModelKind::Vae | ModelKind::Gan | ModelKind::AutoEncoder
@@ -79,23 +87,76 @@ impl<'a> Model<'a> {
             file,
             plan,
             encoder_plan,
+            cache_plan,
         })
     }
 
     /// Exact arena bytes a sampler needs: the larger of the decoder's and
-    /// (if present) the encoder's plan, since they never run at once.
+    /// (if present) the encoder's plan, since they never run at once; for a
+    /// PixelCNN, the incremental sampler's row caches.
     pub fn arena_bytes(&self) -> u32 {
+        if let Some(c) = &self.cache_plan {
+            return c.arena_bytes;
+        }
         let enc = self.encoder_plan.map_or(0, |p| p.arena_bytes());
         self.plan.arena_bytes().max(enc)
     }
 
-    /// Multiply-accumulates per generated sample.
+    /// Multiply-accumulates per generated sample, as the sampler really
+    /// does them: one decoder pass, or for a PixelCNN the incremental
+    /// sampler's wavefront (each layer once at each position).
     pub fn macs_per_sample(&self) -> u64 {
+        match &self.cache_plan {
+            Some(c) => c.macs,
+            None => self.plan.macs,
+        }
+    }
+
+    /// Multiply-accumulates of one full forward pass of the network (for a
+    /// PixelCNN, what a naive sampler would pay for every pixel).
+    pub fn forward_macs(&self) -> u64 {
         self.plan.macs
+    }
+
+    /// Arena bytes of one full forward pass (two whole activation buffers):
+    /// what [`PixelCnnSampler::naive`] and [`PixelCnnSampler::logits`] need
+    /// as scratch.
+    pub fn forward_arena_bytes(&self) -> u32 {
+        self.plan.arena_bytes()
     }
 
     /// Parameters (weights and biases) of the network that runs on the board.
     pub fn params(&self) -> u32 {
         self.plan.params
     }
+}
+
+/// Checks what a PixelCNN file must be: a single-channel image in and out,
+/// no latent and no encoder, masked convolutions only with mask A first (so
+/// that no logit sees its own pixel), a sigmoid head; and plans its caches.
+fn check_pixelcnn(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> {
+    let meta = &file.meta;
+    let image = meta.image;
+    if meta.latent != 0
+        || file.encoder.is_some()
+        || !meta.prior_mean.is_empty()
+        || !meta.prior_std.is_empty()
+        || image.c != 1
+        || file.decoder.input != image
+    {
+        return Err(Error::PlanInput);
+    }
+    if plan.output != image || matches!(file.decoder.head, format::Head::Raw) {
+        return Err(Error::PlanOutputShape);
+    }
+    if file.decoder.layers.is_empty() {
+        return Err(Error::PlanOutputShape);
+    }
+    for (i, layer) in file.decoder.layers.iter().enumerate() {
+        match layer.op {
+            format::Op::MaskedConv2d { mask, .. } if i > 0 || mask == format::Mask::A => {}
+            _ => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
+        }
+    }
+    CachePlan::new(&file.decoder, file.dtype)
 }

@@ -1,7 +1,7 @@
 //! Runs a validated [`Net`] over the arena's two activation buffers.
 
-use crate::format::{Act, Layer, Net, Op, Shape};
-use crate::kernels::{self, ConvGeom, FloatWeights, RequantI8};
+use crate::format::{Act, Layer, Mask, Net, Op, Shape};
+use crate::kernels::{self, ConvGeom, FloatWeights, MaskedGeom, RequantI8};
 use crate::plan::{conv_out, conv_t_out};
 
 /// Output shape of `op` on `inp`; the plan has checked it exists.
@@ -31,7 +31,30 @@ fn next_shape(op: &Op, inp: Shape) -> Shape {
             h: conv_t_out(inp.h, k, stride, pad, out_pad).unwrap_or(0),
             w: conv_t_out(inp.w, k, stride, pad, out_pad).unwrap_or(0),
         },
+        Op::MaskedConv2d { out_c, .. } => Shape { c: out_c, ..inp },
         Op::Reshape(s) => s,
+    }
+}
+
+/// Geometry of a masked convolution over buffers of `in_rows` and
+/// `out_rows` rows.
+pub(crate) fn masked_geom(
+    inp: Shape,
+    out_c: u16,
+    k: u8,
+    mask: Mask,
+    in_rows: u16,
+    out_rows: u16,
+) -> MaskedGeom {
+    MaskedGeom {
+        in_c: inp.c as usize,
+        out_c: out_c as usize,
+        h: inp.h as usize,
+        w: inp.w as usize,
+        k: k as usize,
+        mask_b: mask == Mask::B,
+        in_rows: in_rows as usize,
+        out_rows: out_rows as usize,
     }
 }
 
@@ -84,6 +107,10 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
                 let g = geom(shape, out, k, stride, pad);
                 kernels::conv_transpose2d_f32(src, &g, w, layer.bias, dst, relu)
             }
+            Op::MaskedConv2d { out_c, k, mask, .. } => {
+                let g = masked_geom(shape, out_c, k, mask, shape.h, shape.h);
+                kernels::masked_conv2d_f32(src, &g, w, layer.bias, dst, relu)
+            }
             Op::Reshape(_) => {}
         }
         shape = out;
@@ -135,6 +162,10 @@ pub(crate) fn forward_i8(net: &Net<'_>, a: &mut [i8], b: &mut [i8]) -> (Shape, b
             Op::ConvTranspose2d { k, stride, pad, .. } => {
                 let g = geom(shape, out, k, stride, pad);
                 kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+            }
+            Op::MaskedConv2d { out_c, k, mask, .. } => {
+                let g = masked_geom(shape, out_c, k, mask, shape.h, shape.h);
+                kernels::masked_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
             }
             Op::Reshape(_) => {}
         }

@@ -8,7 +8,7 @@
 //! `arena_bytes = align4(A) + B`.
 
 use crate::error::{Error, Result};
-use crate::format::{DType, Head, Layer, Net, Op, Shape, MAX_TENSOR_ELEMS};
+use crate::format::{DType, Head, Layer, Mask, Net, Op, Shape, MAX_LAYERS, MAX_TENSOR_ELEMS};
 
 /// What a network needs and costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +93,47 @@ fn conv_taps(n: u16, k: u8, s: u8, p: u8, out: u16) -> u64 {
     taps
 }
 
+/// MACs of a masked convolution over a whole `h` x `w` image, per (output,
+/// input) channel pair: the unmasked taps that read inside the image.
+pub(crate) fn masked_taps(h: u16, w: u16, k: u8, mask: Mask) -> u64 {
+    let (h, w, k) = (h as i64, w as i64, k as i64);
+    let c = k / 2;
+    let mut taps = 0u64;
+    for ky in 0..k {
+        for kx in 0..k {
+            if !mask.allows(k as usize, ky as usize, kx as usize) {
+                continue;
+            }
+            // Positions whose tap (ky, kx) reads inside: 0 <= y + ky - c < h.
+            let rows = (h - (ky - c).abs()).max(0);
+            let cols = (w - (kx - c).abs()).max(0);
+            taps += (rows * cols) as u64;
+        }
+    }
+    taps
+}
+
+/// MACs of a masked convolution at one output position (`y`, `x`), per
+/// (output, input) channel pair.
+pub(crate) fn masked_taps_at(h: u16, w: u16, k: u8, mask: Mask, y: u16, x: u16) -> u64 {
+    let (h, w, k) = (h as i64, w as i64, k as i64);
+    let (y, x) = (y as i64, x as i64);
+    let c = k / 2;
+    let mut taps = 0u64;
+    for ky in 0..k {
+        for kx in 0..k {
+            let (iy, ix) = (y + ky - c, x + kx - c);
+            if mask.allows(k as usize, ky as usize, kx as usize)
+                && (0..h).contains(&iy)
+                && (0..w).contains(&ix)
+            {
+                taps += 1;
+            }
+        }
+    }
+    taps
+}
+
 /// The output shape of `layer` applied to `inp`, its MACs and parameter
 /// count, after checking that its blobs have the right sizes.
 pub(crate) fn layer_shape(
@@ -166,6 +207,19 @@ pub(crate) fn layer_shape(
                 out_c,
                 macs,
             )
+        }
+        Op::MaskedConv2d {
+            in_c,
+            out_c,
+            k,
+            mask,
+        } => {
+            if inp.c != in_c || out_c == 0 || k % 2 == 0 {
+                return Err(mismatch);
+            }
+            let w = out_c as u64 * in_c as u64 * k as u64 * k as u64;
+            let macs = out_c as u64 * in_c as u64 * masked_taps(inp.h, inp.w, k, mask);
+            (Shape { c: out_c, ..inp }, w, out_c, macs)
         }
         Op::Reshape(s) => {
             if s.numel() != inp.numel() {
@@ -265,6 +319,116 @@ impl Plan {
     }
 }
 
+/// One row cache of the incremental autoregressive sampler: the last
+/// `rows` rows, all `c` channels, of one tensor, laid out `[c][rows][w]`
+/// (image row `y` in cache row `y % rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RowCache {
+    /// Offset in the arena, in activation elements (f32 or i8).
+    pub offset: u32,
+    /// Channels.
+    pub c: u16,
+    /// Rows kept.
+    pub rows: u16,
+}
+
+impl RowCache {
+    /// Elements of the cache for images `w` wide.
+    pub const fn elems(&self, w: u16) -> u32 {
+        self.c as u32 * self.rows as u32 * w as u32
+    }
+}
+
+/// The memory plan of the incremental PixelCNN sampler (Ramachandran et al.
+/// 2017): one [`RowCache`] for the input pixels and one per layer output.
+///
+/// A layer with kernel `k` reads rows `y - k/2 ..= y` of its input, so its
+/// input keeps `k/2 + 1` rows; the last layer's output (the logits) keeps
+/// one. The caches lie one after the other in the arena, each starting on a
+/// 4-byte boundary, and are exactly the arena: nothing else is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct CachePlan {
+    /// Cache 0 holds the input pixels; cache `l + 1` the output of layer `l`.
+    pub caches: [RowCache; MAX_LAYERS + 1],
+    /// Caches used (layers + 1).
+    pub n: u8,
+    /// Image height.
+    pub h: u16,
+    /// Image width.
+    pub w: u16,
+    /// Exact arena bytes.
+    pub arena_bytes: u32,
+    /// Multiply-accumulates of one whole sample (the wavefront computes each
+    /// layer once at each position).
+    pub macs: u64,
+}
+
+impl CachePlan {
+    /// Plans the caches of a network of masked convolutions (checked by
+    /// [`Plan::new`] already) over `input`.
+    ///
+    /// # Errors
+    ///
+    /// `PlanShapeMismatch` for a layer that is not a masked convolution;
+    /// `PlanInput` if the caches overflow a `u32`.
+    pub fn new(net: &Net<'_>, dtype: DType) -> Result<CachePlan> {
+        let (h, w) = (net.input.h, net.input.w);
+        let eb = dtype.act_bytes() as u64;
+        let mut caches = [RowCache::default(); MAX_LAYERS + 1];
+        let mut channels = net.input.c;
+        let n = net.layers.len();
+        let mut offset_bytes = 0u64;
+        let mut macs = 0u64;
+        for (i, slot) in caches.iter_mut().enumerate().take(n + 1) {
+            // Rows the consumer of tensor i reads: layer i's kernel, or one
+            // row for the logits.
+            let rows = match net.layers.get(i).map(|l| l.op) {
+                Some(Op::MaskedConv2d { k, .. }) => k as u16 / 2 + 1,
+                Some(_) => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
+                None => 1,
+            };
+            if i > 0 {
+                if let Some(Op::MaskedConv2d {
+                    in_c,
+                    out_c,
+                    k,
+                    mask,
+                }) = net.layers.get(i - 1).map(|l| l.op)
+                {
+                    channels = out_c;
+                    // The wavefront: each position once, in raster order.
+                    for y in 0..h {
+                        for x in 0..w {
+                            macs +=
+                                out_c as u64 * in_c as u64 * masked_taps_at(h, w, k, mask, y, x);
+                        }
+                    }
+                }
+            }
+            let cache = RowCache {
+                offset: (offset_bytes / eb) as u32,
+                c: channels,
+                rows,
+            };
+            *slot = cache;
+            offset_bytes = (offset_bytes + cache.elems(w) as u64 * eb + 3) & !3;
+            if offset_bytes > u32::MAX as u64 {
+                return Err(Error::PlanInput);
+            }
+        }
+        Ok(CachePlan {
+            caches,
+            n: (n + 1) as u8,
+            h,
+            w,
+            arena_bytes: offset_bytes as u32,
+            macs,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +441,28 @@ mod tests {
         assert_eq!(conv_t_out(14, 4, 2, 1, 0), Some(28));
         assert_eq!(conv_t_out(1, 1, 1, 1, 0), None);
         assert_eq!(conv_t_out(3, 3, 1, 0, 1), None);
+    }
+
+    #[test]
+    fn masked_taps_whole_image_equals_sum_of_positions() {
+        for (h, w, k, mask) in [
+            (28, 28, 7, Mask::A),
+            (28, 28, 3, Mask::B),
+            (5, 3, 5, Mask::B),
+            (2, 9, 1, Mask::B),
+        ] {
+            let mut sum = 0;
+            for y in 0..h {
+                for x in 0..w {
+                    sum += masked_taps_at(h, w, k, mask, y, x);
+                }
+            }
+            assert_eq!(masked_taps(h, w, k, mask), sum);
+        }
+        // 3x3 mask B at an interior position: 5 taps; at the top-left corner: 1.
+        assert_eq!(masked_taps_at(28, 28, 3, Mask::B, 5, 5), 5);
+        assert_eq!(masked_taps_at(28, 28, 3, Mask::B, 0, 0), 1);
+        assert_eq!(masked_taps_at(28, 28, 7, Mask::A, 0, 0), 0);
     }
 
     #[test]

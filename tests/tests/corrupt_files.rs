@@ -14,10 +14,10 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use tinygen_runtime::format::{
-    self, Act, DType, Head, Layer, Meta, ModelFile, ModelKind, Net, Op, Shape, FORMAT_VERSION,
-    MAGIC, MAX_LATENT,
+    self, Act, DType, Head, Layer, Mask, Meta, ModelFile, ModelKind, Net, Op, Shape,
+    FORMAT_VERSION, MAGIC, MAX_LATENT,
 };
-use tinygen_runtime::{Decoder, Error, Model, Rng};
+use tinygen_runtime::{Decoder, Error, Model, PixelCnnSampler, Rng};
 use tinygen_tests::{f32_le, i32_le, AlignedBuf};
 use tinygen_trainer::export::{export, vae_decoder_net, ExportMeta, Quant};
 use tinygen_trainer::models::standard_normal;
@@ -25,6 +25,7 @@ use tinygen_trainer::models::vae::{Vae, VaeConfig};
 
 const TINY_F32: &[u8] = include_bytes!("../fixtures/tiny_f32.tgm");
 const TINY_I8: &[u8] = include_bytes!("../fixtures/tiny_i8.tgm");
+const TINY_PIXELCNN: &[u8] = include_bytes!("../fixtures/tiny_pixelcnn_f32.tgm");
 
 /// A freshly initialized VAE's decoder exported as `quant`, built once.
 fn vae_file(quant: Quant) -> &'static [u8] {
@@ -612,8 +613,12 @@ fn arenas() {
         );
         dec.decode(&[0.0; 4], &mut px).unwrap();
     }
-    // Not a decoder model.
+    // A decoder network labelled PixelCNN is rejected at load (a PixelCNN
+    // takes the image, not a latent).
     let m = mutated(vae_file(Quant::F32), |f| f.kind = ModelKind::PixelCnn);
+    expect(&m, Error::PlanInput, "VAE labelled PixelCNN");
+    // Not a decoder model.
+    let m = mutated(vae_file(Quant::F32), |f| f.kind = ModelKind::PixelRnn);
     let model = Model::load(&m).unwrap();
     let mut buf = AlignedBuf::new(model.arena_bytes() as usize);
     assert_eq!(
@@ -639,6 +644,16 @@ fn load_and_run(bytes: &[u8]) -> bool {
             let z = vec![0.5f32; dec.latent_len()];
             dec.sample(&mut Rng::new(3), &mut px).unwrap();
             dec.decode_logits(&z, &mut logits).unwrap();
+        }
+        if let Ok(mut s) = PixelCnnSampler::new(&model, arena.bytes()) {
+            let mut px = vec![0u8; s.image_len()];
+            let mut logits = vec![0f32; s.image_len()];
+            s.sample(&mut Rng::new(3), &mut px).unwrap();
+            let mut scratch = AlignedBuf::new(model.forward_arena_bytes() as usize);
+            s.logits(&px, scratch.bytes(), &mut logits).unwrap();
+            if px.len() <= 256 {
+                s.naive(&mut Rng::new(3), &mut px, scratch.bytes()).unwrap();
+            }
         }
         true
     }));
@@ -697,10 +712,10 @@ proptest! {
 
     #[test]
     fn mutations_with_a_valid_crc_never_panic(
-        which in 0..3usize,
+        which in 0..4usize,
         muts in prop::collection::vec(mutation(), 1..6),
     ) {
-        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8)][which];
+        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8), TINY_PIXELCNN][which];
         let mut body = file[..file.len() - 4].to_vec();
         for m in &muts {
             apply(&mut body, m);
@@ -716,7 +731,7 @@ fn many_mutations_with_a_valid_crc() {
     let mut rng = StdRng::seed_from_u64(9);
     let (mut loaded, mut rejected) = (0, 0);
     for i in 0..1500 {
-        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8)][i % 3];
+        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8), TINY_PIXELCNN][i % 4];
         let mut body = file[..file.len() - 4].to_vec();
         for _ in 0..rng.random_range(1..4) {
             let p = rng.random::<u32>() as usize;
@@ -813,4 +828,76 @@ fn an_int8_network_without_layers_dequantizes_with_its_input() {
     assert_eq!(logits, z);
     let mut px = [0u8; 2];
     dec.decode(&z, &mut px).unwrap();
+}
+
+#[test]
+fn pixelcnn_files_are_checked() {
+    let base = TINY_PIXELCNN;
+    assert!(load_and_run(base));
+    let masked = |k: u8, mask: Mask| Op::MaskedConv2d {
+        in_c: 1,
+        out_c: 2,
+        k,
+        mask,
+    };
+    // The first layer must not see its own pixel: mask A.
+    let m = mutated(base, |f| f.decoder.layers[0].op = masked(3, Mask::B));
+    expect(&m, Error::PlanShapeMismatch { layer: 0 }, "mask B first");
+    // Even kernels have no centre.
+    let m = mutated(base, |f| f.decoder.layers[0].op = masked(2, Mask::A));
+    expect(&m, Error::PlanShapeMismatch { layer: 0 }, "even kernel");
+    // A non-masked layer would break the causal order.
+    let m = mutated(base, |f| {
+        f.decoder.layers[1].op = Op::Conv2d {
+            in_c: 2,
+            out_c: 1,
+            k: 1,
+            stride: 1,
+            pad: 0,
+        }
+    });
+    expect(&m, Error::PlanShapeMismatch { layer: 1 }, "plain conv");
+    // No latent, no prior, no encoder, one channel in and out.
+    let m = mutated(base, |f| f.meta.latent = 4);
+    expect(&m, Error::PlanInput, "latent");
+    let m = mutated(base, |f| {
+        f.meta.image = Shape { c: 1, h: 4, w: 5 };
+    });
+    expect(&m, Error::PlanInput, "image is not the input");
+    let m = mutated(base, |f| f.decoder.head = Head::Raw);
+    expect(&m, Error::PlanOutputShape, "raw head");
+    let m = mutated(base, |f| f.decoder.layers.truncate(1));
+    expect(&m, Error::PlanOutputShape, "two output channels");
+    let m = mutated(base, |f| f.decoder.layers.clear());
+    expect(&m, Error::PlanOutputShape, "no layers");
+    // Weight blob of the wrong size.
+    let short = [0u8; 8];
+    let m = mutated(base, |f| f.decoder.layers[0].weight = &short);
+    expect(&m, Error::FormatBlobSize { layer: 0 }, "short weights");
+    // A PixelCNN file is not a decoder, and a decoder is not a PixelCNN.
+    let model = Model::load(base).unwrap();
+    let mut arena = AlignedBuf::new(4096);
+    assert_eq!(
+        Decoder::new(&model, arena.bytes()).err(),
+        Some(Error::CallUnsupported)
+    );
+    let vae = Model::load(TINY_F32).unwrap();
+    assert_eq!(
+        PixelCnnSampler::new(&vae, arena.bytes()).err(),
+        Some(Error::CallUnsupported)
+    );
+    // Buffers of the wrong length are errors.
+    let mut s = PixelCnnSampler::new(&model, arena.bytes()).unwrap();
+    assert_eq!(
+        s.sample(&mut Rng::new(1), &mut [0u8; 15]).err(),
+        Some(Error::CallBufferLen {
+            expected: 16,
+            found: 15
+        })
+    );
+    let mut small = AlignedBuf::new(4);
+    assert!(matches!(
+        s.naive(&mut Rng::new(1), &mut [0u8; 16], small.bytes()),
+        Err(Error::PlanArenaTooSmall { .. })
+    ));
 }

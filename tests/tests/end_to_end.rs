@@ -71,6 +71,12 @@ fn linear(op: &Op, x: &Tensor, w: &[f64]) -> R<Tensor> {
             let w = Tensor::from_slice(w, (in_c as usize, out_c as usize, k, k), dev)?;
             x.conv_transpose2d(&w, pad as usize, out_pad as usize, stride as usize, 1)
         }
+        // The masked taps are stored as zeros: a plain 'same' convolution.
+        Op::MaskedConv2d { in_c, out_c, k, .. } => {
+            let k = k as usize;
+            let w = Tensor::from_slice(w, (out_c as usize, in_c as usize, k, k), dev)?;
+            x.conv2d(&w, k / 2, 1, 1, 1)
+        }
         Op::Reshape(s) => x.reshape((1, s.c as usize, s.h as usize, s.w as usize)),
     }
 }
@@ -87,9 +93,9 @@ fn abs(v: &[f64]) -> Vec<f64> {
 fn terms(op: &Op) -> f64 {
     match *op {
         Op::Dense { inp, .. } => inp as f64,
-        Op::Conv2d { in_c, k, .. } | Op::ConvTranspose2d { in_c, k, .. } => {
-            in_c as f64 * k as f64 * k as f64
-        }
+        Op::Conv2d { in_c, k, .. }
+        | Op::ConvTranspose2d { in_c, k, .. }
+        | Op::MaskedConv2d { in_c, k, .. } => in_c as f64 * k as f64 * k as f64,
         Op::Reshape(_) => 0.0,
     }
 }
@@ -199,7 +205,7 @@ fn int8_sigma(net: &FloatNet, model: &Model<'_>, z: &[f32]) -> R<Vec<f64>> {
     for (l, layer) in net.layers.iter().enumerate() {
         let (outer, ch, inner) = match layer.op {
             Op::Dense { inp, out } => (1, out as usize, inp as usize),
-            Op::Conv2d { in_c, out_c, k, .. } => {
+            Op::Conv2d { in_c, out_c, k, .. } | Op::MaskedConv2d { in_c, out_c, k, .. } => {
                 (1, out_c as usize, in_c as usize * (k as usize).pow(2))
             }
             Op::ConvTranspose2d { in_c, out_c, k, .. } => {

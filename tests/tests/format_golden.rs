@@ -8,6 +8,9 @@
 //!   (dense, reshape, transposed conv, conv; fixed weights) against
 //!   `tests/fixtures/tiny_{f32,i8}.tgm`, then decoded back field by field and
 //!   loaded and run.
+//! - `tiny_pixelcnn_golden`: a two-layer PixelCNN (masked convolutions)
+//!   against `tests/fixtures/tiny_pixelcnn_f32.tgm`, its row-cache arena and
+//!   MACs by hand, and its logits against candle.
 //!
 //! Regenerate the golden files (after a deliberate format change, which also
 //! bumps `FORMAT_VERSION` and docs/format.md) with
@@ -18,7 +21,7 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use tinygen_runtime::format::{
-    self, Act, DType, Figure, Head, Layer, LayerQuant, Meta, ModelFile, ModelKind, Net, Op,
+    self, Act, DType, Figure, Head, Layer, LayerQuant, Mask, Meta, ModelFile, ModelKind, Net, Op,
     QParams, Shape, FORMAT_VERSION, MAGIC,
 };
 use tinygen_runtime::{Decoder, Model};
@@ -411,4 +414,151 @@ fn tiny_i8_golden() {
         "codes",
     );
     assert!(pixels.iter().any(|&p| p != pixels[0]), "{pixels:?}");
+}
+
+// ---------------------------------------------------------------------------
+// A tiny PixelCNN: image 1x4x4, masked conv 1->2 k3 mask A + ReLU, masked
+// conv 2->1 k1 mask B (the logits).
+
+const PIXELCNN_OPS: [(Op, Act); 2] = [
+    (
+        Op::MaskedConv2d {
+            in_c: 1,
+            out_c: 2,
+            k: 3,
+            mask: Mask::A,
+        },
+        Act::Relu,
+    ),
+    (
+        Op::MaskedConv2d {
+            in_c: 2,
+            out_c: 1,
+            k: 1,
+            mask: Mask::B,
+        },
+        Act::None,
+    ),
+];
+
+/// Layer l's weights with the masked taps zero, as the exporter writes them.
+fn pixelcnn_weights(l: usize) -> Vec<f32> {
+    let Op::MaskedConv2d {
+        in_c,
+        out_c,
+        k,
+        mask,
+    } = PIXELCNN_OPS[l].0
+    else {
+        unreachable!()
+    };
+    let k = k as usize;
+    (0..out_c as usize * in_c as usize * k * k)
+        .map(|j| {
+            if mask.allows(k, (j / k) % k, j % k) {
+                f32_weight(l, j)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn pixelcnn_bias(l: usize) -> Vec<f32> {
+    [vec![0.25, -0.125], vec![-0.5]][l].clone()
+}
+
+#[test]
+fn tiny_pixelcnn_golden() {
+    let weights: Vec<Vec<u8>> = (0..2).map(|l| f32_le(&pixelcnn_weights(l))).collect();
+    let biases: Vec<Vec<u8>> = (0..2).map(|l| f32_le(&pixelcnn_bias(l))).collect();
+    let mut layers = heapless::Vec::new();
+    for (l, &(op, act)) in PIXELCNN_OPS.iter().enumerate() {
+        layers
+            .push(Layer {
+                op,
+                act,
+                weight: &weights[l],
+                bias: &biases[l],
+                quant: None,
+            })
+            .unwrap();
+    }
+    let file = ModelFile {
+        magic: MAGIC,
+        version: FORMAT_VERSION,
+        kind: ModelKind::PixelCnn,
+        dtype: DType::F32,
+        meta: Meta {
+            image: shape(1, 4, 4),
+            latent: 0,
+            data: "hand-built golden PixelCNN (tests/tests/format_golden.rs)",
+            figures: heapless::Vec::new(),
+            prior_mean: &[],
+            prior_std: &[],
+        },
+        decoder: Net {
+            input: shape(1, 4, 4),
+            input_q: None,
+            layers,
+            head: Head::Sigmoid,
+        },
+        encoder: None,
+    };
+    let bytes = encode(&file);
+    let want = golden("tiny_pixelcnn_f32.tgm", &bytes);
+    assert_same_bytes(&bytes, &want, "tiny_pixelcnn_f32.tgm");
+    assert_eq!(format::decode(&want).unwrap(), file);
+    // The first layer's op, act and weight length, byte by byte:
+    // MaskedConv2d (variant 4) { in_c 1, out_c 2, k 3, mask A (0) }, Relu (1),
+    // weight blob of 2*1*3*3 f32 = 72 bytes (varint 0x48).
+    let op = [0x04, 0x01, 0x02, 0x03, 0x00, 0x01, 0x48];
+    assert_eq!(want.windows(op.len()).filter(|w| *w == op).count(), 1);
+
+    let model = Model::load(&want).unwrap();
+    // Row caches: input 2 rows (read by the 3x3), layer 0 output 1 row x 2
+    // channels (read by the 1x1), logits 1 row; 4 pixels wide, f32.
+    assert_eq!(model.arena_bytes(), (2 + 2 + 1) * 4 * 4);
+    // MACs: mask A 3x3 uses taps (0,0) (0,1) (0,2) (1,0); inside a 4x4
+    // image they read 3*3 + 3*4 + 3*3 + 4*3 = 42 times, times 2 output
+    // channels; the 1x1: 2 inputs x 16 positions.
+    assert_eq!(model.forward_macs(), 84 + 32);
+    assert_eq!(model.macs_per_sample(), model.forward_macs());
+
+    // Teacher-forced logits through the runtime against candle's conv2d
+    // with the masked weights.
+    let image: Vec<u8> = (0..16).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect();
+    let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+    let mut scratch = AlignedBuf::new(model.forward_arena_bytes() as usize);
+    let sampler = tinygen_runtime::PixelCnnSampler::new(&model, arena.bytes()).unwrap();
+    let mut got = [0f32; 16];
+    sampler.logits(&image, scratch.bytes(), &mut got).unwrap();
+    let want = candle_pixelcnn(&image).unwrap();
+    assert_close(&got, &want, Approximation::Close, "tiny PixelCNN vs candle");
+}
+
+fn candle_pixelcnn(image: &[u8]) -> candle_core::Result<Vec<f64>> {
+    let dev = Device::Cpu;
+    let x: Vec<f32> = image
+        .iter()
+        .map(|&p| f32::from(u8::from(p >= 128)))
+        .collect();
+    let x = Tensor::from_vec(x, (1, 1, 4, 4), &dev)?;
+    let b = |l: usize| Tensor::from_vec(pixelcnn_bias(l), pixelcnn_bias(l).len(), &dev);
+    let h = x.conv2d(
+        &conv_weight(&pixelcnn_weights(0), 2, 1, 3, &dev)?,
+        1,
+        1,
+        1,
+        1,
+    )?;
+    let h = add_channel_bias(&h, &b(0)?)?.relu()?;
+    let h = h.conv2d(
+        &conv_weight(&pixelcnn_weights(1), 1, 2, 1, &dev)?,
+        0,
+        1,
+        1,
+        1,
+    )?;
+    chw(&add_channel_bias(&h, &b(1)?)?)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tinygen_runtime::Model;
 use tinygen_tests::firmware;
-use tinygen_trainer::sample::sample_decoder;
+use tinygen_trainer::sample::sample_model;
 
 const SAMPLES: u32 = 4;
 const SEED: u64 = 7;
@@ -25,7 +25,8 @@ fn contract(model_file: &str) {
     let elf = firmware::build(&path, SAMPLES, SEED, work.path()).unwrap();
     let run = firmware::run_qemu(&elf, work.path(), Duration::from_secs(600)).unwrap();
     let model = Model::load(&bytes).unwrap();
-    let host = sample_decoder(&model, SAMPLES as usize, SEED).unwrap();
+    // The sampler the file's kind calls for, as the firmware picks it.
+    let host = sample_model(&model, SAMPLES as usize, SEED).unwrap();
     assert_eq!(run.pixels.len(), host.len(), "{model_file}: pixel count");
     let first_diff = run.pixels.iter().zip(&host).position(|(a, b)| a != b);
     assert_eq!(
@@ -49,4 +50,28 @@ fn vae_int8_qemu_equals_host() {
 #[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
 fn vae_f32_qemu_equals_host() {
     contract("vae-f32.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn ae_int8_qemu_equals_host() {
+    contract("ae-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn gan_int8_qemu_equals_host() {
+    contract("gan-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn pixelcnn_int8_qemu_equals_host() {
+    contract("pixelcnn-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn pixelcnn_f32_qemu_equals_host() {
+    contract("pixelcnn-f32.tgm");
 }

@@ -123,6 +123,7 @@ fn out_shape(op: &Op, s: Shape) -> Result<Shape> {
                 w: f(s.w) as u16,
             }
         }
+        Op::MaskedConv2d { out_c, .. } => Shape { c: out_c, ..s },
         Op::Reshape(r) => {
             if shape_numel(r) != shape_numel(s) {
                 bail!("reshape from {s:?} to {r:?} changes the element count");
@@ -186,6 +187,19 @@ impl FloatNet {
                     let g = geom(&l.op, shape, o).context("conv geometry")?;
                     kernels::conv_transpose2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
+                Op::MaskedConv2d { out_c, k, mask, .. } => {
+                    let g = kernels::MaskedGeom {
+                        in_c: shape.c as usize,
+                        out_c: out_c as usize,
+                        h: shape.h as usize,
+                        w: shape.w as usize,
+                        k: k as usize,
+                        mask_b: mask == format::Mask::B,
+                        in_rows: shape.h as usize,
+                        out_rows: shape.h as usize,
+                    };
+                    kernels::masked_conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
+                }
                 Op::Reshape(_) => y.copy_from_slice(&x),
             }
             outs.push(y.clone());
@@ -212,8 +226,13 @@ struct Blobs {
     quant: Option<QuantBlobs>,
 }
 
-/// Ranges of the input and of every layer output over `calib`.
-fn calibrate(net: &FloatNet, calib: &[Vec<f32>]) -> Result<(QuantParams, Vec<QuantParams>)> {
+/// Ranges of the input and of every layer output over `calib`. When the
+/// output is logits (`logits_out`), its range is clipped to ±16.
+fn calibrate(
+    net: &FloatNet,
+    calib: &[Vec<f32>],
+    logits_out: bool,
+) -> Result<(QuantParams, Vec<QuantParams>)> {
     if calib.is_empty() {
         bail!("int8 export needs calibration inputs");
     }
@@ -232,10 +251,12 @@ fn calibrate(net: &FloatNet, calib: &[Vec<f32>]) -> Result<(QuantParams, Vec<Qua
             }
         }
     }
-    // The last tensor holds logits: beyond +-16 the sigmoid is 0 or 1 to
-    // within 1e-7, so spending int8 steps there only costs resolution.
-    lo[n] = lo[n].max(-16.0);
-    hi[n] = hi[n].min(16.0);
+    if logits_out {
+        // The last tensor holds logits: beyond +-16 the sigmoid is 0 or 1 to
+        // within 1e-7, so spending int8 steps there only costs resolution.
+        lo[n] = lo[n].max(-16.0);
+        hi[n] = hi[n].min(16.0);
+    }
     let params: Vec<QuantParams> = (0..=n).map(|t| range_params(lo[t], hi[t])).collect();
     Ok((params[0], params[1..].to_vec()))
 }
@@ -250,25 +271,28 @@ fn layer_channels(op: &Op) -> Option<(usize, usize, usize)> {
         Op::ConvTranspose2d { in_c, out_c, k, .. } => {
             Some((in_c as usize, out_c as usize, k as usize * k as usize))
         }
+        Op::MaskedConv2d { in_c, out_c, k, .. } => {
+            Some((1, out_c as usize, in_c as usize * k as usize * k as usize))
+        }
         Op::Reshape(_) => None,
     }
 }
 
-/// Writes `net` as a model file.
-///
-/// `calib` holds calibration inputs (required for int8, ignored otherwise).
-///
-/// # Errors
-///
-/// If the network is malformed, calibration sees non-finite values, or the
-/// runtime rejects the result.
-pub fn export(
+/// Owned blobs of one exported network.
+struct NetBlobs {
+    layers: Vec<Blobs>,
+    input_q: Option<QParams>,
+    /// int8: the logit -> pixel table of a `logits_out` network.
+    lut: Vec<u8>,
+}
+
+/// The blobs of `net` stored as `quant` (int8 calibrated on `calib`).
+fn net_blobs(
     net: &FloatNet,
-    meta: &ExportMeta,
     quant: Quant,
     calib: &[Vec<f32>],
-) -> Result<Vec<u8>> {
-    let dtype = quant.dtype();
+    logits_out: bool,
+) -> Result<NetBlobs> {
     let mut blobs = Vec::with_capacity(net.layers.len());
     let mut input_q = None;
     let mut lut = Vec::new();
@@ -296,7 +320,7 @@ pub fn export(
             }
         }
         Quant::Int8 => {
-            let (inp, outs) = calibrate(net, calib)?;
+            let (inp, outs) = calibrate(net, calib, logits_out)?;
             input_q = Some(QParams {
                 scale: inp.scale,
                 zero_point: inp.zero_point,
@@ -353,18 +377,29 @@ pub fn export(
                 });
                 cur = outq;
             }
-            // Logit -> pixel table, exact sigmoid computed here.
-            lut = (-128i32..=127)
-                .map(|q| {
-                    let logit = cur.scale as f64 * (q - cur.zero_point as i32) as f64;
-                    let p = 1.0 / (1.0 + (-logit).exp());
-                    (p * 255.0 + 0.5).floor().clamp(0.0, 255.0) as u8
-                })
-                .collect();
+            if logits_out {
+                // Logit -> pixel table, exact sigmoid computed here.
+                lut = (-128i32..=127)
+                    .map(|q| {
+                        let logit = cur.scale as f64 * (q - cur.zero_point as i32) as f64;
+                        let p = 1.0 / (1.0 + (-logit).exp());
+                        (p * 255.0 + 0.5).floor().clamp(0.0, 255.0) as u8
+                    })
+                    .collect();
+            }
         }
     }
+    Ok(NetBlobs {
+        layers: blobs,
+        input_q,
+        lut,
+    })
+}
+
+/// The file's view of `net` over its owned blobs.
+fn net_ref<'a>(net: &FloatNet, b: &'a NetBlobs, head: Head<'a>) -> Result<Net<'a>> {
     let mut layers = heapless::Vec::<Layer<'_>, { format::MAX_LAYERS }>::new();
-    for (l, b) in net.layers.iter().zip(&blobs) {
+    for (l, b) in net.layers.iter().zip(&b.layers) {
         let layer = Layer {
             op: l.op,
             act: l.act,
@@ -382,6 +417,61 @@ pub fn export(
             bail!("more than {} layers", format::MAX_LAYERS);
         }
     }
+    Ok(Net {
+        input: net.input,
+        input_q: b.input_q,
+        layers,
+        head,
+    })
+}
+
+/// Writes `net` as a model file.
+///
+/// `calib` holds calibration inputs (required for int8, ignored otherwise).
+///
+/// # Errors
+///
+/// If the network is malformed, calibration sees non-finite values, or the
+/// runtime rejects the result.
+pub fn export(
+    net: &FloatNet,
+    meta: &ExportMeta,
+    quant: Quant,
+    calib: &[Vec<f32>],
+) -> Result<Vec<u8>> {
+    export_with_encoder(net, None, meta, quant, calib)
+}
+
+/// An encoder network to store next to the decoder (the AutoEncoder's),
+/// with its own int8 calibration inputs (images as the runtime's
+/// `Encoder` feeds them: pixel / 255).
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderExport<'a> {
+    /// The encoder: image shape in, latent out (head `Raw`).
+    pub net: &'a FloatNet,
+    /// Calibration inputs for int8.
+    pub calib: &'a [Vec<f32>],
+}
+
+/// [`export`] plus, if given, an encoder (`ModelFile::encoder`, head `Raw`,
+/// int8 calibrated on `encoder.calib`).
+///
+/// # Errors
+///
+/// As [`export`].
+pub fn export_with_encoder(
+    net: &FloatNet,
+    encoder: Option<EncoderExport<'_>>,
+    meta: &ExportMeta,
+    quant: Quant,
+    calib: &[Vec<f32>],
+) -> Result<Vec<u8>> {
+    let dtype = quant.dtype();
+    let dec = net_blobs(net, quant, calib, true)?;
+    let enc = match encoder {
+        Some(e) => Some((e.net, net_blobs(e.net, quant, e.calib, false)?)),
+        None => None,
+    };
     let mut figures = heapless::Vec::new();
     for (name, value) in &meta.figures {
         if figures
@@ -398,6 +488,11 @@ pub fn export(
         Some((m, s)) => (f32_bytes(m), f32_bytes(s)),
         None => (Vec::new(), Vec::new()),
     };
+    let head = if quant == Quant::Int8 {
+        Head::SigmoidLut(&dec.lut)
+    } else {
+        Head::Sigmoid
+    };
     let file = ModelFile {
         magic: MAGIC,
         version: FORMAT_VERSION,
@@ -411,23 +506,27 @@ pub fn export(
             prior_mean: &prior_mean,
             prior_std: &prior_std,
         },
-        decoder: Net {
-            input: net.input,
-            input_q,
-            layers,
-            head: if quant == Quant::Int8 {
-                Head::SigmoidLut(&lut)
-            } else {
-                Head::Sigmoid
-            },
+        decoder: net_ref(net, &dec, head)?,
+        encoder: match &enc {
+            Some((n, b)) => Some(net_ref(n, b, Head::Raw)?),
+            None => None,
         },
-        encoder: None,
     };
-    let cap = blobs
+    let cap = dec
+        .layers
         .iter()
-        .map(|b| b.weight.len() + b.bias.len() + 1024)
+        .chain(enc.iter().flat_map(|(_, b)| b.layers.iter()))
+        .map(|b| {
+            let q = b
+                .quant
+                .as_ref()
+                .map_or(0, |q| q.multiplier.len() + q.shift.len());
+            b.weight.len() + b.bias.len() + q + 1024
+        })
         .sum::<usize>()
+        + dec.lut.len()
         + meta.data.len()
+        + prior_mean.len() * 2
         + 8192;
     let mut buf = vec![0u8; cap];
     let bytes = format::encode(&file, &mut buf)

@@ -1,7 +1,7 @@
 //! Host sampling through the runtime (the kernels the board runs).
 
 use anyhow::{anyhow, Result};
-use tinygen_runtime::{Decoder, Model, Rng};
+use tinygen_runtime::{Decoder, Model, ModelKind, PixelCnnSampler, Rng};
 
 use crate::eval::HostArena;
 
@@ -22,4 +22,35 @@ pub fn sample_decoder(model: &Model<'_>, n: usize, seed: u64) -> Result<Vec<u8>>
         dec.sample(&mut rng, img).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(out)
+}
+
+/// `n` images from a PixelCNN model, drawn by the runtime's incremental
+/// sampler from one [`Rng`] stream seeded with `seed` (as the firmware does).
+///
+/// # Errors
+///
+/// If the model is not a PixelCNN.
+pub fn sample_pixelcnn(model: &Model<'_>, n: usize, seed: u64) -> Result<Vec<u8>> {
+    let mut arena = HostArena::new(model.arena_bytes());
+    let mut s = PixelCnnSampler::new(model, arena.bytes()).map_err(|e| anyhow!("{e}"))?;
+    let len = s.image_len();
+    let mut rng = Rng::new(seed);
+    let mut out = vec![0u8; n * len];
+    for img in out.chunks_exact_mut(len) {
+        s.sample(&mut rng, img).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(out)
+}
+
+/// `n` images from any generative model file: dispatches on its kind
+/// (decoder models through [`Decoder`], PixelCNN through [`PixelCnnSampler`]).
+///
+/// # Errors
+///
+/// If the model kind cannot be sampled.
+pub fn sample_model(model: &Model<'_>, n: usize, seed: u64) -> Result<Vec<u8>> {
+    match model.file.kind {
+        ModelKind::PixelCnn => sample_pixelcnn(model, n, seed),
+        _ => sample_decoder(model, n, seed),
+    }
 }

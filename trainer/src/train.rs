@@ -74,6 +74,15 @@ pub const DEFAULT_WEIGHT_DECAY: f64 = 1e-4;
 pub enum ModelConfig {
     /// Variational autoencoder.
     Vae(VaeConfig),
+    /// PixelCNN (masked convolutions, exact likelihood).
+    #[serde(rename = "pixelcnn")]
+    PixelCnn(crate::models::pixelcnn::PixelCnnConfig),
+    /// Deterministic autoencoder.
+    Ae(crate::models::ae::AeConfig),
+    /// GAN (generator and discriminator).
+    Gan(crate::models::gan::GanConfig),
+    /// Digit classifier (optionally initialized from an autoencoder).
+    Classifier(crate::train_classifier::ClassifierRunConfig),
 }
 
 impl ModelConfig {
@@ -81,6 +90,10 @@ impl ModelConfig {
     pub fn family(&self) -> &'static str {
         match self {
             Self::Vae(_) => "vae",
+            Self::PixelCnn(_) => "pixelcnn",
+            Self::Ae(_) => "ae",
+            Self::Gan(_) => "gan",
+            Self::Classifier(_) => "classifier",
         }
     }
 }
@@ -390,7 +403,7 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
     })
 }
 
-fn check_options(opts: &TrainOptions) -> Result<()> {
+pub(crate) fn check_options(opts: &TrainOptions) -> Result<()> {
     if opts.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
@@ -415,7 +428,12 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
-fn progress_bar(verbose: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+pub(crate) fn progress_bar(
+    verbose: bool,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+) -> ProgressBar {
     if !verbose {
         return ProgressBar::hidden();
     }
@@ -480,7 +498,7 @@ fn save_checkpoint(vae: &Vae, path: &Path) -> Result<()> {
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
-fn write_config(run_dir: &Path, config: &RunConfig) -> Result<()> {
+pub(crate) fn write_config(run_dir: &Path, config: &RunConfig) -> Result<()> {
     let path = run_dir.join(CONFIG_FILE);
     let json = serde_json::to_string_pretty(config)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("cannot write {}", path.display()))
@@ -570,7 +588,13 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, candle_nn::VarMap)> {
 /// As [`load_run`], or if the run is not a VAE or its tensors do not fit the config.
 pub fn load_vae(dir: &Path) -> Result<(RunConfig, Vae)> {
     let (config, varmap) = load_run(dir)?;
-    let ModelConfig::Vae(vae_config) = config.model;
+    let ModelConfig::Vae(vae_config) = config.model else {
+        bail!(
+            "{} is a {} run, not a VAE run",
+            dir.display(),
+            config.model.family()
+        );
+    };
     let vae = Vae::from_varmap(vae_config, varmap, &Device::Cpu).with_context(|| {
         format!(
             "checkpoint in {} does not match its config.json",

@@ -1,7 +1,7 @@
 //! Kernels: dense, convolution and transposed convolution, in f32, f16-weight
 //! and int8, plus the activations.
 //!
-//! [`mod@reference`] holds plain, obviously correct loops: they are the spec, and
+//! [`mod@reference`](mod@reference) holds plain, obviously correct loops: they are the spec, and
 //! the host and the board run the same ones, which is what makes their output
 //! bytes identical. Kernels take slices and a geometry that [`crate::Plan`]
 //! has already checked; they cannot fail.
@@ -31,6 +31,33 @@ pub struct ConvGeom {
     pub stride: usize,
     /// Padding.
     pub pad: usize,
+}
+
+/// Geometry of a masked convolution ([`crate::format::Op::MaskedConv2d`]):
+/// stride 1, padding `k / 2`, output as large as the input.
+///
+/// The input and output buffers may hold only some rows of the image (the
+/// row caches of the incremental sampler): image row `y` of a buffer with
+/// `rows` rows is buffer row `y % rows`, laid out `[c][rows][w]`. A buffer
+/// with `rows == h` is a whole CHW tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskedGeom {
+    /// Input channels.
+    pub in_c: usize,
+    /// Output channels.
+    pub out_c: usize,
+    /// Image height.
+    pub h: usize,
+    /// Image width.
+    pub w: usize,
+    /// Kernel size (odd).
+    pub k: usize,
+    /// Mask B (centre tap used) rather than mask A.
+    pub mask_b: bool,
+    /// Rows held by the input buffer (at least `k / 2 + 1`).
+    pub in_rows: usize,
+    /// Rows held by the output buffer (at least 1).
+    pub out_rows: usize,
 }
 
 /// Weights that widen to f32: stored as f32 or as f16, little-endian.

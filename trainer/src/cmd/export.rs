@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 use rand::rngs::StdRng;
@@ -13,8 +13,11 @@ use tinygen_runtime::Model;
 use tinygen_trainer::data::load_mnist;
 use tinygen_trainer::eval::vae_elbo_runtime;
 use tinygen_trainer::export::{export, vae_decoder_net, ExportMeta, Quant};
+use tinygen_trainer::export_runs::{export_ae, export_gan, ExportData};
 use tinygen_trainer::models::standard_normal;
-use tinygen_trainer::train::load_vae;
+use tinygen_trainer::train::{load_run, load_vae, ModelConfig, RunConfig};
+use tinygen_trainer::train_ae::load_ae;
+use tinygen_trainer::train_gan::load_gan;
 
 /// Export a trained run as a .tgm model file for the runtime and the firmware.
 #[derive(Debug, Args)]
@@ -30,12 +33,13 @@ pub struct ExportArgs {
     /// MNIST directory for calibration and evaluation [default: the run's data directory].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Training images whose posterior latents calibrate int8 activation ranges
-    /// (as many prior samples are added).
+    /// Training images whose latents calibrate int8 activation ranges (as many
+    /// prior samples are added); for a GAN, the number of latent draws.
     #[arg(long, default_value_t = 1000)]
     pub calib: usize,
-    /// Test images on which the exported file's -ELBO is measured and stored in it
-    /// (0 to skip).
+    /// Test images on which the exported file's quality is measured through the
+    /// runtime and stored in it (VAE: -ELBO; autoencoder: reconstruction BCE
+    /// and MSE; 0 to skip).
     #[arg(long, default_value_t = 1000)]
     pub eval: usize,
     /// Seed of the calibration and evaluation noise.
@@ -43,12 +47,132 @@ pub struct ExportArgs {
     pub seed: u64,
 }
 
-/// Runs `tinygen export`.
+/// Runs `tinygen export`: dispatches on the run's family (`config.json`).
 ///
 /// # Errors
 ///
-/// On unreadable runs or data, or a file the runtime rejects.
+/// On unreadable runs or data, a family that has no model file, or a file
+/// the runtime rejects.
 pub fn run(args: ExportArgs) -> Result<()> {
+    let (config, _) = load_run(&args.run)?;
+    match config.model {
+        ModelConfig::Vae(_) => export_vae(args),
+        ModelConfig::Ae(_) | ModelConfig::Gan(_) => export_ae_or_gan(args, &config),
+        ModelConfig::PixelCnn(_) => export_pixelcnn_run(args, &config),
+        ModelConfig::Classifier(_) => bail!(
+            "{}: a classifier run is used on the host (FCD, inception score); \
+             it has no .tgm export (copy its model.safetensors and config.json)",
+            args.run.display()
+        ),
+        #[allow(unreachable_patterns)]
+        _ => bail!(
+            "{}: {} runs cannot be exported yet",
+            args.run.display(),
+            config.model.family()
+        ),
+    }
+}
+
+/// PixelCNN: masked layers, int8 calibrated on binarized training images,
+/// exact test NLL measured through the runtime and stored in the file.
+fn export_pixelcnn_run(args: ExportArgs, config: &RunConfig) -> Result<()> {
+    let (_, model) = tinygen_trainer::train_pixelcnn::load_pixelcnn(&args.run)?;
+    let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir.clone());
+    let mnist = load_mnist(&data_dir)
+        .with_context(|| format!("loading calibration data from {}", data_dir.display()))?;
+    let description = format!(
+        "MNIST IDX from {} ({} training images), pixels binarized at 0.5",
+        data_dir.display(),
+        config.n_train
+    );
+    let bytes = tinygen_trainer::export_pixelcnn::export_pixelcnn(
+        &model,
+        &mnist,
+        description,
+        args.quant,
+        args.calib,
+        args.eval,
+    )?;
+    if args.eval > 0 {
+        let m = Model::load(&bytes).map_err(|e| anyhow!("{e}"))?;
+        let fig = |name: &str| {
+            m.file
+                .meta
+                .figures
+                .iter()
+                .find(|f| f.name == name)
+                .map_or(f32::NAN, |f| f.value)
+        };
+        println!(
+            "{} PixelCNN through the runtime on {} test images: exact NLL {:.2} nats/image ({:.4} bits/dim)",
+            args.quant.dtype().name(),
+            args.eval.min(mnist.n_test),
+            fig("test_nll_nats"),
+            fig("test_bits_per_dim")
+        );
+    }
+    write_model(&args.output, &bytes)
+}
+
+/// Autoencoder (decoder + encoder, fitted latent Gaussian) or GAN generator.
+fn export_ae_or_gan(args: ExportArgs, config: &RunConfig) -> Result<()> {
+    let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir.clone());
+    let mnist = load_mnist(&data_dir)
+        .with_context(|| format!("loading calibration data from {}", data_dir.display()))?;
+    let d = ExportData {
+        mnist: &mnist,
+        description: format!(
+            "MNIST IDX from {} ({} training images), grayscale pixels / 255",
+            data_dir.display(),
+            config.n_train
+        ),
+        calib: args.calib,
+        eval: args.eval,
+        seed: args.seed,
+    };
+    let bytes = if let ModelConfig::Ae(_) = config.model {
+        let (_, ae) = load_ae(&args.run)?;
+        let bytes = export_ae(&ae, &d, args.quant)?;
+        if args.eval > 0 {
+            let model = Model::load(&bytes).map_err(|e| anyhow!("{e}"))?;
+            let fig = |name: &str| {
+                model
+                    .file
+                    .meta
+                    .figures
+                    .iter()
+                    .find(|f| f.name == name)
+                    .map_or(f32::NAN, |f| f.value)
+            };
+            println!(
+                "{} encoder + decoder through the runtime on {} test images: reconstruction \
+                 BCE {:.2} nats/image, MSE {:.5}",
+                args.quant.dtype().name(),
+                args.eval.min(mnist.n_test),
+                fig("test_recon_bce_nats"),
+                fig("test_mse")
+            );
+        }
+        bytes
+    } else {
+        let (_, gan) = load_gan(&args.run)?;
+        export_gan(&gan, &d, args.quant)?
+    };
+    write_model(&args.output, &bytes)
+}
+
+fn write_model(output: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = output.with_extension("tgm.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+    println!("wrote {} ({} bytes)", output.display(), bytes.len());
+    Ok(())
+}
+
+fn export_vae(args: ExportArgs) -> Result<()> {
     let (config, vae) = load_vae(&args.run)?;
     let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let mnist = load_mnist(&data_dir)

@@ -28,6 +28,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let f = &model.file;
     let kind = format!("{:?}", f.kind).to_lowercase();
     let img = f.meta.image;
+    let encoder = f.encoder.as_ref().map(|e| e.layers.len());
+    let encoder_macs = model.encoder_plan.map(|p| p.macs);
+    let encoder_params = model.encoder_plan.map(|p| p.params);
     if args.json {
         let figures: serde_json::Map<String, serde_json::Value> = f
             .meta
@@ -44,9 +47,14 @@ pub fn run(args: InfoArgs) -> Result<()> {
             "flash_bytes": bytes.len(),
             "arena_bytes": model.arena_bytes(),
             "macs_per_sample": model.macs_per_sample(),
+            "forward_macs": model.forward_macs(),
             "latent": f.meta.latent,
             "image": [img.c, img.h, img.w],
             "layers": f.decoder.layers.len(),
+            "encoder_layers": encoder,
+            "encoder_macs": encoder_macs,
+            "encoder_params": encoder_params,
+            "prior": if f.meta.prior_mean.is_empty() { "N(0, I)" } else { "fitted Gaussian" },
             "data": f.meta.data,
             "figures": figures,
         });
@@ -64,9 +72,32 @@ pub fn run(args: InfoArgs) -> Result<()> {
     );
     println!("arena bytes      {}", model.arena_bytes());
     println!("MACs per sample  {}", model.macs_per_sample());
+    if model.cache_plan.is_some() {
+        println!(
+            "forward pass     {} MACs (a naive sampler pays one per pixel: {}); the incremental sampler's row caches are the arena",
+            model.forward_macs(),
+            model.forward_macs() * u64::from(img.h) * u64::from(img.w)
+        );
+    }
     println!("latent           {}", f.meta.latent);
     println!("image            {}x{}x{}", img.c, img.h, img.w);
     println!("layers           {}", f.decoder.layers.len());
+    match (encoder, encoder_macs, encoder_params) {
+        (Some(n), Some(macs), Some(params)) => println!(
+            "encoder          yes: {n} layers, {params} parameters, {macs} MACs per image (image -> latent)"
+        ),
+        _ => println!("encoder          no"),
+    }
+    println!(
+        "latent prior     {}",
+        if f.meta.latent == 0 {
+            "none (no latent)"
+        } else if f.meta.prior_mean.is_empty() {
+            "N(0, I)"
+        } else {
+            "Gaussian fitted to the training codes (mean, std per dimension)"
+        }
+    );
     println!("data             {}", f.meta.data);
     for fig in &f.meta.figures {
         println!("{:<16} {}", fig.name, fig.value);

@@ -7,7 +7,7 @@ use clap::Args;
 use tinygen_runtime::Model;
 
 use tinygen_trainer::report::write_grid_png;
-use tinygen_trainer::sample::sample_decoder;
+use tinygen_trainer::sample::sample_model;
 
 /// Generate images from a .tgm file with the runtime's kernels (the same code the
 /// microcontroller runs; not candle), as a PNG grid and optionally raw bytes.
@@ -44,7 +44,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let model = Model::load(&bytes).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
-    let pixels = sample_decoder(&model, args.n, args.seed)?;
+    // Decoder models (VAE, GAN, AutoEncoder) or PixelCNN, by the file's kind.
+    let pixels = sample_model(&model, args.n, args.seed)?;
     let cols = args.cols.unwrap_or(8).clamp(1, args.n);
     write_grid_png(&args.output, &pixels, args.n, cols)?;
     println!(

@@ -14,7 +14,11 @@
 //! # candle_core::Result::Ok(())
 //! ```
 
+pub mod ae;
+pub mod classifier;
 pub mod conv;
+pub mod gan;
+pub mod pixelcnn;
 pub mod vae;
 
 use std::sync::Mutex;

@@ -1,0 +1,484 @@
+//! The PixelCNN sampler: pixels in raster order, one Bernoulli each,
+//! computed incrementally (Ramachandran et al. 2017, "Fast Generation for
+//! Convolutional Autoregressive Models").
+//!
+//! ```
+//! # fn demo(model_bytes: &[u8]) -> tinygen_runtime::Result<()> {
+//! use tinygen_runtime::{Arena, Model, PixelCnnSampler, Rng};
+//! let model = Model::load(model_bytes)?;
+//! let mut arena = Arena::<65536>::new(); // model.arena_bytes() is the exact need
+//! let mut sampler = PixelCnnSampler::new(&model, arena.as_mut_slice())?;
+//! let mut rng = Rng::new(1);
+//! let mut pixels = [0u8; 28 * 28];
+//! sampler.sample(&mut rng, &mut pixels)?; // bytes 0 or 255
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! Every layer is a masked convolution, so output (y, x) of a layer depends
+//! on its input at rows `y - k/2 ..= y`, and on row `y` only at columns up
+//! to `x`. Once pixel (y, x) is known, and with it everything before it in
+//! raster order, each layer can compute its output at the next position,
+//! first layer first, and the last layer's output there is the logit of the
+//! next pixel. So a sample computes each layer once at each position: one
+//! forward pass in all ([`crate::Model::macs_per_sample`]), where the naive
+//! sampler pays one whole forward pass per pixel.
+//!
+//! What must be kept is the last `k/2 + 1` rows, all channels, of each
+//! layer's input (its row cache, [`crate::plan::CachePlan`]): the input
+//! pixels, every hidden layer's output, and one row of logits. The caches
+//! are the whole arena.
+//!
+//! The incremental sampler and [`PixelCnnSampler::naive`] compute every
+//! value through the same per-position kernels
+//! ([`crate::kernels::masked_conv2d_at_f32`], `_i8`), in the same order, so
+//! for the same random stream they produce the same bytes.
+//!
+//! # Probabilities
+//!
+//! f32/f16: `p = sigmoid(logit)` ([`crate::kernels::sigmoid_f32`]). int8:
+//! `p = lut[q + 128] / 255` from the file's sigmoid table (so p moves in
+//! steps of 1/255). Pixel = 255 if `rng.bernoulli(p)`, else 0; one uniform
+//! number per pixel.
+
+use crate::arena;
+use crate::error::{Error, Result};
+use crate::format::{DType, Head, Op, Shape};
+use crate::kernels::{self, FloatWeights};
+use crate::net;
+use crate::plan::CachePlan;
+use crate::sample::decoder::check_len;
+use crate::sample::rng::Rng;
+use crate::Model;
+
+/// Samples a PixelCNN model in a caller-owned arena.
+#[derive(Debug)]
+pub struct PixelCnnSampler<'m, 'a> {
+    model: &'m Model<'a>,
+    cache: &'m CachePlan,
+    arena: &'m mut [u8],
+}
+
+#[inline]
+fn prob_i8(lut: &[u8], q: i8) -> f32 {
+    lut[(q as i32 + 128) as usize] as f32 * (1.0 / 255.0)
+}
+
+impl<'m, 'a> PixelCnnSampler<'m, 'a> {
+    /// A sampler for `model` that keeps its row caches in `arena` (at least
+    /// [`Model::arena_bytes`] bytes, 4-byte aligned).
+    ///
+    /// # Errors
+    ///
+    /// `CallUnsupported` if the model is not a PixelCNN;
+    /// `PlanArenaTooSmall` / `PlanArenaMisaligned` for a bad arena.
+    pub fn new(model: &'m Model<'a>, arena: &'m mut [u8]) -> Result<Self> {
+        let Some(cache) = model.cache_plan.as_ref() else {
+            return Err(Error::CallUnsupported);
+        };
+        arena::check_bytes(cache.arena_bytes, arena)?;
+        Ok(PixelCnnSampler {
+            model,
+            cache,
+            arena,
+        })
+    }
+
+    /// Number of pixels of one image.
+    pub fn image_len(&self) -> usize {
+        self.cache.h as usize * self.cache.w as usize
+    }
+
+    /// Draws one image, pixel by pixel, computing only what each new pixel
+    /// makes computable. `pixels` receives 0 or 255 per pixel.
+    ///
+    /// # Errors
+    ///
+    /// `CallBufferLen` when `pixels` has the wrong length.
+    pub fn sample(&mut self, rng: &mut Rng, pixels: &mut [u8]) -> Result<()> {
+        check_len(self.image_len(), pixels.len())?;
+        match self.model.file.dtype {
+            DType::F32 => self.sample_float(rng, pixels, kernels::F32Le),
+            DType::F16 => self.sample_float(rng, pixels, kernels::F16Le),
+            DType::I8 => self.sample_i8(rng, pixels),
+        }
+        Ok(())
+    }
+
+    fn sample_float<W: FloatWeights>(
+        &mut self,
+        rng: &mut Rng,
+        pixels: &mut [u8],
+        weights: fn(&'a [u8]) -> W,
+    ) {
+        let c = self.cache;
+        let (h, w) = (c.h as usize, c.w as usize);
+        let net = &self.model.file.decoder;
+        let buf = arena::as_f32(&mut self.arena[..c.arena_bytes as usize]);
+        let n = net.layers.len();
+        let (inp, out) = (c.caches[0], c.caches[n]);
+        for y in 0..h {
+            for x in 0..w {
+                for (l, layer) in net.layers.iter().enumerate() {
+                    let Op::MaskedConv2d { out_c, k, mask, .. } = layer.op else {
+                        continue; // Model::load admits only masked convolutions.
+                    };
+                    let (sc, dc) = (c.caches[l], c.caches[l + 1]);
+                    let (lo, hi) = buf.split_at_mut(dc.offset as usize);
+                    let src = &lo[sc.offset as usize..][..sc.elems(c.w) as usize];
+                    let dst = &mut hi[..dc.elems(c.w) as usize];
+                    let shape = Shape {
+                        c: sc.c,
+                        h: c.h,
+                        w: c.w,
+                    };
+                    let g = net::masked_geom(shape, out_c, k, mask, sc.rows, dc.rows);
+                    let relu = layer.act == crate::format::Act::Relu;
+                    kernels::masked_conv2d_at_f32(
+                        src,
+                        &g,
+                        weights(layer.weight),
+                        layer.bias,
+                        dst,
+                        relu,
+                        y,
+                        x,
+                    );
+                }
+                let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
+                let on = rng.bernoulli(kernels::sigmoid_f32(logit));
+                pixels[y * w + x] = if on { 255 } else { 0 };
+                buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
+                    if on { 1.0 } else { 0.0 };
+            }
+        }
+    }
+
+    fn sample_i8(&mut self, rng: &mut Rng, pixels: &mut [u8]) {
+        let c = self.cache;
+        let (h, w) = (c.h as usize, c.w as usize);
+        let net = &self.model.file.decoder;
+        let Head::SigmoidLut(lut) = net.head else {
+            return; // Plan::new admits only a table head for int8.
+        };
+        let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
+        let (q_on, q_off) = (net::quantize(1.0, scale, zp), net::quantize(0.0, scale, zp));
+        let buf = arena::as_i8(&mut self.arena[..c.arena_bytes as usize]);
+        let n = net.layers.len();
+        let (inp, out) = (c.caches[0], c.caches[n]);
+        for y in 0..h {
+            for x in 0..w {
+                for (l, layer) in net.layers.iter().enumerate() {
+                    let Op::MaskedConv2d { out_c, k, mask, .. } = layer.op else {
+                        continue;
+                    };
+                    let (sc, dc) = (c.caches[l], c.caches[l + 1]);
+                    let (lo, hi) = buf.split_at_mut(dc.offset as usize);
+                    let src = &lo[sc.offset as usize..][..sc.elems(c.w) as usize];
+                    let dst = &mut hi[..dc.elems(c.w) as usize];
+                    let shape = Shape {
+                        c: sc.c,
+                        h: c.h,
+                        w: c.w,
+                    };
+                    let g = net::masked_geom(shape, out_c, k, mask, sc.rows, dc.rows);
+                    let q = net::requant(layer);
+                    kernels::masked_conv2d_at_i8(src, &g, layer.weight, layer.bias, &q, dst, y, x);
+                }
+                let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
+                let on = rng.bernoulli(prob_i8(lut, logit));
+                pixels[y * w + x] = if on { 255 } else { 0 };
+                buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
+                    if on { q_on } else { q_off };
+            }
+        }
+    }
+
+    /// Draws one image the naive way: a whole forward pass of the network
+    /// for every pixel (image size times [`Model::forward_macs`]). For
+    /// tests: it gives exactly the bytes of [`PixelCnnSampler::sample`] for
+    /// the same random stream. `scratch` holds the two whole activation
+    /// buffers ([`Model::forward_arena_bytes`]).
+    ///
+    /// # Errors
+    ///
+    /// `CallBufferLen` when `pixels` has the wrong length;
+    /// `PlanArenaTooSmall` / `PlanArenaMisaligned` for a bad `scratch`.
+    pub fn naive(&mut self, rng: &mut Rng, pixels: &mut [u8], scratch: &mut [u8]) -> Result<()> {
+        check_len(self.image_len(), pixels.len())?;
+        let plan = &self.model.plan;
+        arena::check(plan, scratch)?;
+        let f = &self.model.file;
+        let net = &f.decoder;
+        pixels.iter_mut().for_each(|p| *p = 0);
+        for i in 0..pixels.len() {
+            let input = pixels.iter().map(|&p| if p >= 128 { 1.0 } else { 0.0 });
+            let in_a = net::run(net, f.dtype, plan, scratch, input);
+            let p = match (f.dtype, net.head) {
+                (DType::I8, Head::SigmoidLut(lut)) => {
+                    let (a, b) = arena::split_i8(plan, scratch);
+                    prob_i8(lut, if in_a { a[i] } else { b[i] })
+                }
+                _ => {
+                    let (a, b) = arena::split_f32(plan, scratch);
+                    kernels::sigmoid_f32(if in_a { a[i] } else { b[i] })
+                }
+            };
+            pixels[i] = if rng.bernoulli(p) { 255 } else { 0 };
+        }
+        Ok(())
+    }
+
+    /// The logits of every pixel of `image` given the pixels before it (one
+    /// forward pass, pixels >= 128 read as 1), dequantized for int8: what
+    /// the exact likelihood is computed from. `scratch` as for
+    /// [`PixelCnnSampler::naive`].
+    ///
+    /// # Errors
+    ///
+    /// `CallBufferLen` when `image` or `logits` has the wrong length;
+    /// `PlanArenaTooSmall` / `PlanArenaMisaligned` for a bad `scratch`.
+    pub fn logits(&self, image: &[u8], scratch: &mut [u8], logits: &mut [f32]) -> Result<()> {
+        check_len(self.image_len(), image.len())?;
+        check_len(self.image_len(), logits.len())?;
+        let plan = &self.model.plan;
+        arena::check(plan, scratch)?;
+        let f = &self.model.file;
+        let input = image.iter().map(|&p| if p >= 128 { 1.0 } else { 0.0 });
+        let in_a = net::run(&f.decoder, f.dtype, plan, scratch, input);
+        net::read_output(&f.decoder, f.dtype, plan, scratch, in_a, logits);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{
+        encode, Act, Layer, LayerQuant, Mask, Meta, ModelFile, ModelKind, Net, QParams,
+        FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    };
+    use crate::kernels::reference::mac_counter;
+    use std::vec::Vec;
+
+    /// Owned blobs of one random layer.
+    struct Blobs {
+        op: Op,
+        act: Act,
+        weight: Vec<u8>,
+        bias: Vec<u8>,
+        mult: Vec<u8>,
+        shift: Vec<u8>,
+        zps: (i8, i8),
+    }
+
+    /// A random PixelCNN file: `chans` hidden channels, first kernel `k0`,
+    /// then `hidden` layers of kernel 3, then a 1x1 to one logit.
+    fn random_file(
+        seed: u64,
+        dtype: DType,
+        h: u16,
+        w: u16,
+        chans: u16,
+        k0: u8,
+        hidden: usize,
+    ) -> Vec<u8> {
+        let mut r = Rng::new(seed);
+        let mut specs = Vec::new();
+        specs.push((1u16, chans, k0, Mask::A, Act::Relu));
+        for _ in 0..hidden {
+            specs.push((chans, chans, 3, Mask::B, Act::Relu));
+        }
+        specs.push((chans, 1, 1, Mask::B, Act::None));
+        let mut blobs = Vec::new();
+        let mut zp_in: i8 = -128;
+        for (i, &(in_c, out_c, k, mask, act)) in specs.iter().enumerate() {
+            let n = in_c as usize * out_c as usize * k as usize * k as usize;
+            let fan = (in_c as f32 * k as f32 * k as f32).sqrt();
+            let (weight, bias, mult, shift, zps) = match dtype {
+                DType::I8 => {
+                    let weight: Vec<u8> = (0..n).map(|_| r.next_u32() as u8).collect();
+                    let bias: Vec<u8> = (0..out_c)
+                        .flat_map(|_| ((r.next_u32() % 20001) as i32 - 10000).to_le_bytes())
+                        .collect();
+                    let mult: Vec<u8> = (0..out_c)
+                        .flat_map(|_| ((1u32 << 30) + (r.next_u32() >> 2)).to_le_bytes())
+                        .collect();
+                    let shift: Vec<u8> =
+                        (0..out_c).map(|_| 40 + (r.next_u32() % 3) as u8).collect();
+                    let out_zp = if act == Act::Relu {
+                        -128
+                    } else {
+                        (r.next_u32() % 40) as i8 - 20
+                    };
+                    let zps = (zp_in, out_zp);
+                    zp_in = out_zp;
+                    (weight, bias, mult, shift, zps)
+                }
+                _ => {
+                    let mut weight = Vec::new();
+                    for _ in 0..n {
+                        let v = (r.uniform() * 2.0 - 1.0) * 2.0 / fan;
+                        if dtype == DType::F32 {
+                            weight.extend_from_slice(&v.to_le_bytes());
+                        } else {
+                            weight.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                        }
+                    }
+                    let bias: Vec<u8> = (0..out_c)
+                        .flat_map(|_| ((r.uniform() - 0.5) * 0.5).to_le_bytes())
+                        .collect();
+                    (weight, bias, Vec::new(), Vec::new(), (0, 0))
+                }
+            };
+            let _ = i;
+            blobs.push(Blobs {
+                op: Op::MaskedConv2d {
+                    in_c,
+                    out_c,
+                    k,
+                    mask,
+                },
+                act,
+                weight,
+                bias,
+                mult,
+                shift,
+                zps,
+            });
+        }
+        let mut layers = heapless::Vec::<Layer<'_>, MAX_LAYERS>::new();
+        for b in &blobs {
+            let quant = (dtype == DType::I8).then(|| LayerQuant {
+                in_zp: b.zps.0,
+                out_zp: b.zps.1,
+                out_scale: 0.05,
+                multiplier: &b.mult,
+                shift: &b.shift,
+            });
+            layers
+                .push(Layer {
+                    op: b.op,
+                    act: b.act,
+                    weight: &b.weight,
+                    bias: &b.bias,
+                    quant,
+                })
+                .unwrap();
+        }
+        let lut: Vec<u8> = (0..=255u8).collect();
+        let image = Shape { c: 1, h, w };
+        let file = ModelFile {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            kind: ModelKind::PixelCnn,
+            dtype,
+            meta: Meta {
+                image,
+                latent: 0,
+                data: "random",
+                figures: heapless::Vec::new(),
+                prior_mean: &[],
+                prior_std: &[],
+            },
+            decoder: Net {
+                input: image,
+                input_q: (dtype == DType::I8).then_some(QParams {
+                    scale: 1.0 / 255.0,
+                    zero_point: -128,
+                }),
+                layers,
+                head: if dtype == DType::I8 {
+                    Head::SigmoidLut(&lut)
+                } else {
+                    Head::Sigmoid
+                },
+            },
+            encoder: None,
+        };
+        let mut buf = std::vec![0u8; 1 << 20];
+        encode(&file, &mut buf).unwrap().to_vec()
+    }
+
+    fn arena(bytes: u32) -> Vec<u32> {
+        std::vec![0u32; (bytes as usize).div_ceil(4)]
+    }
+
+    fn bytes(v: &mut [u32]) -> &mut [u8] {
+        // SAFETY: u32 -> u8 reinterpretation of an owned, initialized buffer.
+        unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) }
+    }
+
+    /// Incremental and naive sampling give the same bytes, and the sampler
+    /// does exactly the MACs it reports: one forward pass in all.
+    fn check(file: &[u8], seed: u64, samples: usize) {
+        let model = Model::load(file).unwrap();
+        let mut a = arena(model.arena_bytes());
+        let mut s = arena(model.forward_arena_bytes());
+        let mut sampler = PixelCnnSampler::new(&model, bytes(&mut a)).unwrap();
+        let n = sampler.image_len();
+        let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
+        let mut ones = 0;
+        for _ in 0..samples {
+            let (mut inc, mut nai) = (std::vec![7u8; n], std::vec![7u8; n]);
+            mac_counter::take();
+            sampler.sample(&mut r1, &mut inc).unwrap();
+            let inc_macs = mac_counter::take();
+            sampler.naive(&mut r2, &mut nai, bytes(&mut s)).unwrap();
+            let naive_macs = mac_counter::take();
+            assert_eq!(inc, nai, "incremental and naive bytes differ");
+            assert!(inc.iter().all(|&p| p == 0 || p == 255));
+            ones += inc.iter().filter(|&&p| p == 255).count();
+            assert_eq!(inc_macs, model.macs_per_sample());
+            assert_eq!(naive_macs, n as u64 * model.forward_macs());
+            assert!(inc_macs * 10 <= model.forward_macs() * 11);
+        }
+        // Both values occur, or the comparison would be vacuous.
+        assert!(ones > 0 && ones < samples * n, "ones {ones}");
+    }
+
+    #[test]
+    fn incremental_equals_naive_f32() {
+        for seed in 0..4 {
+            let f = random_file(seed, DType::F32, 9, 7, 3, 5, 2);
+            check(&f, seed, 2);
+        }
+        check(&random_file(9, DType::F32, 28, 28, 4, 7, 2), 3, 1);
+    }
+
+    #[test]
+    fn incremental_equals_naive_f16() {
+        check(&random_file(11, DType::F16, 10, 8, 3, 7, 3), 5, 2);
+    }
+
+    #[test]
+    fn incremental_equals_naive_i8() {
+        for seed in 0..4 {
+            let f = random_file(seed + 20, DType::I8, 9, 7, 3, 5, 2);
+            check(&f, seed, 2);
+        }
+        check(&random_file(29, DType::I8, 28, 28, 4, 7, 2), 3, 1);
+    }
+
+    #[test]
+    fn arena_is_the_row_caches() {
+        let f = random_file(1, DType::F32, 28, 28, 32, 7, 4);
+        let m = Model::load(&f).unwrap();
+        let c = m.cache_plan.unwrap();
+        // Input: 4 rows x 1 ch; 4 hidden outputs read by 3x3: 2 rows x 32;
+        // the last hidden read by the 1x1: 1 row x 32; logits: 1 row.
+        let rows = 4 + 4 * 2 * 32 + 32 + 1;
+        assert_eq!(m.arena_bytes(), rows * 28 * 4);
+        assert_eq!(m.macs_per_sample(), m.forward_macs());
+        let mut a = arena(m.arena_bytes() - 4);
+        assert_eq!(
+            PixelCnnSampler::new(&m, bytes(&mut a)).err(),
+            Some(Error::PlanArenaTooSmall {
+                need: m.arena_bytes(),
+                have: m.arena_bytes() - 4
+            })
+        );
+        assert_eq!(c.n, 7);
+    }
+}
