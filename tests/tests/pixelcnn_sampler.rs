@@ -34,7 +34,8 @@ fn incremental_equals_naive(name: &str) {
     // Both streams consumed one uniform per pixel.
     assert_eq!(r1.next_u32(), r2.next_u32());
     let ink = a.iter().filter(|&&p| p == 255).count();
-    assert!((20..400).contains(&ink), "{name}: {ink} ink pixels");
+    // Both pixel values occur, or the comparison would be vacuous.
+    assert!((1..784).contains(&ink), "{name}: {ink} ink pixels");
 }
 
 #[test]
