@@ -24,7 +24,7 @@ usage: cargo xtask <command> [options]
 commands:
   test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests,
                        docs, the firmware builds, and the QEMU-vs-host contract test
-  demo [--epochs N]    train a VAE on the shipped data (default 8 epochs), export f32 and
+  demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
                        out/demo/firmware-samples.png and print a summary
   bench                for every models/*.tgm: parameters, flash, arena, MACs, instructions
@@ -56,7 +56,7 @@ fn real_main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
-        Some("demo") => demo(&root, epochs_flag(&args[1..], 8)?),
+        Some("demo") => demo(&root, epochs_flag(&args[1..], 15)?),
         Some("bench") => bench(&root),
         Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
         Some("-h" | "--help" | "help") | None => {
