@@ -93,7 +93,7 @@ impl fmt::Display for Error {
             ),
             Error::FormatCrc { stored, computed } => write!(
                 f,
-                "model file corrupted: CRC-32 stored {stored:#010x}, computed {computed:#010x}"
+                "model file corrupted or truncated: CRC-32 stored {stored:#010x}, computed {computed:#010x}"
             ),
             Error::FormatDecode => f.write_str("model file body cannot be decoded"),
             Error::FormatTrailingBytes => f.write_str("model file has trailing bytes"),

@@ -35,7 +35,16 @@ enum Command {
     Grid(cmd::grid::GridArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // The whole cause chain on one line each, without the backtrace that
+        // RUST_BACKTRACE would add to a returned error.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // Before anything touches candle (or rayon): use every core unless the user
     // chose a thread count.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
