@@ -243,35 +243,18 @@ impl std::error::Error for NonFiniteLoss {}
 pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutcome> {
     check_options(opts)?;
     let device = Device::Cpu;
-    let mut mnist = load_mnist(&opts.data_dir)?;
-    if let Some(n) = opts.limit_train {
-        mnist.limit_train(n);
-    }
-    let (n_train, n_test) = (mnist.n_train, mnist.n_test);
-    if n_train == 0 || n_test == 0 {
-        bail!(
-            "{}: need at least one training and one test image",
-            opts.data_dir.display()
-        );
-    }
+    let (mnist, n_train, n_test) = load_data(opts)?;
     let x_train = mnist.train_binarized(&device)?;
     let x_test = mnist.test_binarized(&device)?;
     drop(mnist);
 
-    let config = RunConfig {
-        model: ModelConfig::Vae(vae_config),
-        epochs: opts.epochs,
-        max_steps: opts.max_steps,
-        lr: opts.lr,
-        weight_decay: opts.weight_decay,
-        batch_size: opts.batch_size,
-        seed: opts.seed,
-        data_dir: opts.data_dir.clone(),
+    let config = run_config(
+        ModelConfig::Vae(vae_config),
+        opts,
         n_train,
         n_test,
-        image_shape: [1, data::SIDE, data::SIDE],
-        pixels: "bernoulli, binarized at 0.5".into(),
-    };
+        "bernoulli, binarized at 0.5",
+    );
     let vae = Vae::new(vae_config, opts.seed, &device)?;
     let mut opt = AdamW::new(
         vae.varmap().all_vars(),
@@ -403,6 +386,49 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
     })
 }
 
+/// Loads the run's data set (`--data`, cut to `--limit-train`) and checks it
+/// has training and test images; returns it with the two counts.
+///
+/// # Errors
+/// Unreadable data, or an empty split.
+pub(crate) fn load_data(opts: &TrainOptions) -> Result<(data::Mnist, usize, usize)> {
+    let mut mnist = load_mnist(&opts.data_dir)?;
+    if let Some(n) = opts.limit_train {
+        mnist.limit_train(n);
+    }
+    let (n_train, n_test) = (mnist.n_train, mnist.n_test);
+    if n_train == 0 || n_test == 0 {
+        bail!(
+            "{}: need at least one training and one test image",
+            opts.data_dir.display()
+        );
+    }
+    Ok((mnist, n_train, n_test))
+}
+
+/// The `config.json` of a run of `model` trained with `opts`.
+pub(crate) fn run_config(
+    model: ModelConfig,
+    opts: &TrainOptions,
+    n_train: usize,
+    n_test: usize,
+    pixels: &str,
+) -> RunConfig {
+    RunConfig {
+        model,
+        epochs: opts.epochs,
+        max_steps: opts.max_steps,
+        lr: opts.lr,
+        weight_decay: opts.weight_decay,
+        batch_size: opts.batch_size,
+        seed: opts.seed,
+        data_dir: opts.data_dir.clone(),
+        n_train,
+        n_test,
+        image_shape: [1, data::SIDE, data::SIDE],
+        pixels: pixels.into(),
+    }
+}
 pub(crate) fn check_options(opts: &TrainOptions) -> Result<()> {
     if opts.epochs == 0 {
         bail!("--epochs must be at least 1");

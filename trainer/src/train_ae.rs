@@ -32,13 +32,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::{self, load_mnist};
 use crate::models::ae::{AeConfig, AutoEncoder};
 use crate::models::standard_normal;
 use crate::report;
 use crate::train::{
-    check_options, create_run_dir, load_run, progress_bar, write_config, ModelConfig, RunConfig,
-    TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
+    check_options, create_run_dir, load_data, load_run, progress_bar, run_config, write_config,
+    ModelConfig, RunConfig, TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
 };
 
 pub(crate) const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
@@ -169,17 +168,7 @@ pub(crate) struct RunData {
 
 pub(crate) fn load_float_data(opts: &TrainOptions) -> Result<RunData> {
     let device = Device::Cpu;
-    let mut mnist = load_mnist(&opts.data_dir)?;
-    if let Some(n) = opts.limit_train {
-        mnist.limit_train(n);
-    }
-    let (n_train, n_test) = (mnist.n_train, mnist.n_test);
-    if n_train == 0 || n_test == 0 {
-        bail!(
-            "{}: need at least one training and one test image",
-            opts.data_dir.display()
-        );
-    }
+    let (mnist, n_train, n_test) = load_data(opts)?;
     Ok(RunData {
         x_train: mnist.train_float(&device)?,
         x_test: mnist.test_float(&device)?,
@@ -188,29 +177,6 @@ pub(crate) fn load_float_data(opts: &TrainOptions) -> Result<RunData> {
         n_train,
         n_test,
     })
-}
-
-pub(crate) fn run_config(
-    model: ModelConfig,
-    opts: &TrainOptions,
-    n_train: usize,
-    n_test: usize,
-    pixels: &str,
-) -> RunConfig {
-    RunConfig {
-        model,
-        epochs: opts.epochs,
-        max_steps: opts.max_steps,
-        lr: opts.lr,
-        weight_decay: opts.weight_decay,
-        batch_size: opts.batch_size,
-        seed: opts.seed,
-        data_dir: opts.data_dir.clone(),
-        n_train,
-        n_test,
-        image_shape: [1, data::SIDE, data::SIDE],
-        pixels: pixels.into(),
-    }
 }
 
 /// Reconstruction BCE (nats per image) and MSE (per pixel) over all of `x`.

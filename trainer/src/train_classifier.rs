@@ -36,13 +36,14 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::models::classifier::{Classifier, ClassifierConfig};
+use crate::train::run_config;
 use crate::train::{
     check_options, create_run_dir, load_run, progress_bar, write_config, ModelConfig, RunConfig,
     TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE,
 };
 use crate::train_ae::{
-    append_csv, create_csv, load_ae, load_float_data, run_config, save_varmap, NonFiniteTraining,
-    Outcome, SHUFFLE_STREAM,
+    append_csv, create_csv, load_ae, load_float_data, save_varmap, NonFiniteTraining, Outcome,
+    SHUFFLE_STREAM,
 };
 
 const AUGMENT_STREAM: u64 = 0x4155_474d_454e_5421;

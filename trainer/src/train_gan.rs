@@ -32,12 +32,13 @@ use rand::SeedableRng;
 use crate::models::gan::{GLoss, Gan, GanConfig};
 use crate::models::standard_normal;
 use crate::report;
+use crate::train::run_config;
 use crate::train::{
     check_options, create_run_dir, load_run, progress_bar, write_config, ModelConfig, RunConfig,
     TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
 };
 use crate::train_ae::{
-    append_csv, create_csv, load_float_data, run_config, save_varmap, NonFiniteTraining, Outcome,
+    append_csv, create_csv, load_float_data, save_varmap, NonFiniteTraining, Outcome,
     SAMPLE_STREAM, SHUFFLE_STREAM,
 };
 

@@ -27,11 +27,11 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::{self, load_mnist};
+use crate::data;
 use crate::models::pixelcnn::{PixelCnn, PixelCnnConfig};
 use crate::train::{
-    create_run_dir, load_run, progress_bar, write_config, ModelConfig, RunConfig, TrainOptions,
-    CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
+    create_run_dir, load_data, load_run, progress_bar, run_config, write_config, ModelConfig,
+    RunConfig, TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
 };
 
 const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
@@ -126,34 +126,17 @@ pub fn train_pixelcnn(opts: &TrainOptions, cfg: PixelCnnConfig) -> Result<PixelC
         bail!("--weight-decay must be a non-negative number");
     }
     let device = Device::Cpu;
-    let mut mnist = load_mnist(&opts.data_dir)?;
-    if let Some(n) = opts.limit_train {
-        mnist.limit_train(n);
-    }
-    let (n_train, n_test) = (mnist.n_train, mnist.n_test);
-    if n_train == 0 || n_test == 0 {
-        bail!(
-            "{}: need at least one training and one test image",
-            opts.data_dir.display()
-        );
-    }
+    let (mnist, n_train, n_test) = load_data(opts)?;
     let x_train = mnist.train_binarized(&device)?;
     let x_test = mnist.test_binarized(&device)?;
     drop(mnist);
-    let config = RunConfig {
-        model: ModelConfig::PixelCnn(cfg),
-        epochs: opts.epochs,
-        max_steps: opts.max_steps,
-        lr: opts.lr,
-        weight_decay: opts.weight_decay,
-        batch_size: opts.batch_size,
-        seed: opts.seed,
-        data_dir: opts.data_dir.clone(),
+    let config = run_config(
+        ModelConfig::PixelCnn(cfg),
+        opts,
         n_train,
         n_test,
-        image_shape: [1, data::SIDE, data::SIDE],
-        pixels: "bernoulli, binarized at 0.5".into(),
-    };
+        "bernoulli, binarized at 0.5",
+    );
     let model = PixelCnn::new(cfg, opts.seed, &device)?;
     let mut opt = AdamW::new(
         model.varmap().all_vars(),
