@@ -545,66 +545,10 @@ pub fn export_with_encoder(
 /// If a decoder tensor is missing or has an unexpected shape.
 pub fn vae_decoder_net(vae: &crate::models::vae::Vae) -> Result<FloatNet> {
     use crate::models::vae::{DEC_CHANNELS, DEC_KERNEL, DEC_SIDE, DEC_UP1_CHANNELS};
-    let t = vae.decoder_tensors()?;
-    let get = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
-        let (_, tensor) = t
-            .iter()
-            .find(|(n, _)| n == name)
-            .with_context(|| format!("decoder tensor {name} missing"))?;
-        if tensor.dims() != dims {
-            bail!("{name} has shape {:?}, expected {dims:?}", tensor.dims());
-        }
-        Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
-    };
-    let l = vae.latent();
-    let hidden = DEC_CHANNELS * DEC_SIDE * DEC_SIDE;
-    let (c, s, c1, k) = (DEC_CHANNELS, DEC_SIDE, DEC_UP1_CHANNELS, DEC_KERNEL);
-    let up = |in_c: usize, out_c: usize| Op::ConvTranspose2d {
-        in_c: in_c as u16,
-        out_c: out_c as u16,
-        k: k as u8,
-        stride: 2,
-        pad: 1,
-        out_pad: 0,
-    };
-    Ok(FloatNet {
-        input: Shape {
-            c: l as u16,
-            h: 1,
-            w: 1,
-        },
-        layers: vec![
-            FloatLayer {
-                op: Op::Dense {
-                    inp: l as u16,
-                    out: hidden as u16,
-                },
-                act: Act::Relu,
-                weight: get("dec.fc.weight", &[hidden, l])?,
-                bias: get("dec.fc.bias", &[hidden])?,
-            },
-            FloatLayer {
-                op: Op::Reshape(Shape {
-                    c: c as u16,
-                    h: s as u16,
-                    w: s as u16,
-                }),
-                act: Act::None,
-                weight: Vec::new(),
-                bias: Vec::new(),
-            },
-            FloatLayer {
-                op: up(c, c1),
-                act: Act::Relu,
-                weight: get("dec.up1.weight", &[c, c1, k, k])?,
-                bias: get("dec.up1.bias", &[c1])?,
-            },
-            FloatLayer {
-                op: up(c1, 1),
-                act: Act::None,
-                weight: get("dec.up2.weight", &[c1, 1, k, k])?,
-                bias: get("dec.up2.bias", &[1])?,
-            },
-        ],
-    })
+    Ok(crate::models::ae::upconv_decoder_net(
+        &vae.decoder_tensors()?,
+        "dec",
+        vae.latent(),
+        (DEC_CHANNELS, DEC_UP1_CHANNELS, DEC_SIDE, DEC_KERNEL),
+    )?)
 }
