@@ -201,6 +201,66 @@ pub enum Op {
         /// Which taps are used.
         mask: Mask,
     },
+    /// Row LSTM (van den Oord et al. 2016, "Pixel Recurrent Neural
+    /// Networks", section 3.1): one LSTM step per image row, all columns of
+    /// a row at once. Input `in_c x h x w`, output `hidden x h x w` (the
+    /// hidden states). `act` must be [`Act::None`].
+    ///
+    /// For row `y` (with `h_prev = c_prev = 0` before row 0), for each
+    /// column `x` and gate row `r` in `0..4 * hidden`:
+    ///
+    /// ```text
+    /// pre[r] = bias[r]
+    ///        + sum_{i, t: mask.allows_1d(k_in, t)} w_is[r][i][t] * in[i][y][x + t - k_in/2]
+    ///        + sum_{j, t}                          w_ss[r][j][t] * h_prev[j][x + t - k_state/2]
+    /// ```
+    ///
+    /// (zero outside the row), with gate rows in the order i, f, o, g
+    /// (`hidden` rows each); then `i, f, o = sigmoid(pre)`,
+    /// `g = tanh(pre)`, `c = f * c_prev + i * g`, `h = o * tanh(c)`.
+    /// The input-to-state convolution is masked along the row exactly as a
+    /// 1-row [`Op::MaskedConv2d`] (`Mask::A`: columns left of `x`;
+    /// `Mask::B`: also `x`); the state-to-state one reads the whole
+    /// previous row of hidden states. So output (y, x) depends on rows
+    /// above `y` and on row `y` left of `x` (and at `x` with mask B):
+    /// causal in raster order.
+    ///
+    /// Weight blob: `w_is [4 * hidden][in_c][k_in]` (masked taps stored as
+    /// zeros) followed by `w_ss [4 * hidden][hidden][k_state]`, in the
+    /// file's dtype. For `I8` three lookup tables follow, as i8:
+    /// `sigmoid[256]`, `tanh[256]` (indexed by a gate pre-activation
+    /// `q + 128`), and `cell_tanh[512]` (see below). Bias: `4 * hidden`
+    /// (f32, or i32 at input scale x `w_is` scale of that row).
+    ///
+    /// # int8 arithmetic (all integer, identical on every target)
+    ///
+    /// [`LayerQuant`] holds `8 * hidden` multipliers and shifts: the first
+    /// `4 * hidden` requantize the input-to-state accumulator
+    /// `acc_is = bias[r] + sum (x - in_zp) * w_is` of row `r`, the next
+    /// `4 * hidden` the state-to-state accumulator `acc_ss = sum h * w_ss`,
+    /// both to one pre-activation scale chosen at export. With
+    /// `rq(acc, m, s) = (acc * m + 2^(s-1)) >> s` (i64, as every int8
+    /// kernel), `p = clamp(rq(acc_is) + rq(acc_ss), -128, 127)`. Gates
+    /// `i, f, o = sigmoid[p + 128]`, `g = tanh[p + 128]` are at scale
+    /// 1/128. The cell state is an i32 at scale 2^-14:
+    /// `c = clamp(((f * c_prev + 64) >> 7) + i * g, -2^20, 2^20)`; then
+    /// `t = cell_tanh[clamp((c + 128) >> 8, -256, 255) + 256]` (cell index
+    /// at scale 1/64, so the table spans c in [-4, 4)), and
+    /// `h = clamp((o * t + 64) >> 7, -128, 127)`: the output's scale is
+    /// always 1/128 and its zero point 0 (`out_scale` = 1/128,
+    /// `out_zp` = 0).
+    RowLstm {
+        /// Input channels.
+        in_c: u16,
+        /// Hidden (and cell) channels.
+        hidden: u16,
+        /// Input-to-state kernel width along the row (odd).
+        k_in: u8,
+        /// Mask of the input-to-state kernel.
+        mask: Mask,
+        /// State-to-state kernel width over the previous row (odd).
+        k_state: u8,
+    },
 }
 
 /// The taps a [`Op::MaskedConv2d`] uses, for kernel centre `c = k / 2`:
@@ -221,6 +281,12 @@ impl Mask {
     pub const fn allows(self, k: usize, ky: usize, kx: usize) -> bool {
         let c = k / 2;
         ky < c || (ky == c && (kx < c || (kx == c && matches!(self, Mask::B))))
+    }
+
+    /// Whether tap `t` of a 1-row kernel of width `k` is used (the centre
+    /// row of a `k` x `k` [`Mask::allows`]).
+    pub const fn allows_1d(self, k: usize, t: usize) -> bool {
+        self.allows(k, k / 2, t)
     }
 }
 

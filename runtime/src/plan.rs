@@ -221,6 +221,9 @@ pub(crate) fn layer_shape(
             let macs = out_c as u64 * in_c as u64 * masked_taps(inp.h, inp.w, k, mask);
             (Shape { c: out_c, ..inp }, w, out_c, macs)
         }
+        // The Row LSTM kernels are not in the runtime yet: files with one
+        // are rejected as unreadable rather than misread.
+        Op::RowLstm { .. } => return Err(Error::FormatBadValue { layer: idx }),
         Op::Reshape(s) => {
             if s.numel() != inp.numel() {
                 return Err(mismatch);

@@ -124,6 +124,7 @@ fn out_shape(op: &Op, s: Shape) -> Result<Shape> {
             }
         }
         Op::MaskedConv2d { out_c, .. } => Shape { c: out_c, ..s },
+        Op::RowLstm { hidden, .. } => Shape { c: hidden, ..s },
         Op::Reshape(r) => {
             if shape_numel(r) != shape_numel(s) {
                 bail!("reshape from {s:?} to {r:?} changes the element count");
@@ -201,6 +202,7 @@ impl FloatNet {
                     kernels::masked_conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
                 Op::Reshape(_) => y.copy_from_slice(&x),
+                Op::RowLstm { .. } => bail!("Row LSTM export is not implemented yet"),
             }
             outs.push(y.clone());
             x = y;
@@ -274,7 +276,7 @@ fn layer_channels(op: &Op) -> Option<(usize, usize, usize)> {
         Op::MaskedConv2d { in_c, out_c, k, .. } => {
             Some((1, out_c as usize, in_c as usize * k as usize * k as usize))
         }
-        Op::Reshape(_) => None,
+        Op::Reshape(_) | Op::RowLstm { .. } => None,
     }
 }
 
