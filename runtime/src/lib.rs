@@ -77,7 +77,14 @@ impl<'a> Model<'a> {
                 if enc.input != meta.image || !matches!(enc.head, format::Head::Raw) {
                     return Err(Error::PlanInput);
                 }
-                if p.output.numel() != latent as u64 || latent == 0 {
+                // An autoencoder's encoder gives z; a VAE's gives the
+                // posterior's [mean ‖ log-variance].
+                let out = if file.kind == ModelKind::Vae {
+                    2 * latent
+                } else {
+                    latent
+                };
+                if p.output.numel() != out as u64 || latent == 0 {
                     return Err(Error::PlanOutputShape);
                 }
                 Some(p)

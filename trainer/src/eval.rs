@@ -2,13 +2,11 @@
 //! measured on what the runtime (and so the board) actually computes.
 
 use anyhow::{anyhow, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
-use tinygen_runtime::{Decoder, Model};
-
-use crate::models::standard_normal;
-use crate::models::vae::{gaussian_kl, Vae};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use tinygen_runtime::{Decoder, Encoder, Model};
 
 /// A heap arena with the 4-byte alignment the runtime requires.
 pub struct HostArena(Vec<u32>);
@@ -24,46 +22,50 @@ impl HostArena {
     }
 }
 
-/// -ELBO terms (reconstruction, KL) in nats per image of a VAE whose decoder
-/// is the exported `model` (run by the runtime, quantized or not) and whose
-/// encoder is the trained `vae`, on binarized images `x` (n, 1, 28, 28), one
-/// posterior sample per image drawn from a generator seeded with `seed`.
+/// -ELBO terms (reconstruction, KL) in nats per image of an exported VAE,
+/// entirely through the runtime (quantized or not): the file's encoder gives
+/// q(z|x), one posterior sample per image (noise from a generator seeded
+/// with `seed`) goes through the file's decoder. `x` holds binarized images
+/// (n, 1, 28, 28).
 ///
 /// # Errors
 ///
-/// On candle errors or if the model is not a decoder for these images.
-pub fn vae_elbo_runtime(vae: &Vae, model: &Model<'_>, x: &Tensor, seed: u64) -> Result<(f64, f64)> {
+/// If the file has no encoder (VAE files written before the encoder was
+/// stored: re-export the run) or is not a decoder for these images.
+pub fn vae_elbo_runtime(model: &Model<'_>, x: &Tensor, seed: u64) -> Result<(f64, f64)> {
     let mut arena = HostArena::new(model.arena_bytes());
-    let mut dec = Decoder::new(model, arena.bytes()).map_err(|e| anyhow!("{e}"))?;
-    let n = x.dim(0)?;
-    let latent = vae.latent();
-    let pixels = dec.image_len();
+    let latent = model.file.meta.latent as usize;
+    let xs = x.flatten_from(1)?.to_vec2::<f32>()?;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut logits = vec![0f32; pixels];
+    let mut stats = vec![0f32; 2 * latent];
+    let mut z = vec![0f32; latent];
+    let mut logits = vec![0f32; model.file.meta.image.numel() as usize];
+    let mut pixels = vec![0u8; logits.len()];
     let (mut recon, mut kl) = (0f64, 0f64);
-    let batch = 256;
-    let mut start = 0;
-    while start < n {
-        let b = batch.min(n - start);
-        let xb = x.narrow(0, start, b)?;
-        let (mu, logvar) = vae.encode(&xb)?;
-        let eps = standard_normal(&mut rng, (b, latent), &Device::Cpu)?;
-        let z = (&mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
-        kl += gaussian_kl(&mu, &logvar)?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|&v| v as f64)
-            .sum::<f64>();
-        let z = z.to_vec2::<f32>()?;
-        let xs = xb.flatten_from(1)?.to_vec2::<f32>()?;
-        for (zi, xi) in z.iter().zip(&xs) {
-            dec.decode_logits(zi, &mut logits)
-                .map_err(|e| anyhow!("{e}"))?;
-            recon += bernoulli_nll(&logits, xi);
+    for xi in &xs {
+        for (p, &v) in pixels.iter_mut().zip(xi) {
+            *p = if v >= 0.5 { 255 } else { 0 };
         }
-        start += b;
+        {
+            let mut enc = Encoder::new(model, arena.bytes()).map_err(|e| {
+                anyhow!("{e}: this VAE file has no encoder; re-export its run with this tinygen")
+            })?;
+            enc.encode(&pixels, &mut stats)
+                .map_err(|e| anyhow!("encoding: {e}"))?;
+        }
+        let (mu, logvar) = stats.split_at(latent);
+        for j in 0..latent {
+            let eps: f32 = rng.sample(StandardNormal);
+            z[j] = mu[j] + (0.5 * logvar[j]).exp() * eps;
+            let (m, lv) = (mu[j] as f64, logvar[j] as f64);
+            kl += 0.5 * (m * m + lv.exp() - 1.0 - lv);
+        }
+        let mut dec = Decoder::new(model, arena.bytes()).map_err(|e| anyhow!("{e}"))?;
+        dec.decode_logits(&z, &mut logits)
+            .map_err(|e| anyhow!("{e}"))?;
+        recon += bernoulli_nll(&logits, xi);
     }
-    let n = n.max(1) as f64;
+    let n = xs.len().max(1) as f64;
     Ok((recon / n, kl / n))
 }
 

@@ -554,3 +554,17 @@ pub fn vae_decoder_net(vae: &crate::models::vae::Vae) -> Result<FloatNet> {
         (DEC_CHANNELS, DEC_UP1_CHANNELS, DEC_SIDE, DEC_KERNEL),
     )?)
 }
+
+/// The VAE encoder q(z|x) as the board runs it: the autoencoder's
+/// convolutional encoder ([`crate::models::ae::conv_encoder_net`]) with
+/// 2·latent outputs, [mean ‖ log-variance].
+///
+/// # Errors
+///
+/// If an encoder tensor is missing or has an unexpected shape.
+pub fn vae_encoder_net(vae: &crate::models::vae::Vae) -> Result<FloatNet> {
+    Ok(crate::models::ae::conv_encoder_net(
+        &vae.encoder_tensors()?,
+        2 * vae.latent(),
+    )?)
+}

@@ -1,5 +1,5 @@
-//! Encoder networks (the AutoEncoder's encoder): image -> z, for
-//! on-device feature extraction.
+//! Encoder networks: image -> z for the AutoEncoder (on-device feature
+//! extraction), image -> q(z|x) as [mean ‖ log-variance] for a VAE.
 //!
 //! ```
 //! # fn demo(model_bytes: &[u8], image: &[u8; 784]) -> tinygen_runtime::Result<()> {
@@ -8,7 +8,7 @@
 //! let mut arena = Arena::<65536>::new();
 //! let mut enc = Encoder::new(&model, arena.as_mut_slice())?; // CallUnsupported without an encoder
 //! let mut z = [0f32; 64];
-//! let z = &mut z[..enc.latent_len()];
+//! let z = &mut z[..enc.output_len()]; // latent (AE) or 2 x latent (VAE)
 //! enc.encode(image, z)?;
 //! # Ok(()) }
 //! ```
@@ -57,15 +57,22 @@ impl<'m, 'a> Encoder<'m, 'a> {
         self.model.file.meta.latent as usize
     }
 
+    /// Values [`Encoder::encode`] writes: the latent size for an
+    /// autoencoder, twice it for a VAE (mean, then log-variance).
+    pub fn output_len(&self) -> usize {
+        self.plan.output.numel() as usize
+    }
+
     /// Encodes an image (pixel bytes, scaled to [0, 1] as in training) to
-    /// its latent `z`.
+    /// its latent `z` (AE), or to the mean and log-variance of q(z|x)
+    /// (VAE, [`Encoder::output_len`] values).
     ///
     /// # Errors
     ///
     /// `CallBufferLen` when `pixels` or `z` has the wrong length.
     pub fn encode(&mut self, pixels: &[u8], z: &mut [f32]) -> Result<()> {
         check_len(self.model.file.meta.image.numel() as usize, pixels.len())?;
-        check_len(self.latent_len(), z.len())?;
+        check_len(self.output_len(), z.len())?;
         let dtype = self.model.file.dtype;
         let input = pixels.iter().map(|&p| p as f32 * (1.0 / 255.0));
         let in_a = net::run(self.net, dtype, self.plan, self.arena, input);

@@ -12,7 +12,9 @@ use tinygen_runtime::Model;
 
 use tinygen_trainer::data::load_mnist;
 use tinygen_trainer::eval::vae_elbo_runtime;
-use tinygen_trainer::export::{export, vae_decoder_net, ExportMeta, Quant};
+use tinygen_trainer::export::{
+    export_with_encoder, vae_decoder_net, vae_encoder_net, EncoderExport, ExportMeta, Quant,
+};
 use tinygen_trainer::export_runs::{export_ae, export_gan, ExportData};
 use tinygen_trainer::models::standard_normal;
 use tinygen_trainer::train::{load_run, load_vae, ModelConfig, RunConfig};
@@ -202,16 +204,36 @@ fn export_vae(args: ExportArgs) -> Result<()> {
         figures: Vec::new(),
         prior: None,
     };
-    let mut bytes = export(&net, &meta, args.quant, &calib)?;
+    // The encoder q(z|x) travels with the decoder, so that the file alone
+    // can be evaluated (ELBO, importance-weighted NLL) and can encode on the
+    // board; int8 calibrates it on binarized training images.
+    let enc_net = vae_encoder_net(&vae)?;
+    let enc_calib: Vec<Vec<f32>> = if args.quant == Quant::Int8 {
+        let n = args.calib.clamp(1, mnist.n_train);
+        mnist
+            .train_binarized(&Device::Cpu)?
+            .narrow(0, 0, n)?
+            .flatten_from(1)?
+            .to_vec2::<f32>()?
+    } else {
+        Vec::new()
+    };
+    let encoder = || {
+        Some(EncoderExport {
+            net: &enc_net,
+            calib: &enc_calib,
+        })
+    };
+    let mut bytes = export_with_encoder(&net, encoder(), &meta, args.quant, &calib)?;
     if args.eval > 0 {
         let n = args.eval.min(mnist.n_test);
         let x = mnist.test_binarized(&Device::Cpu)?.narrow(0, 0, n)?;
         let (recon, kl) = {
             let model = Model::load(&bytes).map_err(|e| anyhow!("{e}"))?;
-            vae_elbo_runtime(&vae, &model, &x, args.seed ^ 0xE7A1)?
+            vae_elbo_runtime(&model, &x, args.seed ^ 0xE7A1)?
         };
         println!(
-            "{} decoder through the runtime on {n} test images: -ELBO {:.2} nats/image (recon {:.2} + KL {:.2})",
+            "{} encoder + decoder through the runtime on {n} test images: -ELBO {:.2} nats/image (recon {:.2} + KL {:.2})",
             args.quant.dtype().name(),
             recon + kl,
             recon,
@@ -222,15 +244,7 @@ fn export_vae(args: ExportArgs) -> Result<()> {
             ("test_recon_nats".into(), recon as f32),
             ("test_kl_nats".into(), kl as f32),
         ];
-        bytes = export(&net, &meta, args.quant, &calib)?;
+        bytes = export_with_encoder(&net, encoder(), &meta, args.quant, &calib)?;
     }
-    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = args.output.with_extension("tgm.tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    println!("wrote {} ({} bytes)", args.output.display(), bytes.len());
-    Ok(())
+    write_model(&args.output, &bytes)
 }

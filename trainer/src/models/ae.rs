@@ -377,50 +377,60 @@ impl AutoEncoder {
         )
     }
 
-    /// The encoder as the board runs it: input (1, 28, 28) = pixel / 255,
-    /// `enc.c1` conv 1→32 k4 s2 p1 ReLU, `enc.c2` conv 32→64 ReLU, `enc.fc`
-    /// dense 3136 → latent (no activation).
+    /// The encoder as the board runs it (see [`conv_encoder_net`]), to
+    /// the latent z.
     ///
     /// # Errors
     /// If a tensor is missing or has an unexpected shape.
     pub fn encoder_net(&self) -> Result<FloatNet> {
-        let t = self.encoder_tensors()?;
-        let (k, l) = (ENC_KERNEL, self.latent());
-        let conv = |in_c: usize, out_c: usize| Op::Conv2d {
-            in_c: in_c as u16,
-            out_c: out_c as u16,
-            k: k as u8,
-            stride: 2,
-            pad: 1,
-        };
-        let flat_in = ENC_C2 * ENC_SIDE * ENC_SIDE;
-        Ok(FloatNet {
-            input: Shape { c: 1, h: 28, w: 28 },
-            layers: vec![
-                FloatLayer {
-                    op: conv(1, ENC_C1),
-                    act: Act::Relu,
-                    weight: flat(&t, "enc.c1.weight", &[ENC_C1, 1, k, k])?,
-                    bias: flat(&t, "enc.c1.bias", &[ENC_C1])?,
-                },
-                FloatLayer {
-                    op: conv(ENC_C1, ENC_C2),
-                    act: Act::Relu,
-                    weight: flat(&t, "enc.c2.weight", &[ENC_C2, ENC_C1, k, k])?,
-                    bias: flat(&t, "enc.c2.bias", &[ENC_C2])?,
-                },
-                FloatLayer {
-                    op: Op::Dense {
-                        inp: flat_in as u16,
-                        out: l as u16,
-                    },
-                    act: Act::None,
-                    weight: flat(&t, "enc.fc.weight", &[l, flat_in])?,
-                    bias: flat(&t, "enc.fc.bias", &[l])?,
-                },
-            ],
-        })
+        conv_encoder_net(&self.encoder_tensors()?, self.latent())
     }
+}
+
+/// The convolutional encoder shared by the autoencoder and the VAE, as the
+/// board runs it: input (1, 28, 28) = pixel / 255, `enc.c1` conv 1→32 k4
+/// s2 p1 ReLU, `enc.c2` conv 32→64 ReLU, `enc.fc` dense 3136 → `out` (no
+/// activation): the autoencoder's z (`out` = latent), or the VAE's
+/// [mean ‖ log-variance] (`out` = 2·latent).
+///
+/// # Errors
+/// If a tensor of `t` is missing or has an unexpected shape.
+pub fn conv_encoder_net(t: &[(String, Tensor)], out: usize) -> Result<FloatNet> {
+    let k = ENC_KERNEL;
+    let conv = |in_c: usize, out_c: usize| Op::Conv2d {
+        in_c: in_c as u16,
+        out_c: out_c as u16,
+        k: k as u8,
+        stride: 2,
+        pad: 1,
+    };
+    let flat_in = ENC_C2 * ENC_SIDE * ENC_SIDE;
+    Ok(FloatNet {
+        input: Shape { c: 1, h: 28, w: 28 },
+        layers: vec![
+            FloatLayer {
+                op: conv(1, ENC_C1),
+                act: Act::Relu,
+                weight: flat(t, "enc.c1.weight", &[ENC_C1, 1, k, k])?,
+                bias: flat(t, "enc.c1.bias", &[ENC_C1])?,
+            },
+            FloatLayer {
+                op: conv(ENC_C1, ENC_C2),
+                act: Act::Relu,
+                weight: flat(t, "enc.c2.weight", &[ENC_C2, ENC_C1, k, k])?,
+                bias: flat(t, "enc.c2.bias", &[ENC_C2])?,
+            },
+            FloatLayer {
+                op: Op::Dense {
+                    inp: flat_in as u16,
+                    out: out as u16,
+                },
+                act: Act::None,
+                weight: flat(t, "enc.fc.weight", &[out, flat_in])?,
+                bias: flat(t, "enc.fc.bias", &[out])?,
+            },
+        ],
+    })
 }
 
 #[cfg(test)]

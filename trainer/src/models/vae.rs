@@ -33,7 +33,7 @@ use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarMap};
 use serde::{Deserialize, Serialize};
 
-use super::{conv, seeded_var_builder, sorted_tensors};
+use super::{conv, seeded_var_builder};
 
 /// Channels of the decoder's first feature map (after `dec.fc`).
 pub const DEC_CHANNELS: usize = 32;
@@ -243,20 +243,20 @@ impl Vae {
         Ok((recon, kl))
     }
 
+    /// The encoder's tensors in layer order, named as in [`ENCODER_TENSORS`].
+    ///
+    /// # Errors
+    /// If one is missing.
+    pub fn encoder_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        super::ae::named_tensors(&self.varmap, &ENCODER_TENSORS)
+    }
+
     /// The decoder's tensors in layer order, named as in [`DECODER_TENSORS`].
     ///
     /// # Errors
     /// If the weights' lock was poisoned by a panic.
     pub fn decoder_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let all = sorted_tensors(&self.varmap)?;
-        let mut out = Vec::with_capacity(DECODER_TENSORS.len());
-        for name in DECODER_TENSORS {
-            match all.iter().find(|(n, _)| n == name) {
-                Some(t) => out.push(t.clone()),
-                None => candle_core::bail!("VAE has no tensor {name}"),
-            }
-        }
-        Ok(out)
+        super::ae::named_tensors(&self.varmap, &DECODER_TENSORS)
     }
 }
 
