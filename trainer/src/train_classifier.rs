@@ -353,8 +353,8 @@ pub fn train_classifier(
         if opts.verbose {
             println!(
                 "epoch {epoch:>3}/{}  step {step:>6}  train loss {:.4} acc {:.4}  \
-                 test loss {:.4} acc {:.4}  {seconds:6.1} s",
-                opts.epochs, m.train_loss, m.train_acc, m.test_loss, m.test_acc
+                 test loss {:.4} acc {:.4}  {:6.1} s",
+                opts.epochs, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds
             );
         }
         metrics.push(m);
