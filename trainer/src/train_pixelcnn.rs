@@ -164,6 +164,9 @@ pub fn train_pixelcnn(opts: &TrainOptions, cfg: PixelCnnConfig) -> Result<PixelC
     let mut order: Vec<u32> = (0..n_train as u32).collect();
     let steps_per_epoch = n_train.div_ceil(opts.batch_size);
     let max_steps = opts.max_steps.unwrap_or(usize::MAX);
+    // The learning rate decays linearly from --lr to 0 over the run, as for
+    // the classifier.
+    let total_steps = (opts.epochs * steps_per_epoch).min(max_steps).max(1);
     let mut step = 0usize;
     let mut metrics = Vec::new();
     for epoch in 1..=opts.epochs {
@@ -176,6 +179,7 @@ pub fn train_pixelcnn(opts: &TrainOptions, cfg: PixelCnnConfig) -> Result<PixelC
         let t0 = Instant::now();
         let (mut sum, mut seen) = (0f64, 0usize);
         for batch in order.chunks(opts.batch_size).take(steps) {
+            opt.set_learning_rate(opts.lr * (1.0 - step as f64 / total_steps as f64));
             step += 1;
             let b = batch.len();
             let idx = Tensor::from_slice(batch, b, &device)?;
@@ -234,10 +238,13 @@ pub fn train_pixelcnn(opts: &TrainOptions, cfg: PixelCnnConfig) -> Result<PixelC
         }
         metrics.push(m);
     }
+    // Loss curves next to metrics.csv.
+    crate::report::write_loss_png(&metrics_path)?;
     write_pixelcnn_samples(&model, opts.seed ^ SAMPLE_SEED, &run_dir.join(SAMPLES_FILE))?;
     if opts.verbose {
         println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE} and {SAMPLES_FILE} in {}",
+            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE}, {} and {SAMPLES_FILE} in {}",
+            crate::report::LOSS_FILE,
             run_dir.display()
         );
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use tinygen_runtime::format::ModelKind;
 use tinygen_runtime::Model;
 
 /// Describe a .tgm model file: kind, dtype, parameters, flash and arena bytes, MACs per sample.
@@ -84,7 +85,12 @@ pub fn run(args: InfoArgs) -> Result<()> {
     println!("layers           {}", f.decoder.layers.len());
     match (encoder, encoder_macs, encoder_params) {
         (Some(n), Some(macs), Some(params)) => println!(
-            "encoder          yes: {n} layers, {params} parameters, {macs} MACs per image (image -> latent)"
+            "encoder          yes: {n} layers, {params} parameters, {macs} MACs per image (image -> {})",
+            if f.kind == ModelKind::Vae {
+                "mean and log-variance of q(z|x)"
+            } else {
+                "latent"
+            }
         ),
         _ => println!("encoder          no"),
     }
