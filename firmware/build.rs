@@ -113,15 +113,20 @@ fn main() {
     let kind = model.file.kind;
     if !matches!(
         kind,
-        ModelKind::Vae | ModelKind::Gan | ModelKind::AutoEncoder | ModelKind::PixelCnn
+        ModelKind::Vae
+            | ModelKind::Gan
+            | ModelKind::AutoEncoder
+            | ModelKind::PixelCnn
+            | ModelKind::PixelRnn
     ) {
         fail(&format!(
             "{shown}: a {kind:?} model cannot be sampled by this firmware \
-             (it runs decoder models: Vae, Gan, AutoEncoder; and PixelCnn)"
+             (it runs decoder models: Vae, Gan, AutoEncoder; and the autoregressive \
+             PixelCnn and PixelRnn)"
         ));
     }
-    // The sampler's exact arena: decoder activation buffers, or the PixelCNN
-    // sampler's row caches.
+    // The sampler's exact arena: decoder activation buffers, or the
+    // autoregressive sampler's row caches (and Row LSTM cell rows).
     let arena = model.arena_bytes();
     let image = model.file.meta.image;
     let image_bytes = image.numel();

@@ -3,7 +3,8 @@
 //! At startup it logs the model (kind, dtype, parameters, arena bytes,
 //! MACs per sample), then draws `SAMPLES` images from one `Rng::new(SEED)`
 //! stream, exactly as the host does, with the sampler the model's kind calls
-//! for (decoder models: `Decoder`; PixelCNN: the incremental `PixelCnnSampler`):
+//! for (decoder models: `Decoder`; PixelCNN and PixelRNN: the incremental
+//! `AutoregressiveSampler`):
 //!
 //! ```text
 //! let mut rng = Rng::new(SEED);
@@ -44,7 +45,7 @@ mod config {
 
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
-use tinygen_runtime::{Arena, Decoder, Model, ModelKind, PixelCnnSampler, Rng};
+use tinygen_runtime::{Arena, AutoregressiveSampler, Decoder, Model, ModelKind, Rng};
 
 use config::{ARENA_BYTES, IMAGE_BYTES, SAMPLES, SEED};
 
@@ -76,15 +77,16 @@ impl From<tinygen_runtime::Error> for Failure {
 enum Sampler<'m, 'a> {
     /// VAE, GAN, AutoEncoder: z -> image.
     Decoder(Decoder<'m, 'a>),
-    /// PixelCNN: pixel by pixel, incremental, row caches in the arena.
-    PixelCnn(PixelCnnSampler<'m, 'a>),
+    /// PixelCNN, PixelRNN: pixel by pixel, incremental, row caches (and
+    /// Row LSTM cell rows) in the arena.
+    Autoregressive(AutoregressiveSampler<'m, 'a>),
 }
 
 impl Sampler<'_, '_> {
     fn sample(&mut self, rng: &mut Rng, pixels: &mut [u8]) -> tinygen_runtime::Result<()> {
         match self {
             Sampler::Decoder(d) => d.sample(rng, pixels),
-            Sampler::PixelCnn(p) => p.sample(rng, pixels),
+            Sampler::Autoregressive(p) => p.sample(rng, pixels),
         }
     }
 }
@@ -139,16 +141,19 @@ fn run(
             needed: model.arena_bytes(),
         });
     }
-    if f.kind == ModelKind::PixelCnn {
+    let autoregressive = matches!(f.kind, ModelKind::PixelCnn | ModelKind::PixelRnn);
+    if autoregressive {
         defmt::info!(
-            "PixelCNN: incremental sampler, {=u64} MACs per sample vs {=u64} for one full forward pass",
+            "{}: incremental sampler, {=u64} MACs per sample vs {=u64} for one full forward pass",
+            f.kind,
             model.macs_per_sample(),
             model.forward_macs(),
         );
     }
-    let mut sampler = match f.kind {
-        ModelKind::PixelCnn => Sampler::PixelCnn(PixelCnnSampler::new(&model, arena)?),
-        _ => Sampler::Decoder(Decoder::new(&model, arena)?),
+    let mut sampler = if autoregressive {
+        Sampler::Autoregressive(AutoregressiveSampler::new(&model, arena)?)
+    } else {
+        Sampler::Decoder(Decoder::new(&model, arena)?)
     };
     let mut sink = board::Sink::open()?;
     defmt::info!(

@@ -91,6 +91,52 @@ pub(crate) fn as_i8(bytes: &mut [u8]) -> &mut [i8] {
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<i8>(), len) }
 }
 
+/// The arena of a plan as buffers A and B and the cell-state scratch
+/// (empty without a Row LSTM), as bytes.
+fn split_cell<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [u8], &'x mut [u8], &'x mut [u8]) {
+    let (a, rest) = arena.split_at_mut(plan.b_offset() as usize);
+    let (b, rest) = rest.split_at_mut(plan.buf_b as usize);
+    // Without a cell, the arena may end right after B (no padding).
+    let pad = if plan.cell == 0 {
+        0
+    } else {
+        (plan.cell_offset() - plan.b_offset() - plan.buf_b) as usize
+    };
+    (
+        &mut a[..plan.buf_a as usize],
+        b,
+        &mut rest[pad..pad + plan.cell as usize],
+    )
+}
+
+/// Buffers A and B as f32 and the cell scratch as f32.
+pub(crate) fn split_f32_cell<'x>(
+    plan: &Plan,
+    arena: &'x mut [u8],
+) -> (&'x mut [f32], &'x mut [f32], &'x mut [f32]) {
+    let (a, b, c) = split_cell(plan, arena);
+    (as_f32(a), as_f32(b), as_f32(c))
+}
+
+/// Buffers A and B as i8 and the cell scratch as i32.
+pub(crate) fn split_i8_cell<'x>(
+    plan: &Plan,
+    arena: &'x mut [u8],
+) -> (&'x mut [i8], &'x mut [i8], &'x mut [i32]) {
+    let (a, b, c) = split_cell(plan, arena);
+    (as_i8(a), as_i8(b), as_i32(c))
+}
+
+pub(crate) fn as_i32(bytes: &mut [u8]) -> &mut [i32] {
+    // SAFETY: every bit pattern is a valid i32, and `align_to_mut` only
+    // returns the correctly aligned middle part; callers pass 4-aligned
+    // regions of a 4-aligned arena whose length is a multiple of 4, so the
+    // prefix and suffix are empty.
+    let (pre, mid, _) = unsafe { bytes.align_to_mut::<i32>() };
+    debug_assert!(pre.is_empty());
+    mid
+}
+
 /// Buffers A and B as i8.
 pub(crate) fn split_i8<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [i8], &'x mut [i8]) {
     let (a, b) = split(plan, arena);

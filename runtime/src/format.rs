@@ -36,6 +36,12 @@ pub const MAX_FIGURES: usize = 8;
 pub const MAX_LATENT: usize = 64;
 /// Largest tensor, in elements, that a network may produce.
 pub const MAX_TENSOR_ELEMS: u32 = 1 << 22;
+/// Bytes of the three lookup tables that end an int8 [`Op::RowLstm`]'s
+/// weight blob: `sigmoid[256]`, `tanh[256]`, `cell_tanh[512]`.
+pub const ROW_LSTM_LUT_BYTES: usize = 1024;
+/// The output scale of every int8 [`Op::RowLstm`] (its hidden states; zero
+/// point 0).
+pub const ROW_LSTM_OUT_SCALE: f32 = 1.0 / 128.0;
 
 /// What a model is.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ pub use crc32::crc32;
 pub use error::{Error, Result};
 pub use format::{DType, ModelFile, ModelKind};
 pub use plan::{CachePlan, Plan};
-pub use sample::autoregressive::PixelCnnSampler;
+pub use sample::autoregressive::{AutoregressiveSampler, PixelCnnSampler};
 pub use sample::decoder::Decoder;
 pub use sample::encoder::Encoder;
 pub use sample::rng::Rng;
@@ -32,7 +32,8 @@ pub struct Model<'a> {
     pub plan: Plan,
     /// The encoder network's plan, if the file has an encoder.
     pub encoder_plan: Option<Plan>,
-    /// The row caches of the incremental sampler (PixelCNN files only).
+    /// The row caches of the incremental sampler (PixelCNN and PixelRNN
+    /// files only).
     pub cache_plan: Option<CachePlan>,
 }
 
@@ -49,8 +50,8 @@ impl<'a> Model<'a> {
         let plan = Plan::new(&file.decoder, file.dtype)?;
         let meta = &file.meta;
         let latent = meta.latent as usize;
-        let cache_plan = if file.kind == ModelKind::PixelCnn {
-            Some(check_pixelcnn(&file, &plan)?)
+        let cache_plan = if matches!(file.kind, ModelKind::PixelCnn | ModelKind::PixelRnn) {
+            Some(check_autoregressive(&file, &plan)?)
         } else {
             None
         };
@@ -100,7 +101,8 @@ impl<'a> Model<'a> {
 
     /// Exact arena bytes a sampler needs: the larger of the decoder's and
     /// (if present) the encoder's plan, since they never run at once; for a
-    /// PixelCNN, the incremental sampler's row caches.
+    /// PixelCNN or PixelRNN, the incremental sampler's row caches (and
+    /// cell-state rows).
     pub fn arena_bytes(&self) -> u32 {
         if let Some(c) = &self.cache_plan {
             return c.arena_bytes;
@@ -110,8 +112,8 @@ impl<'a> Model<'a> {
     }
 
     /// Multiply-accumulates per generated sample, as the sampler really
-    /// does them: one decoder pass, or for a PixelCNN the incremental
-    /// sampler's wavefront (each layer once at each position).
+    /// does them: one decoder pass, or for a PixelCNN / PixelRNN the
+    /// incremental sampler's wavefront (each layer once at each position).
     pub fn macs_per_sample(&self) -> u64 {
         match &self.cache_plan {
             Some(c) => c.macs,
@@ -120,14 +122,18 @@ impl<'a> Model<'a> {
     }
 
     /// Multiply-accumulates of one full forward pass of the network (for a
-    /// PixelCNN, what a naive sampler would pay for every pixel).
+    /// PixelCNN / PixelRNN, what a naive sampler would pay for every pixel).
+    /// A Row LSTM counts its convolution taps only (input-to-state inside
+    /// the row, unmasked; state-to-state inside the previous row, none on
+    /// row 0), not the element-wise gate and cell arithmetic.
     pub fn forward_macs(&self) -> u64 {
         self.plan.macs
     }
 
-    /// Arena bytes of one full forward pass (two whole activation buffers):
-    /// what [`PixelCnnSampler::naive`] and [`PixelCnnSampler::logits`] need
-    /// as scratch.
+    /// Arena bytes of one full forward pass (two whole activation buffers,
+    /// plus one row of cell state for a network with a Row LSTM): what
+    /// [`AutoregressiveSampler::naive`] and
+    /// [`AutoregressiveSampler::logits`] need as scratch.
     pub fn forward_arena_bytes(&self) -> u32 {
         self.plan.arena_bytes()
     }
@@ -138,10 +144,12 @@ impl<'a> Model<'a> {
     }
 }
 
-/// Checks what a PixelCNN file must be: a single-channel image in and out,
-/// no latent and no encoder, masked convolutions only with mask A first (so
-/// that no logit sees its own pixel), a sigmoid head; and plans its caches.
-fn check_pixelcnn(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> {
+/// Checks what a PixelCNN or PixelRNN file must be: a single-channel image
+/// in and out, no latent and no encoder, masked convolutions only (PixelCNN)
+/// or masked convolutions and Row LSTMs (PixelRNN), the first with mask A
+/// (so that no logit sees its own pixel), a sigmoid head; and plans its
+/// caches.
+fn check_autoregressive(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> {
     let meta = &file.meta;
     let image = meta.image;
     if meta.latent != 0
@@ -159,9 +167,11 @@ fn check_pixelcnn(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> {
     if file.decoder.layers.is_empty() {
         return Err(Error::PlanOutputShape);
     }
+    let rnn = file.kind == ModelKind::PixelRnn;
     for (i, layer) in file.decoder.layers.iter().enumerate() {
         match layer.op {
             format::Op::MaskedConv2d { mask, .. } if i > 0 || mask == format::Mask::A => {}
+            format::Op::RowLstm { mask, .. } if rnn && (i > 0 || mask == format::Mask::A) => {}
             _ => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
         }
     }

@@ -1,7 +1,7 @@
 //! Runs a validated [`Net`] over the arena's two activation buffers.
 
 use crate::format::{Act, Layer, Mask, Net, Op, Shape};
-use crate::kernels::{self, ConvGeom, FloatWeights, MaskedGeom, RequantI8};
+use crate::kernels::{self, ConvGeom, FloatWeights, LstmGeom, MaskedGeom, RequantI8};
 use crate::plan::{conv_out, conv_t_out};
 
 /// Output shape of `op` on `inp`; the plan has checked it exists.
@@ -59,6 +59,32 @@ pub(crate) fn masked_geom(
     }
 }
 
+/// Geometry of a Row LSTM (`op`, a [`Op::RowLstm`]) on `inp` over buffers
+/// of `in_rows` and `out_rows` rows.
+pub(crate) fn lstm_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> LstmGeom {
+    let (hidden, k_in, mask, k_state) = match *op {
+        Op::RowLstm {
+            hidden,
+            k_in,
+            mask,
+            k_state,
+            ..
+        } => (hidden, k_in, mask, k_state),
+        _ => (0, 1, Mask::B, 1),
+    };
+    LstmGeom {
+        in_c: inp.c as usize,
+        hidden: hidden as usize,
+        h: inp.h as usize,
+        w: inp.w as usize,
+        k_in: k_in as usize,
+        mask_b: mask == Mask::B,
+        k_state: k_state as usize,
+        in_rows: in_rows as usize,
+        out_rows: out_rows as usize,
+    }
+}
+
 fn geom(inp: Shape, out: Shape, k: u8, stride: u8, pad: u8) -> ConvGeom {
     ConvGeom {
         in_c: inp.c as usize,
@@ -74,11 +100,13 @@ fn geom(inp: Shape, out: Shape, k: u8, stride: u8, pad: u8) -> ConvGeom {
 }
 
 /// Runs `net` in f32 with weights read through `weights`. The input must
-/// already be in `a`. Returns the output shape and whether it is in `a`.
+/// already be in `a`; `cell` is the Row LSTM scratch. Returns the output
+/// shape and whether it is in `a`.
 pub(crate) fn forward_float<'w, W: FloatWeights>(
     net: &Net<'w>,
     a: &mut [f32],
     b: &mut [f32],
+    cell: &mut [f32],
     weights: fn(&'w [u8]) -> W,
 ) -> (Shape, bool) {
     let mut shape = net.input;
@@ -112,8 +140,11 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
                 let g = masked_geom(shape, out_c, k, mask, shape.h, shape.h);
                 kernels::masked_conv2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            // Not yet admitted by the plan (PixelRNN work in progress).
-            Op::RowLstm { .. } | Op::Reshape(_) => {}
+            Op::RowLstm { .. } => {
+                let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
+                kernels::row_lstm_f32(src, &g, w, layer.bias, dst, cell)
+            }
+            Op::Reshape(_) => {}
         }
         shape = out;
         in_a = !in_a;
@@ -137,8 +168,14 @@ pub(crate) fn requant<'w>(layer: &Layer<'w>) -> RequantI8<'w> {
     }
 }
 
-/// Runs an int8 `net`; the quantized input must already be in `a`.
-pub(crate) fn forward_i8(net: &Net<'_>, a: &mut [i8], b: &mut [i8]) -> (Shape, bool) {
+/// Runs an int8 `net`; the quantized input must already be in `a`; `cell`
+/// is the Row LSTM scratch.
+pub(crate) fn forward_i8(
+    net: &Net<'_>,
+    a: &mut [i8],
+    b: &mut [i8],
+    cell: &mut [i32],
+) -> (Shape, bool) {
     let mut shape = net.input;
     let mut in_a = true;
     for layer in net.layers.iter() {
@@ -169,8 +206,11 @@ pub(crate) fn forward_i8(net: &Net<'_>, a: &mut [i8], b: &mut [i8]) -> (Shape, b
                 let g = masked_geom(shape, out_c, k, mask, shape.h, shape.h);
                 kernels::masked_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
             }
-            // Not yet admitted by the plan (PixelRNN work in progress).
-            Op::RowLstm { .. } | Op::Reshape(_) => {}
+            Op::RowLstm { .. } => {
+                let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
+                kernels::row_lstm_i8(src, &g, layer.weight, layer.bias, &q, dst, cell)
+            }
+            Op::Reshape(_) => {}
         }
         shape = out;
         in_a = !in_a;
@@ -199,24 +239,24 @@ pub(crate) fn run(
     use crate::format::DType;
     match dtype {
         DType::F32 | DType::F16 => {
-            let (a, b) = crate::arena::split_f32(plan, arena);
+            let (a, b, cell) = crate::arena::split_f32_cell(plan, arena);
             for (d, x) in a.iter_mut().zip(input) {
                 *d = x;
             }
             if dtype == DType::F32 {
-                forward_float(net, a, b, kernels::F32Le).1
+                forward_float(net, a, b, cell, kernels::F32Le).1
             } else {
-                forward_float(net, a, b, kernels::F16Le).1
+                forward_float(net, a, b, cell, kernels::F16Le).1
             }
         }
         DType::I8 => {
-            let (a, b) = crate::arena::split_i8(plan, arena);
+            let (a, b, cell) = crate::arena::split_i8_cell(plan, arena);
             // The plan guarantees input_q for int8 networks.
             let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
             for (d, x) in a.iter_mut().zip(input) {
                 *d = quantize(x, scale, zp);
             }
-            forward_i8(net, a, b).1
+            forward_i8(net, a, b, cell).1
         }
     }
 }

@@ -5,10 +5,15 @@
 //! input is written to A, and each layer reads one and writes the other
 //! (`Reshape` only renames). Each buffer is as large as the largest tensor
 //! that lands in it, so the arena is exact, not a worst case:
-//! `arena_bytes = align4(A) + B`.
+//! `arena_bytes = align4(A) + B`. A network with [`Op::RowLstm`] layers also
+//! needs one row of cell state (`hidden * w` f32 or i32) as scratch, the
+//! largest of its layers', after B: `align4(A) + align4(B) + cell`.
 
 use crate::error::{Error, Result};
-use crate::format::{DType, Head, Layer, Mask, Net, Op, Shape, MAX_LAYERS, MAX_TENSOR_ELEMS};
+use crate::format::{
+    DType, Head, Layer, Mask, Net, Op, Shape, MAX_LAYERS, MAX_TENSOR_ELEMS, ROW_LSTM_LUT_BYTES,
+    ROW_LSTM_OUT_SCALE,
+};
 
 /// What a network needs and costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +23,10 @@ pub struct Plan {
     pub buf_a: u32,
     /// Bytes of activation buffer B (starts at `align4(buf_a)`).
     pub buf_b: u32,
+    /// Bytes of the Row LSTM cell-state scratch (one row of the widest
+    /// layer's `hidden * w`, 4 bytes each), at `align4(buf_a) +
+    /// align4(buf_b)`; 0 without a Row LSTM.
+    pub cell: u32,
     /// Multiply-accumulates of one forward pass.
     pub macs: u64,
     /// Weights and biases.
@@ -29,7 +38,15 @@ pub struct Plan {
 impl Plan {
     /// Exact arena bytes for this network.
     pub const fn arena_bytes(&self) -> u32 {
-        align4(self.buf_a) + self.buf_b
+        if self.cell == 0 {
+            align4(self.buf_a) + self.buf_b
+        } else {
+            self.cell_offset() + self.cell
+        }
+    }
+    /// Offset of the cell-state scratch in the arena.
+    pub const fn cell_offset(&self) -> u32 {
+        align4(self.buf_a) + align4(self.buf_b)
     }
     /// Offset of buffer B in the arena.
     pub const fn b_offset(&self) -> u32 {
@@ -134,6 +151,51 @@ pub(crate) fn masked_taps_at(h: u16, w: u16, k: u8, mask: Mask, y: u16, x: u16) 
     taps
 }
 
+/// MACs of a Row LSTM at one position (`y`, `x`) of an image `w` wide, per
+/// gate row: `(input taps, state taps)`, the taps that read inside the row
+/// (input-to-state, unmasked) and inside the previous row
+/// (state-to-state, none on row 0, where the state is zero and the kernel
+/// skips it). Multiply by `in_c` and `hidden` respectively, then by
+/// `4 * hidden` gate rows.
+pub(crate) fn lstm_taps_at(
+    w: u16,
+    k_in: u8,
+    mask: Mask,
+    k_state: u8,
+    y: u16,
+    x: u16,
+) -> (u64, u64) {
+    let inside = |k: u8, t: u8| {
+        let col = x as i64 + t as i64 - (k / 2) as i64;
+        (0..w as i64).contains(&col)
+    };
+    let t_in = (0..k_in)
+        .filter(|&t| mask.allows_1d(k_in as usize, t as usize) && inside(k_in, t))
+        .count() as u64;
+    let t_ss = if y == 0 {
+        0
+    } else {
+        (0..k_state).filter(|&t| inside(k_state, t)).count() as u64
+    };
+    (t_in, t_ss)
+}
+
+/// MACs of a Row LSTM at (`y`, `x`): all `4 * hidden` gate rows.
+pub(crate) fn lstm_macs_at(op: &Op, w: u16, y: u16, x: u16) -> u64 {
+    let Op::RowLstm {
+        in_c,
+        hidden,
+        k_in,
+        mask,
+        k_state,
+    } = *op
+    else {
+        return 0;
+    };
+    let (t_in, t_ss) = lstm_taps_at(w, k_in, mask, k_state, y, x);
+    4 * hidden as u64 * (in_c as u64 * t_in + hidden as u64 * t_ss)
+}
+
 /// The output shape of `layer` applied to `inp`, its MACs and parameter
 /// count, after checking that its blobs have the right sizes.
 pub(crate) fn layer_shape(
@@ -143,6 +205,10 @@ pub(crate) fn layer_shape(
     dtype: DType,
 ) -> Result<(Shape, u64, u64)> {
     let mismatch = Error::PlanShapeMismatch { layer: idx };
+    // Bytes the weight blob carries besides the weights (the Row LSTM's
+    // int8 tables), and requantization channels if not `channels`.
+    let mut extra_weight_bytes = 0u64;
+    let mut quant_channels = None;
     let (out, weights, channels, macs) = match layer.op {
         Op::Dense { inp: i, out } => {
             if inp.numel() != i as u64 || out == 0 {
@@ -221,9 +287,40 @@ pub(crate) fn layer_shape(
             let macs = out_c as u64 * in_c as u64 * masked_taps(inp.h, inp.w, k, mask);
             (Shape { c: out_c, ..inp }, w, out_c, macs)
         }
-        // The Row LSTM kernels are not in the runtime yet: files with one
-        // are rejected as unreadable rather than misread.
-        Op::RowLstm { .. } => return Err(Error::FormatBadValue { layer: idx }),
+        Op::RowLstm {
+            in_c,
+            hidden,
+            k_in,
+            k_state,
+            ..
+        } => {
+            if inp.c != in_c || hidden == 0 || k_in % 2 == 0 || k_state % 2 == 0 {
+                return Err(mismatch);
+            }
+            if layer.act != crate::format::Act::None {
+                return Err(Error::FormatBadValue { layer: idx });
+            }
+            let gates = 4 * hidden as u64;
+            let w = gates * (in_c as u64 * k_in as u64 + hidden as u64 * k_state as u64);
+            let mut macs = 0u64;
+            for y in 0..inp.h.min(2) {
+                for x in 0..inp.w {
+                    // Rows 1.. all cost what row 1 costs.
+                    let m = lstm_macs_at(&layer.op, inp.w, y, x);
+                    macs += if y == 0 { m } else { m * (inp.h as u64 - 1) };
+                }
+            }
+            if dtype == DType::I8 {
+                extra_weight_bytes = ROW_LSTM_LUT_BYTES as u64;
+                quant_channels = Some(2 * gates);
+                if let Some(q) = &layer.quant {
+                    if q.out_zp != 0 || q.out_scale != ROW_LSTM_OUT_SCALE {
+                        return Err(Error::FormatBadValue { layer: idx });
+                    }
+                }
+            }
+            (Shape { c: hidden, ..inp }, w, 4 * hidden, macs)
+        }
         Op::Reshape(s) => {
             if s.numel() != inp.numel() {
                 return Err(mismatch);
@@ -238,18 +335,19 @@ pub(crate) fn layer_shape(
         return Err(mismatch);
     }
     let size = Error::FormatBlobSize { layer: idx };
-    if layer.weight.len() as u64 != weights * dtype.weight_bytes() as u64
+    if layer.weight.len() as u64 != weights * dtype.weight_bytes() as u64 + extra_weight_bytes
         || layer.bias.len() as u64 != channels as u64 * 4
     {
         return Err(size);
     }
+    let qc = quant_channels.unwrap_or(channels as u64) as usize;
     match (dtype, &layer.quant) {
         (DType::I8, Some(q)) => {
-            if q.multiplier.len() != channels as usize * 4 || q.shift.len() != channels as usize {
+            if q.multiplier.len() != qc * 4 || q.shift.len() != qc {
                 return Err(size);
             }
             let bad = Error::FormatBadValue { layer: idx };
-            for c in 0..channels as usize {
+            for c in 0..qc {
                 if crate::format::i32_at(q.multiplier, c) < 0 || !(1..=62).contains(&q.shift[c]) {
                     return Err(bad);
                 }
@@ -297,7 +395,12 @@ impl Plan {
         let mut b = 0u64;
         let mut macs = 0u64;
         let mut params = 0u64;
+        let mut cell = 0u64;
         for (i, layer) in net.layers.iter().enumerate() {
+            if let Op::RowLstm { hidden, .. } = layer.op {
+                // One row of cell state, f32 or i32.
+                cell = cell.max(hidden as u64 * shape.w as u64 * 4);
+            }
             let (out, m, p) = layer_shape(i as u16, layer, shape, dtype)?;
             shape = out;
             macs += m;
@@ -312,9 +415,12 @@ impl Plan {
                 }
             }
         }
+        // Each of a, b, cell is at most 4 * MAX_TENSOR_ELEMS (the cell row
+        // is part of a layer's checked output): the sum fits a u32.
         Ok(Plan {
             buf_a: a as u32,
             buf_b: b as u32,
+            cell: cell as u32,
             macs,
             params: u32::try_from(params).map_err(|_| Error::PlanInput)?,
             output: shape,
@@ -343,18 +449,28 @@ impl RowCache {
     }
 }
 
-/// The memory plan of the incremental PixelCNN sampler (Ramachandran et al.
-/// 2017): one [`RowCache`] for the input pixels and one per layer output.
+/// The memory plan of the incremental autoregressive sampler (Ramachandran
+/// et al. 2017): one [`RowCache`] for the input pixels and one per layer
+/// output, and one row of cell state per [`Op::RowLstm`].
 ///
-/// A layer with kernel `k` reads rows `y - k/2 ..= y` of its input, so its
-/// input keeps `k/2 + 1` rows; the last layer's output (the logits) keeps
-/// one. The caches lie one after the other in the arena, each starting on a
-/// 4-byte boundary, and are exactly the arena: nothing else is needed.
+/// A tensor keeps the rows its consumer reads: a masked convolution with
+/// kernel `k` reads rows `y - k/2 ..= y` of its input (`k/2 + 1` rows); a
+/// Row LSTM reads only row `y` of its input (1 row); the logits are read
+/// once (1 row). A Row LSTM's own output also holds its recurrent state,
+/// row `y - 1`, while row `y` is computed, so it keeps at least 2 rows.
+/// The caches lie one after the other in the arena, each starting on a
+/// 4-byte boundary; after them come the cell rows (`hidden * w` f32 or
+/// i32 each). That is exactly the arena: nothing else is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct CachePlan {
     /// Cache 0 holds the input pixels; cache `l + 1` the output of layer `l`.
     pub caches: [RowCache; MAX_LAYERS + 1],
+    /// Byte offset in the arena of layer `l`'s cell-state row (`hidden * w`
+    /// elements of 4 bytes), for Row LSTM layers; 0 for the others.
+    pub cells: [u32; MAX_LAYERS],
+    /// Bytes of the caches: the cell rows start here.
+    pub caches_bytes: u32,
     /// Caches used (layers + 1).
     pub n: u8,
     /// Image height.
@@ -369,47 +485,67 @@ pub struct CachePlan {
 }
 
 impl CachePlan {
-    /// Plans the caches of a network of masked convolutions (checked by
-    /// [`Plan::new`] already) over `input`.
+    /// Plans the caches of a network of masked convolutions and Row LSTMs
+    /// (checked by [`Plan::new`] already) over `input`.
     ///
     /// # Errors
     ///
-    /// `PlanShapeMismatch` for a layer that is not a masked convolution;
-    /// `PlanInput` if the caches overflow a `u32`.
+    /// `PlanShapeMismatch` for a layer that is neither; `PlanInput` if the
+    /// arena overflows a `u32`.
     pub fn new(net: &Net<'_>, dtype: DType) -> Result<CachePlan> {
         let (h, w) = (net.input.h, net.input.w);
         let eb = dtype.act_bytes() as u64;
         let mut caches = [RowCache::default(); MAX_LAYERS + 1];
-        let mut channels = net.input.c;
+        let mut cells = [0u32; MAX_LAYERS];
         let n = net.layers.len();
         let mut offset_bytes = 0u64;
         let mut macs = 0u64;
         for (i, slot) in caches.iter_mut().enumerate().take(n + 1) {
-            // Rows the consumer of tensor i reads: layer i's kernel, or one
-            // row for the logits.
-            let rows = match net.layers.get(i).map(|l| l.op) {
+            // Rows the consumer of tensor i reads: layer i's, or one row
+            // for the logits.
+            let mut rows = match net.layers.get(i).map(|l| l.op) {
                 Some(Op::MaskedConv2d { k, .. }) => k as u16 / 2 + 1,
+                Some(Op::RowLstm { .. }) | None => 1,
                 Some(_) => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
-                None => 1,
             };
-            if i > 0 {
-                if let Some(Op::MaskedConv2d {
+            // Its producer, and what the wavefront pays for it: each
+            // position once, in raster order.
+            let channels = match i
+                .checked_sub(1)
+                .and_then(|p| net.layers.get(p))
+                .map(|l| l.op)
+            {
+                None => net.input.c,
+                Some(Op::MaskedConv2d {
                     in_c,
                     out_c,
                     k,
                     mask,
-                }) = net.layers.get(i - 1).map(|l| l.op)
-                {
-                    channels = out_c;
-                    // The wavefront: each position once, in raster order.
+                }) => {
                     for y in 0..h {
                         for x in 0..w {
                             macs +=
                                 out_c as u64 * in_c as u64 * masked_taps_at(h, w, k, mask, y, x);
                         }
                     }
+                    out_c
                 }
-            }
+                Some(op @ Op::RowLstm { hidden, .. }) => {
+                    for y in 0..h {
+                        for x in 0..w {
+                            macs += lstm_macs_at(&op, w, y, x);
+                        }
+                    }
+                    // Row y - 1 is the state while row y is written.
+                    rows = rows.max(2);
+                    hidden
+                }
+                Some(_) => {
+                    return Err(Error::PlanShapeMismatch {
+                        layer: i as u16 - 1,
+                    })
+                }
+            };
             let cache = RowCache {
                 offset: (offset_bytes / eb) as u32,
                 c: channels,
@@ -417,16 +553,22 @@ impl CachePlan {
             };
             *slot = cache;
             offset_bytes = (offset_bytes + cache.elems(w) as u64 * eb + 3) & !3;
-            if offset_bytes > u32::MAX as u64 {
-                return Err(Error::PlanInput);
+        }
+        let caches_bytes = offset_bytes;
+        for (l, layer) in net.layers.iter().enumerate() {
+            if let Op::RowLstm { hidden, .. } = layer.op {
+                cells[l] = u32::try_from(offset_bytes).map_err(|_| Error::PlanInput)?;
+                offset_bytes += hidden as u64 * w as u64 * 4;
             }
         }
         Ok(CachePlan {
             caches,
+            cells,
+            caches_bytes: u32::try_from(caches_bytes).map_err(|_| Error::PlanInput)?,
             n: (n + 1) as u8,
             h,
             w,
-            arena_bytes: offset_bytes as u32,
+            arena_bytes: u32::try_from(offset_bytes).map_err(|_| Error::PlanInput)?,
             macs,
         })
     }

@@ -8,6 +8,8 @@
 //!   slices, written once here.
 //! - Blob helpers: f32 / f16 / i32 / i8 slices as the little-endian byte
 //!   blobs a `.tgm` file and the kernels read.
+//! - [`pixelrnn`] (feature `oracles`): the f64 Row LSTM oracle, the int8
+//!   Row LSTM tables and random tiny PixelRNN files.
 //!
 //! # Layouts
 //!
@@ -179,6 +181,9 @@ where
         .map(|((&a, &e), &b)| (a.into() - e.into()).abs() / b)
         .fold(0.0, f64::max)
 }
+
+#[cfg(feature = "oracles")]
+pub mod pixelrnn;
 
 #[cfg(feature = "oracles")]
 mod layout;

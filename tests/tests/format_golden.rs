@@ -562,3 +562,324 @@ fn candle_pixelcnn(image: &[u8]) -> candle_core::Result<Vec<f64>> {
     )?;
     chw(&add_channel_bias(&h, &b(1)?)?)
 }
+
+// ---------------------------------------------------------------------------
+// A tiny PixelRNN: image 1x4x4, masked conv 1->2 k3 mask A + ReLU, Row LSTM
+// 2->2 (k_in 3 mask B, k_state 3), masked conv 2->1 k1 mask B (the logits);
+// in f32 and in int8.
+
+const PIXELRNN_OPS: [(Op, Act); 3] = [
+    PIXELCNN_OPS[0],
+    (
+        Op::RowLstm {
+            in_c: 2,
+            hidden: 2,
+            k_in: 3,
+            mask: Mask::B,
+            k_state: 3,
+        },
+        Act::None,
+    ),
+    (
+        Op::MaskedConv2d {
+            in_c: 2,
+            out_c: 1,
+            k: 1,
+            mask: Mask::B,
+        },
+        Act::None,
+    ),
+];
+
+/// Gate rows (4 x hidden) of the Row LSTM, and its blob lengths.
+const LSTM_ROWS: usize = 8;
+const LSTM_W_IS: usize = LSTM_ROWS * 2 * 3;
+const LSTM_W_SS: usize = LSTM_ROWS * 2 * 3;
+
+/// Whether weight j of PixelRNN layer l is a used tap (masked taps are
+/// stored as zeros).
+fn pixelrnn_tap_used(l: usize, j: usize) -> bool {
+    match PIXELRNN_OPS[l].0 {
+        Op::MaskedConv2d { k, mask, .. } => {
+            let k = k as usize;
+            mask.allows(k, (j / k) % k, j % k)
+        }
+        // w_is taps: mask B of width 3 uses t = 0, 1; w_ss: every tap.
+        Op::RowLstm { .. } => j >= LSTM_W_IS || Mask::B.allows_1d(3, j % 3),
+        _ => unreachable!(),
+    }
+}
+
+fn pixelrnn_n(l: usize) -> (usize, usize) {
+    [(18, 2), (LSTM_W_IS + LSTM_W_SS, LSTM_ROWS), (2, 1)][l]
+}
+
+/// f32 weights of PixelRNN layer l: dyadic, of both signs, halved for the
+/// Row LSTM (twelve terms per gate).
+fn pixelrnn_weights(l: usize) -> Vec<f32> {
+    let scale = if l == 1 { 0.5 } else { 1.0 };
+    (0..pixelrnn_n(l).0)
+        .map(|j| {
+            if pixelrnn_tap_used(l, j) {
+                scale * f32_weight(l + 4, j)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn pixelrnn_bias(l: usize) -> Vec<f32> {
+    (0..pixelrnn_n(l).1)
+        .map(|j| 0.125 * ((j * 3 + l) % 5) as f32 - 0.25)
+        .collect()
+}
+
+/// The owned blobs of the tiny PixelRNN in `dtype`.
+struct TinyRnn {
+    dtype: DType,
+    weights: Vec<Vec<u8>>,
+    biases: Vec<Vec<u8>>,
+    mults: Vec<Vec<u8>>,
+    shifts: Vec<Vec<u8>>,
+    lut: Vec<u8>,
+}
+
+/// int8 zero points (input, output) and output scales of the tiny PixelRNN.
+const RNN_ZP: [(i8, i8); 3] = [(-128, -128), (-128, 0), (0, 5)];
+const RNN_OUT_SCALE: [f32; 3] = [0.05, 1.0 / 128.0, 0.125];
+
+impl TinyRnn {
+    fn new(dtype: DType) -> TinyRnn {
+        let mut t = TinyRnn {
+            dtype,
+            weights: Vec::new(),
+            biases: Vec::new(),
+            mults: Vec::new(),
+            shifts: Vec::new(),
+            // Pixel probability of each logit code: 255 * sigmoid(0.125 * (q - 5)).
+            lut: (-128..128)
+                .map(|q: i32| (255.0 / (1.0 + (-0.125 * (q - 5) as f64).exp())).round() as u8)
+                .collect(),
+        };
+        for l in 0..3 {
+            let (nw, nb) = pixelrnn_n(l);
+            match dtype {
+                DType::F32 => {
+                    t.weights.push(f32_le(&pixelrnn_weights(l)));
+                    t.biases.push(f32_le(&pixelrnn_bias(l)));
+                    t.mults.push(Vec::new());
+                    t.shifts.push(Vec::new());
+                }
+                DType::I8 => {
+                    let w: Vec<i8> = (0..nw)
+                        .map(|j| {
+                            if pixelrnn_tap_used(l, j) {
+                                (j as i32 * 37 % 255 - 127) as i8
+                            } else {
+                                0
+                            }
+                        })
+                        .collect();
+                    let mut wb = i8_bytes(&w);
+                    if l == 1 {
+                        wb.extend(tinygen_tests::pixelrnn::lstm_luts(1.0 / 16.0));
+                    }
+                    t.weights.push(wb);
+                    let b: Vec<i32> = (0..nb)
+                        .map(|j| [-300, 400, 50][l] * (j as i32 % 3 - 1))
+                        .collect();
+                    t.biases.push(i32_le(&b));
+                    // m = 2^30 (one half); the Row LSTM's 8 * hidden:
+                    // input-to-state rows, then state-to-state rows.
+                    let nq = if l == 1 { 2 * nb } else { nb };
+                    t.mults.push(i32_le(&vec![1 << 30; nq]));
+                    let shift = |j: usize| match l {
+                        0 => 39 + (j % 2) as u8,
+                        1 if j < nb => 39,
+                        1 => 40,
+                        _ => 36,
+                    };
+                    t.shifts.push((0..nq).map(shift).collect());
+                }
+                DType::F16 => unreachable!("no f16 golden"),
+            }
+        }
+        t
+    }
+
+    fn file(&self) -> ModelFile<'_> {
+        let mut layers = heapless::Vec::new();
+        for (l, &(op, act)) in PIXELRNN_OPS.iter().enumerate() {
+            let quant = (self.dtype == DType::I8).then(|| LayerQuant {
+                in_zp: RNN_ZP[l].0,
+                out_zp: RNN_ZP[l].1,
+                out_scale: RNN_OUT_SCALE[l],
+                multiplier: &self.mults[l],
+                shift: &self.shifts[l],
+            });
+            layers
+                .push(Layer {
+                    op,
+                    act,
+                    weight: &self.weights[l],
+                    bias: &self.biases[l],
+                    quant,
+                })
+                .unwrap();
+        }
+        ModelFile {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            kind: ModelKind::PixelRnn,
+            dtype: self.dtype,
+            meta: Meta {
+                image: shape(1, 4, 4),
+                latent: 0,
+                data: "hand-built golden PixelRNN (tests/tests/format_golden.rs)",
+                figures: heapless::Vec::new(),
+                prior_mean: &[],
+                prior_std: &[],
+            },
+            decoder: Net {
+                input: shape(1, 4, 4),
+                input_q: (self.dtype == DType::I8).then_some(QParams {
+                    scale: 1.0 / 255.0,
+                    zero_point: -128,
+                }),
+                layers,
+                head: match self.dtype {
+                    DType::I8 => Head::SigmoidLut(&self.lut),
+                    _ => Head::Sigmoid,
+                },
+            },
+            encoder: None,
+        }
+    }
+}
+
+/// The golden bytes of the tiny PixelRNN in `dtype`, checked, and its
+/// model's figures worked out by hand.
+fn check_pixelrnn_golden(dtype: DType, name: &str) -> Vec<u8> {
+    let tiny = TinyRnn::new(dtype);
+    let file = tiny.file();
+    let bytes = encode(&file);
+    let want = golden(name, &bytes);
+    assert_same_bytes(&bytes, &want, name);
+    assert_eq!(format::decode(&want).unwrap(), file);
+    // The Row LSTM's op, act and weight length, byte by byte: RowLstm
+    // (variant 5) { in_c 2, hidden 2, k_in 3, mask B (1), k_state 3 },
+    // None (0), then the weight blob's varint length: 96 f32 = 384 bytes
+    // (0x80 0x03), or 96 i8 + 1024 table bytes = 1120 (0xe0 0x08).
+    let len: &[u8] = if dtype == DType::F32 {
+        &[0x80, 0x03]
+    } else {
+        &[0xe0, 0x08]
+    };
+    let op = [&[0x05, 0x02, 0x02, 0x03, 0x01, 0x03, 0x00][..], len].concat();
+    assert_eq!(want.windows(op.len()).filter(|w| *w == op).count(), 1);
+
+    let model = Model::load(&want).unwrap();
+    // Row caches: input 2 rows x 1 (read by the 3x3), conv output 1 row x 2
+    // (the LSTM reads row y), LSTM output 2 rows x 2 (its state), logits 1
+    // row; 4 wide, each cache 4-byte aligned; then the LSTM's cell row,
+    // 2 x 4 f32 or i32.
+    let eb = dtype.act_bytes() as u32;
+    assert_eq!(model.arena_bytes(), (2 + 2 + 4 + 1) * 4 * eb + 2 * 4 * 4);
+    // Full forward: A and B hold 2 x 4 x 4 at most, plus the cell row.
+    assert_eq!(model.forward_arena_bytes(), 2 * 32 * eb + 32);
+    // MACs: the 3x3 mask A as in the PixelCNN: 84. The Row LSTM, per gate
+    // row (8): input taps (mask B k 3: 1 at column 0, 2 elsewhere: 7 a
+    // row, 4 rows) x 2 channels = 56; state taps (k 3: 2 at the borders, 3
+    // inside: 10 a row, rows 1..3) x 2 channels = 60. The 1x1: 2 x 16.
+    assert_eq!(model.forward_macs(), 84 + 8 * (56 + 60) + 32);
+    assert_eq!(model.macs_per_sample(), model.forward_macs());
+    // Every sample of the incremental sampler is the naive one's.
+    let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+    let mut scratch = AlignedBuf::new(model.forward_arena_bytes() as usize);
+    let mut s = tinygen_runtime::AutoregressiveSampler::new(&model, arena.bytes()).unwrap();
+    let (mut r1, mut r2) = (tinygen_runtime::Rng::new(3), tinygen_runtime::Rng::new(3));
+    for _ in 0..8 {
+        let (mut a, mut b) = ([0u8; 16], [1u8; 16]);
+        s.sample(&mut r1, &mut a).unwrap();
+        s.naive(&mut r2, &mut b, scratch.bytes()).unwrap();
+        assert_eq!(a, b, "{name}: incremental vs naive");
+    }
+    want.clone()
+}
+
+/// The teacher-forced logits of the tiny PixelRNN in `dtype`.
+fn pixelrnn_logits(bytes: &[u8], image: &[u8]) -> Vec<f32> {
+    let model = Model::load(bytes).unwrap();
+    let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+    let mut scratch = AlignedBuf::new(model.forward_arena_bytes() as usize);
+    let s = tinygen_runtime::AutoregressiveSampler::new(&model, arena.bytes()).unwrap();
+    let mut got = vec![0f32; 16];
+    s.logits(image, scratch.bytes(), &mut got).unwrap();
+    got
+}
+
+/// The f64 oracle of the tiny f32 PixelRNN.
+fn pixelrnn_oracle(image: &[u8]) -> Vec<f64> {
+    use tinygen_tests::pixelrnn::{masked_conv_f64, LstmParams};
+    let f64s = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    let x: Vec<f64> = image
+        .iter()
+        .map(|&p| f64::from(u8::from(p >= 128)))
+        .collect();
+    let (w0, b0) = (f64s(pixelrnn_weights(0)), f64s(pixelrnn_bias(0)));
+    let h = masked_conv_f64(&x, 1, 4, 4, &w0, &b0, 3, Mask::A, true);
+    let w1 = f64s(pixelrnn_weights(1));
+    let lstm = LstmParams {
+        in_c: 2,
+        hidden: 2,
+        k_in: 3,
+        mask: Mask::B,
+        k_state: 3,
+        w_is: w1[..LSTM_W_IS].to_vec(),
+        w_ss: w1[LSTM_W_IS..].to_vec(),
+        bias: f64s(pixelrnn_bias(1)),
+    };
+    let h = lstm.forward(&h, 4, 4);
+    let (w2, b2) = (f64s(pixelrnn_weights(2)), f64s(pixelrnn_bias(2)));
+    masked_conv_f64(&h, 2, 4, 4, &w2, &b2, 1, Mask::B, false)
+}
+
+#[test]
+fn tiny_pixelrnn_f32_golden() {
+    let bytes = check_pixelrnn_golden(DType::F32, "tiny_pixelrnn_f32.tgm");
+    let image: Vec<u8> = (0..16).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect();
+    let got = pixelrnn_logits(&bytes, &image);
+    let want = pixelrnn_oracle(&image);
+    assert_close(
+        &got,
+        &want,
+        Approximation::Close,
+        "tiny PixelRNN vs f64 oracle",
+    );
+}
+
+#[test]
+fn tiny_pixelrnn_i8_golden() {
+    let bytes = check_pixelrnn_golden(DType::I8, "tiny_pixelrnn_i8.tgm");
+    let f = format::decode(&bytes).unwrap();
+    let q = f.decoder.layers[1].quant.unwrap();
+    assert_eq!(
+        (q.out_scale, q.out_zp, q.multiplier.len(), q.shift.len()),
+        (1.0 / 128.0, 0, 64, 16)
+    );
+    // The logits are codes of the last layer (scale 0.125, zero point 5),
+    // and they depend on the pixels before them.
+    let image: Vec<u8> = (0..16).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect();
+    let got = pixelrnn_logits(&bytes, &image);
+    for &l in &got {
+        let code = l / 0.125 + 5.0;
+        assert!(
+            code.fract() == 0.0 && (-128.0..=127.0).contains(&code),
+            "{l}"
+        );
+    }
+    assert!(got.iter().any(|&l| l != got[0]), "{got:?}");
+    let blank = pixelrnn_logits(&bytes, &[0u8; 16]);
+    assert_ne!(got, blank, "the logits ignore the image");
+}

@@ -22,6 +22,11 @@
 //!   - against the float oracle (candle, f64, unquantized values) in output
 //!     steps, within `QuantStep(1)` plus the quantization error of the
 //!     accumulator, derived below in [`int8_bound`].
+//! - **Row LSTM** (`row_lstm_f32`, `_i8`; module `row_lstm` at the end):
+//!   against an f64 oracle of the format's formula (candle has no Row
+//!   LSTM), f32 `Close`, f16 `F16` on the rounded weights, int8 `Exact`
+//!   against an integer transcription and within a per-element bound
+//!   propagated row by row against the f64 oracle of the dequantized layer.
 
 use candle_core::{DType, Device, Tensor};
 use proptest::prelude::*;
@@ -760,4 +765,461 @@ fn int8_zero_input_range_keeps_the_bias() {
     let mut c = fixed(Kind::Dense, (3, 4, 1, 1), (1, 1, 0, 0), false, 1);
     c.x.iter_mut().for_each(|v| *v = 0.0);
     check_i8(&c);
+}
+
+// ---------------------------------------------------------------------------
+// Row LSTM (PixelRNN). candle has no Row LSTM, so the oracle is the format's
+// formula in plain f64 (`tinygen_tests::pixelrnn::LstmParams::forward`,
+// exact sigmoid and tanh), written apart from the runtime's kernels.
+//
+// - f32 (`F32Le`): `Close`. The runtime's gate sigmoid and tanh are within
+//   1e-6 of exact (`kernels::tanh_f32`), the sums are short, and the
+//   recurrence over at most 5 rows adds at most a few such errors: the
+//   observed worst is well inside 1e-5.
+// - f16 (`F16Le`): against the oracle on the f16-rounded weights, `F16`.
+// - int8: `Exact` against an integer transcription of the format's
+//   arithmetic (i128, whole rows, `int8_lstm_integer`); and against the f64
+//   oracle run on the *dequantized* parameters (so weight rounding, which
+//   the convolution cases already cover, is not counted twice) within a
+//   bound derived element by element in `int8_lstm_bound`.
+
+mod row_lstm {
+    use super::*;
+    use tinygen_tests::pixelrnn::{lstm_luts, LstmParams};
+
+    /// Pre-activation scale of the int8 cases: codes span [-8, 8).
+    const PRE_SCALE: f64 = 1.0 / 16.0;
+
+    #[derive(Debug, Clone)]
+    pub(super) struct LstmCase {
+        in_c: usize,
+        hidden: usize,
+        h: usize,
+        w: usize,
+        k_in: usize,
+        mask_b: bool,
+        k_state: usize,
+        x: Vec<f32>,
+        w_is: Vec<f32>,
+        w_ss: Vec<f32>,
+        b: Vec<f32>,
+    }
+
+    impl LstmCase {
+        fn geom(&self) -> kernels::LstmGeom {
+            kernels::LstmGeom {
+                in_c: self.in_c,
+                hidden: self.hidden,
+                h: self.h,
+                w: self.w,
+                k_in: self.k_in,
+                mask_b: self.mask_b,
+                k_state: self.k_state,
+                in_rows: self.h,
+                out_rows: self.h,
+            }
+        }
+
+        fn mask(&self) -> Mask {
+            if self.mask_b {
+                Mask::B
+            } else {
+                Mask::A
+            }
+        }
+
+        fn params(&self, w_is: &[f32], w_ss: &[f32], b: &[f64]) -> LstmParams {
+            LstmParams {
+                in_c: self.in_c,
+                hidden: self.hidden,
+                k_in: self.k_in,
+                mask: self.mask(),
+                k_state: self.k_state,
+                w_is: w_is.iter().map(|&v| v as f64).collect(),
+                w_ss: w_ss.iter().map(|&v| v as f64).collect(),
+                bias: b.to_vec(),
+            }
+        }
+
+        /// The float oracle on the given weights.
+        fn oracle(&self, w_is: &[f32], w_ss: &[f32]) -> Vec<f64> {
+            let b: Vec<f64> = self.b.iter().map(|&v| v as f64).collect();
+            let x: Vec<f64> = self.x.iter().map(|&v| v as f64).collect();
+            self.params(w_is, w_ss, &b).forward(&x, self.h, self.w)
+        }
+
+        fn run_float<W: FloatWeights>(&self, w: W) -> Vec<f32> {
+            let mut out = vec![f32::NAN; self.hidden * self.h * self.w];
+            // Dirty scratch: row 0 must not read it.
+            let mut cell = vec![f32::NAN; self.hidden * self.w];
+            kernels::row_lstm_f32(
+                &self.x,
+                &self.geom(),
+                w,
+                &f32_le(&self.b),
+                &mut out,
+                &mut cell,
+            );
+            out
+        }
+    }
+
+    fn weights_blob(c: &LstmCase, f: fn(&[f32]) -> Vec<u8>) -> Vec<u8> {
+        let mut v = f(&c.w_is);
+        v.extend(f(&c.w_ss));
+        v
+    }
+
+    pub(super) fn check_f32(c: &LstmCase) {
+        let got = c.run_float(F32Le(&weights_blob(c, f32_le)));
+        let want = c.oracle(&c.w_is, &c.w_ss);
+        assert_close(&got, &want, Approximation::Close, "row_lstm_f32 vs f64");
+    }
+
+    pub(super) fn check_f16(c: &LstmCase) {
+        let got = c.run_float(F16Le(&weights_blob(c, f16_le)));
+        let want = c.oracle(&f16_round(&c.w_is), &f16_round(&c.w_ss));
+        assert_close(&got, &want, Approximation::F16, "row_lstm f16 vs f64");
+    }
+
+    /// The case quantized as an exporter would: input per tensor over its
+    /// range, weights symmetric per gate row (`w_is` and `w_ss` apart), bias
+    /// in units of `s_x * s_w_is[r]`, pre-activations at [`PRE_SCALE`], the
+    /// hidden states at 1/128.
+    struct Q {
+        x: Vec<i8>,
+        zp: i32,
+        s_x: f64,
+        w_is: Vec<i8>,
+        w_ss: Vec<i8>,
+        s_is: Vec<f64>,
+        s_ss: Vec<f64>,
+        bias: Vec<i32>,
+        mult: Vec<i32>,
+        shift: Vec<u8>,
+        luts: Vec<u8>,
+    }
+
+    fn per_row(w: &[f32], rows: usize) -> (Vec<i8>, Vec<f64>) {
+        let n = w.len() / rows;
+        let mut q = Vec::new();
+        let mut s = Vec::new();
+        for r in 0..rows {
+            let row = &w[r * n..(r + 1) * n];
+            let m = row.iter().fold(0f64, |a, &v| a.max((v as f64).abs()));
+            let sc = if m == 0.0 { 1.0 } else { m / 127.0 };
+            q.extend(
+                row.iter()
+                    .map(|&v| (v as f64 / sc).round().clamp(-127.0, 127.0) as i8),
+            );
+            s.push(sc);
+        }
+        (q, s)
+    }
+
+    fn quantize_lstm(c: &LstmCase) -> Q {
+        let (lo, hi) = min_max(c.x.iter().map(|&v| v as f64));
+        let p = range_params(lo as f32, hi as f32);
+        let x: Vec<i8> = c.x.iter().map(|&v| quantize(v, p)).collect();
+        let rows = 4 * c.hidden;
+        let (w_is, s_is) = per_row(&c.w_is, rows);
+        let (w_ss, s_ss) = per_row(&c.w_ss, rows);
+        let s_x = p.scale as f64;
+        let bias: Vec<i32> = (0..rows)
+            .map(|r| (c.b[r] as f64 / (s_x * s_is[r])).round() as i32)
+            .collect();
+        // Input-to-state rows (input scale x weight scale to the
+        // pre-activation scale), then state-to-state rows (1/128 x weight
+        // scale to it).
+        let (mult, shift): (Vec<i32>, Vec<u8>) = s_is
+            .iter()
+            .map(|&s| quantize_multiplier(s_x * s / PRE_SCALE))
+            .chain(
+                s_ss.iter()
+                    .map(|&s| quantize_multiplier(s / 128.0 / PRE_SCALE)),
+            )
+            .unzip();
+        Q {
+            x,
+            zp: p.zero_point as i32,
+            s_x,
+            w_is,
+            w_ss,
+            s_is,
+            s_ss,
+            bias,
+            mult,
+            shift,
+            luts: lstm_luts(PRE_SCALE),
+        }
+    }
+
+    fn run_i8(c: &LstmCase, q: &Q) -> Vec<i8> {
+        let mut w: Vec<u8> = q.w_is.iter().chain(&q.w_ss).map(|&v| v as u8).collect();
+        w.extend_from_slice(&q.luts);
+        let mult = i32_le(&q.mult);
+        let rq = RequantI8 {
+            in_zp: q.zp,
+            out_zp: 0,
+            multiplier: &mult,
+            shift: &q.shift,
+            min: -128,
+            max: 127,
+        };
+        let mut out = vec![99i8; c.hidden * c.h * c.w];
+        let mut cell = vec![i32::MIN; c.hidden * c.w];
+        kernels::row_lstm_i8(
+            &q.x,
+            &c.geom(),
+            &w,
+            &i32_le(&q.bias),
+            &rq,
+            &mut out,
+            &mut cell,
+        );
+        out
+    }
+
+    /// The format's int8 arithmetic, transcribed: whole rows, i128, floor
+    /// shifts written as `div_euclid`.
+    fn int8_lstm_integer(c: &LstmCase, q: &Q) -> Vec<i8> {
+        let (hid, w, h) = (c.hidden, c.w, c.h);
+        let rq = |acc: i128, r: usize| -> i128 {
+            let s = q.shift[r] as u32;
+            (acc * q.mult[r] as i128 + (1i128 << (s - 1))).div_euclid(1i128 << s)
+        };
+        let lut = |t: usize, i: i128| q.luts[t + i as usize] as i8 as i128;
+        let mut out = vec![0i8; hid * h * w];
+        let mut hp = vec![0i128; hid * w];
+        let mut cp = vec![0i128; hid * w];
+        for y in 0..h {
+            let mut p = vec![0i128; 4 * hid * w];
+            for r in 0..4 * hid {
+                for col in 0..w {
+                    let mut a_is = q.bias[r] as i128;
+                    for i in 0..c.in_c {
+                        for t in 0..c.k_in {
+                            let xc = col as isize + t as isize - (c.k_in / 2) as isize;
+                            if c.mask().allows_1d(c.k_in, t) && xc >= 0 && xc < w as isize {
+                                a_is += (q.x[(i * h + y) * w + xc as usize] as i128 - q.zp as i128)
+                                    * q.w_is[(r * c.in_c + i) * c.k_in + t] as i128;
+                            }
+                        }
+                    }
+                    let mut a_ss = 0i128;
+                    for j in 0..hid {
+                        for t in 0..c.k_state {
+                            let xc = col as isize + t as isize - (c.k_state / 2) as isize;
+                            if xc >= 0 && xc < w as isize {
+                                a_ss += hp[j * w + xc as usize]
+                                    * q.w_ss[(r * hid + j) * c.k_state + t] as i128;
+                            }
+                        }
+                    }
+                    p[r * w + col] = (rq(a_is, r) + rq(a_ss, 4 * hid + r)).clamp(-128, 127);
+                }
+            }
+            for j in 0..hid {
+                for col in 0..w {
+                    let g = |k: usize| p[(k * hid + j) * w + col] + 128;
+                    let (i, f, o, gg) = (lut(0, g(0)), lut(0, g(1)), lut(0, g(2)), lut(256, g(3)));
+                    let k = j * w + col;
+                    let c_new =
+                        ((f * cp[k] + 64).div_euclid(128) + i * gg).clamp(-(1 << 20), 1 << 20);
+                    let ti = (c_new + 128).div_euclid(256).clamp(-256, 255) + 256;
+                    let t = lut(512, ti);
+                    cp[k] = c_new;
+                    hp[k] = ((o * t + 64).div_euclid(128)).clamp(-128, 127);
+                    out[(j * h + y) * w + col] = hp[k] as i8;
+                }
+            }
+        }
+        out
+    }
+
+    fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// The f64 oracle on the dequantized parameters, in output codes (h *
+    /// 128), and the bound of every code, derived by following each error
+    /// through one step, row after row (`E_h` of row `y - 1` feeds row `y`):
+    ///
+    /// - pre-activation (real): the int8 path computes exactly
+    ///   `bias + Σ w_is·x + Σ w_ss·ĥ_prev` on the dequantized values, then
+    ///   rounds two requantizations (≤ 1/2 step each, `PRE_SCALE` per step)
+    ///   with multipliers exact to 2⁻³⁰ relative; against the oracle's own
+    ///   `h_prev`: `Δpre ≤ PRE_SCALE·(1 + 2⁻³⁰·(|pre_is| + |pre_ss|)/PRE_SCALE)
+    ///   + Σ|w_ss|·E_h(prev)`;
+    /// - gates: the code `p` lies in `[(pre-Δpre), (pre+Δpre)]/PRE_SCALE`,
+    ///   clamped to [-128, 127]; σ and tanh are monotone, so the table's
+    ///   argument `p·PRE_SCALE` is off by at most the larger of the two
+    ///   endpoints' differences; the table itself is exact to 1/128
+    ///   (rounding 1/256, plus the clamp of 128/128 to 127/128);
+    /// - cell: `ĉ = f̂·ĉ_prev + î·ĝ` to 2⁻¹⁵ (the `>> 7` rounds):
+    ///   `E_c ≤ (|f| + E_f)·E_c(prev) + |c_prev|·E_f + (|i| + E_i)·E_g + |g|·E_i + 2⁻¹⁵`
+    ///   (the ±64 clamp is asserted never to bind);
+    /// - `tanh(c)` through the table: index `round(64·ĉ)` (±1/128 in c),
+    ///   clamped to [-4, 255/64], monotone again, table exact to 1/128;
+    /// - `h = o·t`: `E_h ≤ (|o| + E_o)·E_t + |t|·E_o + 1/256` (the final
+    ///   `>> 7` rounds to 1/256; |o·t| < 1, so the i8 clamp never binds).
+    fn int8_lstm_bound(c: &LstmCase, q: &Q) -> (Vec<f64>, Vec<f64>) {
+        let (hid, h, w) = (c.hidden, c.h, c.w);
+        let rows = 4 * hid;
+        let deq = |v: &[i8], s: &[f64]| -> Vec<f64> {
+            let n = v.len() / rows;
+            v.iter()
+                .enumerate()
+                .map(|(k, &x)| x as f64 * s[k / n])
+                .collect()
+        };
+        let w_is = deq(&q.w_is, &q.s_is);
+        let w_ss = deq(&q.w_ss, &q.s_ss);
+        let bias: Vec<f64> = (0..rows)
+            .map(|r| q.bias[r] as f64 * q.s_x * q.s_is[r])
+            .collect();
+        let x: Vec<f64> =
+            q.x.iter()
+                .map(|&v| (v as i32 - q.zp) as f64 * q.s_x)
+                .collect();
+        let p = LstmParams {
+            in_c: c.in_c,
+            hidden: hid,
+            k_in: c.k_in,
+            mask: c.mask(),
+            k_state: c.k_state,
+            w_is,
+            w_ss: w_ss.clone(),
+            bias,
+        };
+        let zeros = vec![0f64; hid * w];
+        let step = 1.0 / 128.0;
+        let mut want = vec![0f64; hid * h * w];
+        let mut bound = vec![0f64; hid * h * w];
+        let (mut hp, mut cp) = (zeros.clone(), zeros.clone());
+        let (mut ehp, mut ecp) = (zeros.clone(), zeros.clone());
+        let cs = c.k_state / 2;
+        for y in 0..h {
+            let pre = p.pre_activations(&x, h, w, y, &hp);
+            // Input-to-state part alone, for the multiplier error term.
+            let pre_is = p.pre_activations(&x, h, w, y, &zeros);
+            let gate = |r: usize, col: usize, f: fn(f64) -> f64| -> (f64, f64) {
+                let mut d_state = 0.0;
+                let mut abs_ss = 0.0;
+                for j in 0..hid {
+                    for t in 0..c.k_state {
+                        let xc = col as isize + t as isize - cs as isize;
+                        if xc >= 0 && xc < w as isize {
+                            let wv = w_ss[(r * hid + j) * c.k_state + t].abs();
+                            d_state += wv * ehp[j * w + xc as usize];
+                            abs_ss += wv;
+                        }
+                    }
+                }
+                let v = pre[r * w + col];
+                let big = pre_is[r * w + col].abs() + abs_ss;
+                let d = PRE_SCALE * (1.0 + big / PRE_SCALE * 2f64.powi(-30)) + d_state;
+                let clampc = |z: f64| (z / PRE_SCALE).clamp(-128.0, 127.0) * PRE_SCALE;
+                let exact = f(v);
+                let e = (f(clampc(v - d)) - exact)
+                    .abs()
+                    .max((f(clampc(v + d)) - exact).abs());
+                (exact, e + step)
+            };
+            let mut hn = zeros.clone();
+            let mut cn = zeros.clone();
+            let mut ehn = zeros.clone();
+            let mut ecn = zeros.clone();
+            for j in 0..hid {
+                for col in 0..w {
+                    let (i, ei) = gate(j, col, sigmoid);
+                    let (f, ef) = gate(hid + j, col, sigmoid);
+                    let (o, eo) = gate(2 * hid + j, col, sigmoid);
+                    let (g, eg) = gate(3 * hid + j, col, f64::tanh);
+                    let k = j * w + col;
+                    let cv = f * cp[k] + i * g;
+                    let ec = (f.abs() + ef) * ecp[k]
+                        + cp[k].abs() * ef
+                        + (i.abs() + ei) * eg
+                        + g.abs() * ei
+                        + 2f64.powi(-15);
+                    assert!(cv.abs() + ec < 63.0, "the cell clamp would bind");
+                    let t = cv.tanh();
+                    let clampt = |z: f64| z.clamp(-4.0, 255.0 / 64.0).tanh();
+                    let et = (clampt(cv - ec - step) - t)
+                        .abs()
+                        .max((clampt(cv + ec + step) - t).abs())
+                        + step;
+                    let hv = o * t;
+                    let eh = (o.abs() + eo) * et + t.abs() * eo + step / 2.0;
+                    hn[k] = hv;
+                    cn[k] = cv;
+                    ehn[k] = eh;
+                    ecn[k] = ec;
+                    want[(j * h + y) * w + col] = hv * 128.0;
+                    bound[(j * h + y) * w + col] = eh * 128.0 + 1e-9;
+                }
+            }
+            (hp, cp, ehp, ecp) = (hn, cn, ehn, ecn);
+        }
+        (want, bound)
+    }
+
+    pub(super) fn check_i8(c: &LstmCase) {
+        let q = quantize_lstm(c);
+        let got = run_i8(c, &q);
+        let exact = int8_lstm_integer(c, &q);
+        assert_close(
+            &got,
+            &exact,
+            Approximation::Exact,
+            "row_lstm_i8 vs integer oracle",
+        );
+        let (want, bound) = int8_lstm_bound(c, &q);
+        assert_within(&got, &want, &bound, "row_lstm_i8 vs f64 oracle");
+    }
+
+    pub(super) fn lstm_case() -> impl Strategy<Value = LstmCase> {
+        (
+            (1usize..4, 1usize..4, 1usize..6, 1usize..8),
+            (0usize..3, any::<bool>(), 0usize..3),
+            (0.2f32..3.0, any::<u64>()),
+        )
+            .prop_map(|((in_c, hidden, h, w), (ki, mask_b, ks), (gain, seed))| {
+                let (k_in, k_state) = (2 * ki + 1, 2 * ks + 1);
+                let mut r = StdRng::seed_from_u64(seed);
+                let fan = (in_c * k_in + hidden * k_state) as f32;
+                let mut u = |n: usize, s: f32| -> Vec<f32> {
+                    (0..n).map(|_| r.random_range(-s..=s)).collect()
+                };
+                let x = u(in_c * h * w, 1.0);
+                let w_is = u(4 * hidden * in_c * k_in, gain / fan.sqrt());
+                let w_ss = u(4 * hidden * hidden * k_state, gain / fan.sqrt());
+                let b = u(4 * hidden, 0.5);
+                LstmCase {
+                    in_c,
+                    hidden,
+                    h,
+                    w,
+                    k_in,
+                    mask_b,
+                    k_state,
+                    x,
+                    w_is,
+                    w_ss,
+                    b,
+                }
+            })
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn row_lstm_f32_vs_f64(c in row_lstm::lstm_case()) { row_lstm::check_f32(&c) }
+    #[test]
+    fn row_lstm_f16_vs_f64(c in row_lstm::lstm_case()) { row_lstm::check_f16(&c) }
+    #[test]
+    fn row_lstm_i8_vs_oracles(c in row_lstm::lstm_case()) { row_lstm::check_i8(&c) }
 }

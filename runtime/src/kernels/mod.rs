@@ -1,5 +1,6 @@
-//! Kernels: dense, convolution and transposed convolution, in f32, f16-weight
-//! and int8, plus the activations.
+//! Kernels: dense, convolution and transposed convolution, masked
+//! convolution and Row LSTM, in f32, f16-weight and int8, plus the
+//! activations.
 //!
 //! [`mod@reference`](mod@reference) holds plain, obviously correct loops: they are the spec, and
 //! the host and the board run the same ones, which is what makes their output
@@ -58,6 +59,47 @@ pub struct MaskedGeom {
     pub in_rows: usize,
     /// Rows held by the output buffer (at least 1).
     pub out_rows: usize,
+}
+
+/// Geometry of a Row LSTM ([`crate::format::Op::RowLstm`]) over an image
+/// `h` x `w`.
+///
+/// As for [`MaskedGeom`], the input and output buffers may hold only some
+/// rows (row caches): image row `y` is buffer row `y % rows`, laid out
+/// `[c][rows][w]`. The output (the hidden states) also serves as the
+/// previous row's state, so it keeps at least two rows (or the whole
+/// image). The cell state is one row, `[hidden][w]`, updated in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LstmGeom {
+    /// Input channels.
+    pub in_c: usize,
+    /// Hidden (and cell) channels.
+    pub hidden: usize,
+    /// Image height.
+    pub h: usize,
+    /// Image width.
+    pub w: usize,
+    /// Input-to-state kernel width (odd).
+    pub k_in: usize,
+    /// Mask B (centre tap of the input-to-state kernel used) rather than A.
+    pub mask_b: bool,
+    /// State-to-state kernel width (odd).
+    pub k_state: usize,
+    /// Rows held by the input buffer (at least 1).
+    pub in_rows: usize,
+    /// Rows held by the output buffer (at least 2, or `h`).
+    pub out_rows: usize,
+}
+
+impl LstmGeom {
+    /// Elements of the input-to-state weights `w_is`; `w_ss` follows them.
+    pub const fn w_is_len(&self) -> usize {
+        4 * self.hidden * self.in_c * self.k_in
+    }
+    /// Elements of the state-to-state weights `w_ss`.
+    pub const fn w_ss_len(&self) -> usize {
+        4 * self.hidden * self.hidden * self.k_state
+    }
 }
 
 /// Weights that widen to f32: stored as f32 or as f16, little-endian.
@@ -135,9 +177,66 @@ pub fn sigmoid_f32(x: f32) -> f32 {
     1.0 / (1.0 + crate::math::exp(-x))
 }
 
+/// Logistic function in f32 through [`crate::math::exp_precise`]: absolute
+/// error below 1e-6 (measured in the tests below); deterministic. The Row
+/// LSTM's gates use it (the heads keep [`sigmoid_f32`], whose bytes the
+/// shipped files' samples are made of).
+#[inline]
+pub fn sigmoid_precise_f32(x: f32) -> f32 {
+    let x = x.clamp(-40.0, 40.0);
+    1.0 / (1.0 + crate::math::exp_precise(-x))
+}
+
+/// Hyperbolic tangent in f32: `(1 - e) / (1 + e)` with
+/// `e = exp_precise(-2|x|)`, sign restored. Absolute error below 1e-6
+/// (measured in the tests below; the cancellation in `1 - e` near 0 costs
+/// an f32 ulp of 1, so the *relative* error of tiny results is larger);
+/// odd, deterministic, exactly 0 at 0, never beyond 1 in magnitude.
+#[inline]
+pub fn tanh_f32(x: f32) -> f32 {
+    let a = if x < 0.0 { -x } else { x };
+    // tanh(10) = 1 - 4e-9: 1.0 in f32.
+    let e = crate::math::exp_precise(-2.0 * a.min(10.0));
+    let t = (1.0 - e) / (1.0 + e);
+    if x < 0.0 {
+        -t
+    } else if x > 0.0 {
+        t
+    } else {
+        // 0, -0 and NaN as they came.
+        x
+    }
+}
+
 /// A probability in [0, 1] as a pixel byte, rounding to nearest.
 #[inline]
 pub fn prob_to_u8(p: f32) -> u8 {
     // `as` saturates and maps NaN to 0.
     (p * 255.0 + 0.5) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    /// Largest absolute error against std's f64 on a fine grid.
+    fn worst(f: impl Fn(f32) -> f32, exact: impl Fn(f64) -> f64) -> f64 {
+        (0..=200_000)
+            .map(|i| -30.0 + 60.0 * i as f32 / 200_000.0)
+            .chain((0..=20_000).map(|i| -1e-3 + 2e-3 * i as f32 / 20_000.0))
+            .map(|x| (f(x) as f64 - exact(x as f64)).abs())
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn tanh_and_precise_sigmoid_error() {
+        let t = worst(super::tanh_f32, f64::tanh);
+        let s = worst(super::sigmoid_precise_f32, |x| 1.0 / (1.0 + (-x).exp()));
+        assert!(t < 1e-6 && s < 1e-6, "tanh {t:e}, sigmoid {s:e}");
+        assert_eq!(super::tanh_f32(0.0), 0.0);
+        assert_eq!(super::tanh_f32(50.0), 1.0);
+        assert_eq!(super::tanh_f32(-50.0), -1.0);
+        assert!(super::tanh_f32(f32::NAN).is_nan());
+        for x in [0.1f32, 0.7, 3.0, 9.0] {
+            assert_eq!(super::tanh_f32(-x), -super::tanh_f32(x));
+        }
+    }
 }

@@ -1,13 +1,13 @@
-//! The PixelCNN sampler: pixels in raster order, one Bernoulli each,
-//! computed incrementally (Ramachandran et al. 2017, "Fast Generation for
-//! Convolutional Autoregressive Models").
+//! The autoregressive sampler (PixelCNN and PixelRNN): pixels in raster
+//! order, one Bernoulli each, computed incrementally (Ramachandran et al.
+//! 2017, "Fast Generation for Convolutional Autoregressive Models").
 //!
 //! ```
 //! # fn demo(model_bytes: &[u8]) -> tinygen_runtime::Result<()> {
-//! use tinygen_runtime::{Arena, Model, PixelCnnSampler, Rng};
-//! let model = Model::load(model_bytes)?;
+//! use tinygen_runtime::{Arena, AutoregressiveSampler, Model, Rng};
+//! let model = Model::load(model_bytes)?; // a PixelCnn or PixelRnn file
 //! let mut arena = Arena::<65536>::new(); // model.arena_bytes() is the exact need
-//! let mut sampler = PixelCnnSampler::new(&model, arena.as_mut_slice())?;
+//! let mut sampler = AutoregressiveSampler::new(&model, arena.as_mut_slice())?;
 //! let mut rng = Rng::new(1);
 //! let mut pixels = [0u8; 28 * 28];
 //! sampler.sample(&mut rng, &mut pixels)?; // bytes 0 or 255
@@ -16,24 +16,37 @@
 //!
 //! # How it works
 //!
-//! Every layer is a masked convolution, so output (y, x) of a layer depends
-//! on its input at rows `y - k/2 ..= y`, and on row `y` only at columns up
-//! to `x`. Once pixel (y, x) is known, and with it everything before it in
-//! raster order, each layer can compute its output at the next position,
-//! first layer first, and the last layer's output there is the logit of the
-//! next pixel. So a sample computes each layer once at each position: one
+//! Every layer is a masked convolution or a Row LSTM, and output (y, x) of
+//! either depends on rows above `y` and on row `y` only at columns up to
+//! `x`:
+//!
+//! - a masked convolution with kernel `k` reads its input at rows
+//!   `y - k/2 ..= y`;
+//! - a Row LSTM computes its `4 * hidden` gates at (y, x) from its input at
+//!   row `y`, columns `<= x` (its masked 1-D input-to-state kernel), and
+//!   from its own hidden states of row `y - 1` at columns
+//!   `x - k_state/2 ..= x + k_state/2`; then its cell and hidden state at
+//!   (y, x) from the cell state at (y - 1, x).
+//!
+//! Once pixel (y, x) is known, and with it everything before it in raster
+//! order, each layer can compute its output at the next position, first
+//! layer first, and the last layer's output there is the logit of the next
+//! pixel. So a sample computes each layer once at each position: one
 //! forward pass in all ([`crate::Model::macs_per_sample`]), where the naive
 //! sampler pays one whole forward pass per pixel.
 //!
-//! What must be kept is the last `k/2 + 1` rows, all channels, of each
-//! layer's input (its row cache, [`crate::plan::CachePlan`]): the input
-//! pixels, every hidden layer's output, and one row of logits. The caches
-//! are the whole arena.
+//! What must be kept ([`crate::plan::CachePlan`]) is, for each tensor, the
+//! rows its consumer reads: `k/2 + 1` rows for a masked convolution's input,
+//! one row for a Row LSTM's input and for the logits; a Row LSTM's output
+//! keeps at least two rows (row `y - 1` is its state while row `y` is
+//! written), and each Row LSTM keeps one row of cell state. The caches are
+//! the whole arena.
 //!
-//! The incremental sampler and [`PixelCnnSampler::naive`] compute every
-//! value through the same per-position kernels
-//! ([`crate::kernels::masked_conv2d_at_f32`], `_i8`), in the same order, so
-//! for the same random stream they produce the same bytes.
+//! The incremental sampler and [`AutoregressiveSampler::naive`] compute
+//! every value through the same per-position kernels
+//! ([`crate::kernels::masked_conv2d_at_f32`], `_i8`,
+//! [`crate::kernels::row_lstm_at_f32`], `_i8`), in the same order, so for
+//! the same random stream they produce the same bytes.
 //!
 //! # Probabilities
 //!
@@ -44,7 +57,7 @@
 
 use crate::arena;
 use crate::error::{Error, Result};
-use crate::format::{DType, Head, Op, Shape};
+use crate::format::{Act, DType, Head, Layer, Op, Shape};
 use crate::kernels::{self, FloatWeights};
 use crate::net;
 use crate::plan::CachePlan;
@@ -52,33 +65,72 @@ use crate::sample::decoder::check_len;
 use crate::sample::rng::Rng;
 use crate::Model;
 
-/// Samples a PixelCNN model in a caller-owned arena.
+/// Samples a PixelCNN or PixelRNN model in a caller-owned arena.
 #[derive(Debug)]
-pub struct PixelCnnSampler<'m, 'a> {
+pub struct AutoregressiveSampler<'m, 'a> {
     model: &'m Model<'a>,
     cache: &'m CachePlan,
     arena: &'m mut [u8],
 }
+
+/// The sampler's former name, from when it sampled PixelCNN files only.
+pub type PixelCnnSampler<'m, 'a> = AutoregressiveSampler<'m, 'a>;
 
 #[inline]
 fn prob_i8(lut: &[u8], q: i8) -> f32 {
     lut[(q as i32 + 128) as usize] as f32 * (1.0 / 255.0)
 }
 
-impl<'m, 'a> PixelCnnSampler<'m, 'a> {
+/// Layer `l`'s input cache (read) and output cache (written), and its
+/// geometry's shape, from the caches' buffer.
+fn layer_caches<'b, T>(
+    c: &CachePlan,
+    buf: &'b mut [T],
+    l: usize,
+) -> (&'b [T], &'b mut [T], Shape, (u16, u16)) {
+    let (sc, dc) = (c.caches[l], c.caches[l + 1]);
+    // Caches lie in layer order: the output's lies after the input's.
+    let (lo, hi) = buf.split_at_mut(dc.offset as usize);
+    let src = &lo[sc.offset as usize..][..sc.elems(c.w) as usize];
+    let dst = &mut hi[..dc.elems(c.w) as usize];
+    let shape = Shape {
+        c: sc.c,
+        h: c.h,
+        w: c.w,
+    };
+    (src, dst, shape, (sc.rows, dc.rows))
+}
+
+/// Layer `l`'s cell-state row (`hidden * w` elements) in the cells' buffer
+/// (which starts at [`CachePlan::caches_bytes`]).
+fn layer_cell<'b, T>(
+    c: &CachePlan,
+    cells: &'b mut [T],
+    l: usize,
+    layer: &Layer<'_>,
+) -> &'b mut [T] {
+    let hidden = match layer.op {
+        Op::RowLstm { hidden, .. } => hidden as usize,
+        _ => 0,
+    };
+    let start = (c.cells[l].saturating_sub(c.caches_bytes) / 4) as usize;
+    &mut cells[start..start + hidden * c.w as usize]
+}
+
+impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
     /// A sampler for `model` that keeps its row caches in `arena` (at least
     /// [`Model::arena_bytes`] bytes, 4-byte aligned).
     ///
     /// # Errors
     ///
-    /// `CallUnsupported` if the model is not a PixelCNN;
+    /// `CallUnsupported` if the model is not a PixelCNN or PixelRNN;
     /// `PlanArenaTooSmall` / `PlanArenaMisaligned` for a bad arena.
     pub fn new(model: &'m Model<'a>, arena: &'m mut [u8]) -> Result<Self> {
         let Some(cache) = model.cache_plan.as_ref() else {
             return Err(Error::CallUnsupported);
         };
         arena::check_bytes(cache.arena_bytes, arena)?;
-        Ok(PixelCnnSampler {
+        Ok(AutoregressiveSampler {
             model,
             cache,
             arena,
@@ -115,36 +167,30 @@ impl<'m, 'a> PixelCnnSampler<'m, 'a> {
         let c = self.cache;
         let (h, w) = (c.h as usize, c.w as usize);
         let net = &self.model.file.decoder;
-        let buf = arena::as_f32(&mut self.arena[..c.arena_bytes as usize]);
+        let (caches, cells) =
+            self.arena[..c.arena_bytes as usize].split_at_mut(c.caches_bytes as usize);
+        let (buf, cells) = (arena::as_f32(caches), arena::as_f32(cells));
         let n = net.layers.len();
         let (inp, out) = (c.caches[0], c.caches[n]);
         for y in 0..h {
             for x in 0..w {
                 for (l, layer) in net.layers.iter().enumerate() {
-                    let Op::MaskedConv2d { out_c, k, mask, .. } = layer.op else {
-                        continue; // Model::load admits only masked convolutions.
-                    };
-                    let (sc, dc) = (c.caches[l], c.caches[l + 1]);
-                    let (lo, hi) = buf.split_at_mut(dc.offset as usize);
-                    let src = &lo[sc.offset as usize..][..sc.elems(c.w) as usize];
-                    let dst = &mut hi[..dc.elems(c.w) as usize];
-                    let shape = Shape {
-                        c: sc.c,
-                        h: c.h,
-                        w: c.w,
-                    };
-                    let g = net::masked_geom(shape, out_c, k, mask, sc.rows, dc.rows);
-                    let relu = layer.act == crate::format::Act::Relu;
-                    kernels::masked_conv2d_at_f32(
-                        src,
-                        &g,
-                        weights(layer.weight),
-                        layer.bias,
-                        dst,
-                        relu,
-                        y,
-                        x,
-                    );
+                    let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
+                    let wt = weights(layer.weight);
+                    match layer.op {
+                        Op::MaskedConv2d { out_c, k, mask, .. } => {
+                            let g = net::masked_geom(shape, out_c, k, mask, in_rows, out_rows);
+                            let relu = layer.act == Act::Relu;
+                            kernels::masked_conv2d_at_f32(src, &g, wt, layer.bias, dst, relu, y, x);
+                        }
+                        Op::RowLstm { .. } => {
+                            let g = net::lstm_geom(&layer.op, shape, in_rows, out_rows);
+                            let cell = layer_cell(c, cells, l, layer);
+                            kernels::row_lstm_at_f32(src, &g, wt, layer.bias, dst, cell, y, x);
+                        }
+                        // Model::load admits nothing else.
+                        _ => {}
+                    }
                 }
                 let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
                 let on = rng.bernoulli(kernels::sigmoid_f32(logit));
@@ -164,27 +210,47 @@ impl<'m, 'a> PixelCnnSampler<'m, 'a> {
         };
         let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
         let (q_on, q_off) = (net::quantize(1.0, scale, zp), net::quantize(0.0, scale, zp));
-        let buf = arena::as_i8(&mut self.arena[..c.arena_bytes as usize]);
+        let (caches, cells) =
+            self.arena[..c.arena_bytes as usize].split_at_mut(c.caches_bytes as usize);
+        let (buf, cells) = (arena::as_i8(caches), arena::as_i32(cells));
         let n = net.layers.len();
         let (inp, out) = (c.caches[0], c.caches[n]);
         for y in 0..h {
             for x in 0..w {
                 for (l, layer) in net.layers.iter().enumerate() {
-                    let Op::MaskedConv2d { out_c, k, mask, .. } = layer.op else {
-                        continue;
-                    };
-                    let (sc, dc) = (c.caches[l], c.caches[l + 1]);
-                    let (lo, hi) = buf.split_at_mut(dc.offset as usize);
-                    let src = &lo[sc.offset as usize..][..sc.elems(c.w) as usize];
-                    let dst = &mut hi[..dc.elems(c.w) as usize];
-                    let shape = Shape {
-                        c: sc.c,
-                        h: c.h,
-                        w: c.w,
-                    };
-                    let g = net::masked_geom(shape, out_c, k, mask, sc.rows, dc.rows);
+                    let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let q = net::requant(layer);
-                    kernels::masked_conv2d_at_i8(src, &g, layer.weight, layer.bias, &q, dst, y, x);
+                    match layer.op {
+                        Op::MaskedConv2d { out_c, k, mask, .. } => {
+                            let g = net::masked_geom(shape, out_c, k, mask, in_rows, out_rows);
+                            kernels::masked_conv2d_at_i8(
+                                src,
+                                &g,
+                                layer.weight,
+                                layer.bias,
+                                &q,
+                                dst,
+                                y,
+                                x,
+                            );
+                        }
+                        Op::RowLstm { .. } => {
+                            let g = net::lstm_geom(&layer.op, shape, in_rows, out_rows);
+                            let cell = layer_cell(c, cells, l, layer);
+                            kernels::row_lstm_at_i8(
+                                src,
+                                &g,
+                                layer.weight,
+                                layer.bias,
+                                &q,
+                                dst,
+                                cell,
+                                y,
+                                x,
+                            );
+                        }
+                        _ => {}
+                    }
                 }
                 let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
                 let on = rng.bernoulli(prob_i8(lut, logit));
@@ -197,9 +263,10 @@ impl<'m, 'a> PixelCnnSampler<'m, 'a> {
 
     /// Draws one image the naive way: a whole forward pass of the network
     /// for every pixel (image size times [`Model::forward_macs`]). For
-    /// tests: it gives exactly the bytes of [`PixelCnnSampler::sample`] for
+    /// tests: it gives exactly the bytes of [`AutoregressiveSampler::sample`] for
     /// the same random stream. `scratch` holds the two whole activation
-    /// buffers ([`Model::forward_arena_bytes`]).
+    /// buffers and, for a PixelRNN, the cell-state row:
+    /// [`Model::forward_arena_bytes`]).
     ///
     /// # Errors
     ///
@@ -233,7 +300,7 @@ impl<'m, 'a> PixelCnnSampler<'m, 'a> {
     /// The logits of every pixel of `image` given the pixels before it (one
     /// forward pass, pixels >= 128 read as 1), dequantized for int8: what
     /// the exact likelihood is computed from. `scratch` as for
-    /// [`PixelCnnSampler::naive`].
+    /// [`AutoregressiveSampler::naive`].
     ///
     /// # Errors
     ///
@@ -271,6 +338,16 @@ mod tests {
         mult: Vec<u8>,
         shift: Vec<u8>,
         zps: (i8, i8),
+        out_scale: f32,
+    }
+
+    /// One layer of a random network: a masked convolution
+    /// (`in_c, out_c, k, mask, act`) or a Row LSTM
+    /// (`in_c, hidden, k_in, mask, k_state`).
+    #[derive(Clone, Copy)]
+    enum Spec {
+        Conv(u16, u16, u8, Mask, Act),
+        Lstm(u16, u16, u8, Mask, u8),
     }
 
     /// A random PixelCNN file: `chans` hidden channels, first kernel `k0`,
@@ -284,30 +361,114 @@ mod tests {
         k0: u8,
         hidden: usize,
     ) -> Vec<u8> {
-        let mut r = Rng::new(seed);
         let mut specs = Vec::new();
-        specs.push((1u16, chans, k0, Mask::A, Act::Relu));
+        specs.push(Spec::Conv(1, chans, k0, Mask::A, Act::Relu));
         for _ in 0..hidden {
-            specs.push((chans, chans, 3, Mask::B, Act::Relu));
+            specs.push(Spec::Conv(chans, chans, 3, Mask::B, Act::Relu));
         }
-        specs.push((chans, 1, 1, Mask::B, Act::None));
+        specs.push(Spec::Conv(chans, 1, 1, Mask::B, Act::None));
+        random_net(seed, dtype, h, w, ModelKind::PixelCnn, &specs)
+    }
+
+    /// A random PixelRNN file as the trainer builds them: a 7x7 (here
+    /// `k0`) mask A convolution to `chans` (or, with `lstm_first`, a mask A
+    /// Row LSTM), `lstms` Row LSTMs of `hid` channels (k_in 3 mask B,
+    /// k_state 3), a mask B convolution of kernel `k_out` back to `chans`
+    /// and a 1x1 to one logit.
+    #[allow(clippy::too_many_arguments)]
+    fn random_rnn(
+        seed: u64,
+        dtype: DType,
+        h: u16,
+        w: u16,
+        chans: u16,
+        hid: u16,
+        (k0, lstm_first, lstms, k_out): (u8, bool, usize, u8),
+    ) -> Vec<u8> {
+        let mut specs = Vec::new();
+        let mut c = if lstm_first {
+            specs.push(Spec::Lstm(1, hid, k0, Mask::A, 3));
+            hid
+        } else {
+            specs.push(Spec::Conv(1, chans, k0, Mask::A, Act::Relu));
+            chans
+        };
+        for _ in 0..lstms {
+            specs.push(Spec::Lstm(c, hid, 3, Mask::B, 3));
+            c = hid;
+        }
+        specs.push(Spec::Conv(c, chans, k_out, Mask::B, Act::Relu));
+        specs.push(Spec::Conv(chans, 1, 1, Mask::B, Act::None));
+        random_net(seed, dtype, h, w, ModelKind::PixelRnn, &specs)
+    }
+
+    /// i8 table of `round(128 * f(i))` for `i` in `range`, clamped.
+    fn table(range: core::ops::Range<i32>, f: impl Fn(i32) -> f64) -> Vec<u8> {
+        range
+            .map(|i| (128.0 * f(i)).round().clamp(-128.0, 127.0) as i8 as u8)
+            .collect()
+    }
+
+    fn random_net(
+        seed: u64,
+        dtype: DType,
+        h: u16,
+        w: u16,
+        kind: ModelKind,
+        specs: &[Spec],
+    ) -> Vec<u8> {
+        let mut r = Rng::new(seed);
         let mut blobs = Vec::new();
         let mut zp_in: i8 = -128;
-        for (i, &(in_c, out_c, k, mask, act)) in specs.iter().enumerate() {
-            let n = in_c as usize * out_c as usize * k as usize * k as usize;
-            let fan = (in_c as f32 * k as f32 * k as f32).sqrt();
+        for &spec in specs {
+            let (op, act, n, out_c, fan, qc) = match spec {
+                Spec::Conv(in_c, out_c, k, mask, act) => {
+                    let op = Op::MaskedConv2d {
+                        in_c,
+                        out_c,
+                        k,
+                        mask,
+                    };
+                    let n = in_c as usize * out_c as usize * k as usize * k as usize;
+                    let fan = (in_c as f32 * k as f32 * k as f32).sqrt();
+                    (op, act, n, out_c, fan, out_c)
+                }
+                Spec::Lstm(in_c, hidden, k_in, mask, k_state) => {
+                    let op = Op::RowLstm {
+                        in_c,
+                        hidden,
+                        k_in,
+                        mask,
+                        k_state,
+                    };
+                    let g = 4 * hidden as usize;
+                    let n =
+                        g * (in_c as usize * k_in as usize + hidden as usize * k_state as usize);
+                    let fan = ((in_c as f32 * k_in as f32) + hidden as f32 * k_state as f32).sqrt();
+                    (op, Act::None, n, 4 * hidden, fan, 8 * hidden)
+                }
+            };
+            let lstm = matches!(op, Op::RowLstm { .. });
             let (weight, bias, mult, shift, zps) = match dtype {
                 DType::I8 => {
-                    let weight: Vec<u8> = (0..n).map(|_| r.next_u32() as u8).collect();
+                    let mut weight: Vec<u8> = (0..n).map(|_| r.next_u32() as u8).collect();
+                    if lstm {
+                        // Pre-activations at scale 1/16 (range [-8, 8)).
+                        let s = 1.0 / 16.0;
+                        weight.extend(table(-128..128, |i| 1.0 / (1.0 + (-(i as f64) * s).exp())));
+                        weight.extend(table(-128..128, |i| (i as f64 * s).tanh()));
+                        weight.extend(table(-256..256, |i| (i as f64 / 64.0).tanh()));
+                    }
                     let bias: Vec<u8> = (0..out_c)
                         .flat_map(|_| ((r.next_u32() % 20001) as i32 - 10000).to_le_bytes())
                         .collect();
-                    let mult: Vec<u8> = (0..out_c)
+                    let mult: Vec<u8> = (0..qc)
                         .flat_map(|_| ((1u32 << 30) + (r.next_u32() >> 2)).to_le_bytes())
                         .collect();
-                    let shift: Vec<u8> =
-                        (0..out_c).map(|_| 40 + (r.next_u32() % 3) as u8).collect();
-                    let out_zp = if act == Act::Relu {
+                    let shift: Vec<u8> = (0..qc).map(|_| 40 + (r.next_u32() % 3) as u8).collect();
+                    let out_zp = if lstm {
+                        0
+                    } else if act == Act::Relu {
                         -128
                     } else {
                         (r.next_u32() % 40) as i8 - 20
@@ -332,20 +493,15 @@ mod tests {
                     (weight, bias, Vec::new(), Vec::new(), (0, 0))
                 }
             };
-            let _ = i;
             blobs.push(Blobs {
-                op: Op::MaskedConv2d {
-                    in_c,
-                    out_c,
-                    k,
-                    mask,
-                },
+                op,
                 act,
                 weight,
                 bias,
                 mult,
                 shift,
                 zps,
+                out_scale: if lstm { 1.0 / 128.0 } else { 0.05 },
             });
         }
         let mut layers = heapless::Vec::<Layer<'_>, MAX_LAYERS>::new();
@@ -353,7 +509,7 @@ mod tests {
             let quant = (dtype == DType::I8).then(|| LayerQuant {
                 in_zp: b.zps.0,
                 out_zp: b.zps.1,
-                out_scale: 0.05,
+                out_scale: b.out_scale,
                 multiplier: &b.mult,
                 shift: &b.shift,
             });
@@ -372,7 +528,7 @@ mod tests {
         let file = ModelFile {
             magic: MAGIC,
             version: FORMAT_VERSION,
-            kind: ModelKind::PixelCnn,
+            kind,
             dtype,
             meta: Meta {
                 image,
@@ -411,12 +567,15 @@ mod tests {
     }
 
     /// Incremental and naive sampling give the same bytes, and the sampler
-    /// does exactly the MACs it reports: one forward pass in all.
+    /// does exactly the MACs it reports: one forward pass in all. The
+    /// arenas start dirty (not zeroed), as a board's may.
     fn check(file: &[u8], seed: u64, samples: usize) {
         let model = Model::load(file).unwrap();
         let mut a = arena(model.arena_bytes());
         let mut s = arena(model.forward_arena_bytes());
-        let mut sampler = PixelCnnSampler::new(&model, bytes(&mut a)).unwrap();
+        a.iter_mut().for_each(|v| *v = 0x7f3a_55c1);
+        s.iter_mut().for_each(|v| *v = 0xc1c1_7f7f);
+        let mut sampler = AutoregressiveSampler::new(&model, bytes(&mut a)).unwrap();
         let n = sampler.image_len();
         let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
         let mut ones = 0;
@@ -461,6 +620,50 @@ mod tests {
         check(&random_file(29, DType::I8, 28, 28, 4, 7, 2), 3, 1);
     }
 
+    /// The PixelRNN shapes: conv first or Row LSTM first, one or two Row
+    /// LSTMs, a 1x1 or a 3x3 after them (which needs 2 rows of the LSTM's
+    /// output either way).
+    const RNN_SHAPES: [(u8, bool, usize, u8); 4] = [
+        (5, false, 1, 1),
+        (7, false, 2, 1),
+        (3, true, 1, 3),
+        (5, false, 2, 5),
+    ];
+
+    #[test]
+    fn rnn_incremental_equals_naive_f32() {
+        for (i, &shape) in RNN_SHAPES.iter().enumerate() {
+            let f = random_rnn(40 + i as u64, DType::F32, 9, 7, 3, 4, shape);
+            check(&f, i as u64, 2);
+        }
+        check(
+            &random_rnn(49, DType::F32, 28, 28, 4, 5, (7, false, 2, 1)),
+            3,
+            1,
+        );
+    }
+
+    #[test]
+    fn rnn_incremental_equals_naive_f16() {
+        for (i, &shape) in RNN_SHAPES.iter().enumerate() {
+            let f = random_rnn(50 + i as u64, DType::F16, 8, 6, 3, 3, shape);
+            check(&f, i as u64, 2);
+        }
+    }
+
+    #[test]
+    fn rnn_incremental_equals_naive_i8() {
+        for (i, &shape) in RNN_SHAPES.iter().enumerate() {
+            let f = random_rnn(60 + i as u64, DType::I8, 9, 7, 3, 4, shape);
+            check(&f, i as u64, 2);
+        }
+        check(
+            &random_rnn(69, DType::I8, 28, 28, 4, 5, (7, false, 2, 1)),
+            3,
+            1,
+        );
+    }
+
     #[test]
     fn arena_is_the_row_caches() {
         let f = random_file(1, DType::F32, 28, 28, 32, 7, 4);
@@ -480,5 +683,34 @@ mod tests {
             })
         );
         assert_eq!(c.n, 7);
+    }
+
+    #[test]
+    fn rnn_arena_is_the_row_caches_and_cells() {
+        // conv 7x7 A 1->32, LSTM 32->32, LSTM 32->32, conv 1x1 32->32, conv 1x1 32->1.
+        for dtype in [DType::F32, DType::I8] {
+            let f = random_rnn(2, dtype, 28, 28, 32, 32, (7, false, 2, 1));
+            let m = Model::load(&f).unwrap();
+            let eb = dtype.act_bytes() as u32;
+            // Rows: input 4 x 1 (7x7), conv out 1 x 32 (read by an LSTM),
+            // LSTM outs 2 x 32 each (their state), conv out 1 x 32, logits 1.
+            let caches = (4 + 32 + 2 * 32 + 2 * 32 + 32 + 1) * 28 * eb;
+            let cells = 2 * 32 * 28 * 4;
+            assert_eq!(m.arena_bytes(), caches + cells, "{dtype:?}");
+            assert_eq!(m.macs_per_sample(), m.forward_macs());
+            // Full forward: A = the input and the LSTM and conv outputs, B
+            // the others: 32 x 28 x 28 each, plus one cell row.
+            let full = 32 * 28 * 28 * eb;
+            assert_eq!(m.forward_arena_bytes(), 2 * full + 32 * 28 * 4);
+            // MACs: per LSTM, 4*32 gate rows x (32 inputs x 2 taps (mask B,
+            // k 3; 1 at column 0) + 32 states x 3 taps (2 at the borders,
+            // none on row 0)).
+            let taps_in = 28 * (2 * 27 + 1);
+            let taps_ss = 27 * (3 * 26 + 2 * 2);
+            let lstm = 4 * 32 * (32 * taps_in + 32 * taps_ss);
+            let conv7 = 32 * crate::plan::masked_taps(28, 28, 7, Mask::A);
+            let conv1 = (32 * 32 + 32) * 28 * 28;
+            assert_eq!(m.forward_macs(), 2 * lstm as u64 + conv7 + conv1 as u64);
+        }
     }
 }
