@@ -14,12 +14,16 @@ const SAMPLES: u32 = 4;
 const SEED: u64 = 7;
 
 fn contract(model_file: &str) {
+    let path = firmware::project_root().join("models").join(model_file);
+    contract_at(&path, model_file);
+}
+
+fn contract_at(path: &std::path::Path, model_file: &str) {
     assert!(
         firmware::qemu_available(),
         "qemu-system-arm is not installed: apt-get install -y qemu-system-arm (cargo xtask test does this)"
     );
-    let root = firmware::project_root();
-    let path = root.join("models").join(model_file);
+    let path = path.to_path_buf();
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let work = tempfile::tempdir().unwrap();
     let elf = firmware::build(&path, SAMPLES, SEED, work.path()).unwrap();
@@ -74,4 +78,49 @@ fn pixelcnn_int8_qemu_equals_host() {
 #[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
 fn pixelcnn_f32_qemu_equals_host() {
     contract("pixelcnn-f32.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn pixelrnn_int8_qemu_equals_host() {
+    contract("pixelrnn-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn pixelrnn_f32_qemu_equals_host() {
+    contract("pixelrnn-f32.tgm");
+}
+
+/// A random 28x28 PixelRNN (7x7 mask A, two Row LSTMs, 1x1, 1x1; see
+/// `tinygen_tests::pixelrnn`), written to a temporary file: the Row LSTM
+/// kernels (f32 gates through `math::exp_precise`, exact int8 tables) give
+/// the host's bytes on the Cortex-M4 too.
+fn random_pixelrnn_contract(dtype: tinygen_runtime::DType) {
+    use tinygen_tests::pixelrnn::{random_pixelrnn, RnnShape};
+    let shape = RnnShape {
+        chans: 8,
+        hidden: 8,
+        k0: 7,
+        lstm_first: false,
+        lstms: 2,
+        k_out: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("random-pixelrnn-{}.tgm", dtype.name());
+    let path = dir.path().join(&name);
+    std::fs::write(&path, random_pixelrnn(17, dtype, 28, 28, shape)).unwrap();
+    contract_at(&path, &name);
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn random_pixelrnn_int8_qemu_equals_host() {
+    random_pixelrnn_contract(tinygen_runtime::DType::I8);
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn random_pixelrnn_f32_qemu_equals_host() {
+    random_pixelrnn_contract(tinygen_runtime::DType::F32);
 }

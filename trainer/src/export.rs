@@ -154,6 +154,98 @@ fn geom(op: &Op, i: Shape, o: Shape) -> Option<ConvGeom> {
     })
 }
 
+/// Geometry of a Row LSTM over a whole `s`-shaped input.
+fn lstm_geom(op: &Op, s: Shape) -> Option<kernels::LstmGeom> {
+    let Op::RowLstm {
+        in_c,
+        hidden,
+        k_in,
+        mask,
+        k_state,
+    } = *op
+    else {
+        return None;
+    };
+    Some(kernels::LstmGeom {
+        in_c: in_c as usize,
+        hidden: hidden as usize,
+        h: s.h as usize,
+        w: s.w as usize,
+        k_in: k_in as usize,
+        mask_b: mask == format::Mask::B,
+        k_state: k_state as usize,
+        in_rows: s.h as usize,
+        out_rows: s.h as usize,
+    })
+}
+
+/// Largest |gate pre-activation| of a Row LSTM with input `x` (`[c][h][w]`)
+/// whose hidden states were `h_out` (`[hidden][h][w]`): row `y`'s
+/// pre-activations are the bias, the input-to-state convolution of row `y`
+/// and the state-to-state convolution of row `y - 1` of `h_out`, so they
+/// follow from the layer's input and output without rerunning the recurrence.
+fn row_lstm_pre_absmax(
+    g: &kernels::LstmGeom,
+    w: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    h_out: &[f32],
+) -> f32 {
+    let (hid, wd, kin, ks) = (g.hidden, g.w, g.k_in, g.k_state);
+    let mask = if g.mask_b {
+        format::Mask::B
+    } else {
+        format::Mask::A
+    };
+    let (w_is, w_ss) = w.split_at(g.w_is_len());
+    let mut m = 0f32;
+    for y in 0..g.h {
+        for xp in 0..wd {
+            for r in 0..4 * hid {
+                let mut acc = bias[r];
+                for i in 0..g.in_c {
+                    for t in (0..kin).filter(|&t| mask.allows_1d(kin, t)) {
+                        let Some(xx) = (xp + t).checked_sub(kin / 2).filter(|&v| v < wd) else {
+                            continue;
+                        };
+                        acc += w_is[(r * g.in_c + i) * kin + t] * x[(i * g.h + y) * wd + xx];
+                    }
+                }
+                if y > 0 {
+                    for j in 0..hid {
+                        for t in 0..ks {
+                            let Some(xx) = (xp + t).checked_sub(ks / 2).filter(|&v| v < wd) else {
+                                continue;
+                            };
+                            acc +=
+                                w_ss[(r * hid + j) * ks + t] * h_out[(j * g.h + y - 1) * wd + xx];
+                        }
+                    }
+                }
+                m = m.max(acc.abs());
+            }
+        }
+    }
+    m
+}
+
+/// Beyond this gate pre-activation, int8 sigmoid and tanh tables (steps of
+/// 1/128) are saturated to within one step: sigmoid(5) = 0.9933 is 127/128.
+pub const ROW_LSTM_PRE_CLIP: f32 = 6.0;
+
+/// The int8 weight blob tail of a Row LSTM with pre-activation scale
+/// `s_pre`: `sigmoid[256]`, `tanh[256]` (index q + 128 at scale `s_pre`)
+/// and `cell_tanh[512]` (index i + 256, cell state i / 64), all at scale
+/// 1/128 (see `Op::RowLstm`).
+pub fn row_lstm_luts(s_pre: f64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1024);
+    let q8 = |x: f64, lo: f64| (128.0 * x).round().clamp(lo, 127.0) as i8 as u8;
+    v.extend((-128i32..=127).map(|q| q8(1.0 / (1.0 + (-s_pre * q as f64).exp()), 0.0)));
+    v.extend((-128i32..=127).map(|q| q8((s_pre * q as f64).tanh(), -128.0)));
+    v.extend((-256i32..=255).map(|i| q8((i as f64 / 64.0).tanh(), -128.0)));
+    v
+}
+
 impl FloatNet {
     /// Runs the network on one input with the runtime's f32 kernels and
     /// returns every layer's output (post-activation), in order.
@@ -202,7 +294,17 @@ impl FloatNet {
                     kernels::masked_conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
                 Op::Reshape(_) => y.copy_from_slice(&x),
-                Op::RowLstm { .. } => bail!("Row LSTM export is not implemented yet"),
+                Op::RowLstm { .. } => {
+                    let g = lstm_geom(&l.op, shape).context("Row LSTM geometry")?;
+                    if l.weight.len() != g.w_is_len() + g.w_ss_len() {
+                        bail!(
+                            "Row LSTM weights: {} values, expected w_is + w_ss",
+                            l.weight.len()
+                        );
+                    }
+                    let mut cell = vec![0f32; g.hidden * g.w];
+                    kernels::row_lstm_f32(&x, &g, F32Le(&w), &b, &mut y, &mut cell)
+                }
             }
             outs.push(y.clone());
             x = y;
@@ -230,19 +332,35 @@ struct Blobs {
 
 /// Ranges of the input and of every layer output over `calib`. When the
 /// output is logits (`logits_out`), its range is clipped to ±16.
+///
+/// Also returns, per layer, the largest |gate pre-activation| of a Row LSTM
+/// (0 for other layers).
 fn calibrate(
     net: &FloatNet,
     calib: &[Vec<f32>],
     logits_out: bool,
-) -> Result<(QuantParams, Vec<QuantParams>)> {
+) -> Result<(QuantParams, Vec<QuantParams>, Vec<f32>)> {
     if calib.is_empty() {
         bail!("int8 export needs calibration inputs");
     }
     let n = net.layers.len();
     let mut lo = vec![f32::INFINITY; n + 1];
     let mut hi = vec![f32::NEG_INFINITY; n + 1];
+    let mut pre = vec![0f32; n];
     for x in calib {
         let outs = net.forward_all(x)?;
+        let mut shape = net.input;
+        for (li, l) in net.layers.iter().enumerate() {
+            if let Some(g) = lstm_geom(&l.op, shape) {
+                let inp = if li == 0 { x } else { &outs[li - 1] };
+                let m = row_lstm_pre_absmax(&g, &l.weight, &l.bias, inp, &outs[li]);
+                if !m.is_finite() {
+                    bail!("non-finite Row LSTM pre-activation during calibration (layer {li})");
+                }
+                pre[li] = pre[li].max(m);
+            }
+            shape = out_shape(&l.op, shape)?;
+        }
         for (t, v) in std::iter::once(x).chain(outs.iter()).enumerate() {
             for &a in v {
                 if !a.is_finite() {
@@ -260,7 +378,7 @@ fn calibrate(
         hi[n] = hi[n].min(16.0);
     }
     let params: Vec<QuantParams> = (0..=n).map(|t| range_params(lo[t], hi[t])).collect();
-    Ok((params[0], params[1..].to_vec()))
+    Ok((params[0], params[1..].to_vec(), pre))
 }
 
 fn layer_channels(op: &Op) -> Option<(usize, usize, usize)> {
@@ -322,13 +440,37 @@ fn net_blobs(
             }
         }
         Quant::Int8 => {
-            let (inp, outs) = calibrate(net, calib, logits_out)?;
+            let (inp, outs, pre) = calibrate(net, calib, logits_out)?;
             input_q = Some(QParams {
                 scale: inp.scale,
                 zero_point: inp.zero_point,
             });
             let mut cur = inp;
-            for (l, &outq) in net.layers.iter().zip(&outs) {
+            for (li, (l, &outq)) in net.layers.iter().zip(&outs).enumerate() {
+                if let Op::RowLstm {
+                    in_c,
+                    hidden,
+                    k_in,
+                    k_state,
+                    ..
+                } = l.op
+                {
+                    let (b, q) = row_lstm_int8(
+                        l,
+                        (
+                            in_c as usize,
+                            hidden as usize,
+                            k_in as usize,
+                            k_state as usize,
+                        ),
+                        cur,
+                        pre[li],
+                    )
+                    .with_context(|| format!("layer {li} (Row LSTM)"))?;
+                    blobs.push(b);
+                    cur = q;
+                    continue;
+                }
                 let Some((outer, ch, inner)) = layer_channels(&l.op) else {
                     // A reshape keeps its input's quantization.
                     blobs.push(Blobs {
@@ -396,6 +538,72 @@ fn net_blobs(
         input_q,
         lut,
     })
+}
+
+/// int8 blobs of a Row LSTM `l` (geometry `(in_c, hidden, k_in, k_state)`)
+/// whose input is quantized as `inp` and whose largest calibrated |gate
+/// pre-activation| is `pre_absmax`, and its output's quantization (always
+/// scale 1/128, zero point 0).
+///
+/// Pre-activation scale `s_pre = min(pre_absmax, ROW_LSTM_PRE_CLIP) / 127`;
+/// per gate row `r`: `w_is` and `w_ss` int8 per row, bias i32 at
+/// `s_in * s_wis[r]`, multipliers for `s_in * s_wis[r] / s_pre` (rows
+/// `0..4H`) and `s_wss[r] / 128 / s_pre` (rows `4H..8H`); the three tables
+/// appended to the weights.
+fn row_lstm_int8(
+    l: &FloatLayer,
+    (in_c, hidden, k_in, k_state): (usize, usize, usize, usize),
+    inp: QuantParams,
+    pre_absmax: f32,
+) -> Result<(Blobs, QuantParams)> {
+    let gates = 4 * hidden;
+    let n_is = gates * in_c * k_in;
+    if l.weight.len() != n_is + gates * hidden * k_state || l.bias.len() != gates {
+        bail!("Row LSTM weights or bias of the wrong size");
+    }
+    let s_pre = (pre_absmax.clamp(1e-3, ROW_LSTM_PRE_CLIP) / 127.0) as f64;
+    let (wis, s_is) = quantize_weights(&l.weight[..n_is], 1, gates, in_c * k_in);
+    let (wss, s_ss) = quantize_weights(&l.weight[n_is..], 1, gates, hidden * k_state);
+    let mut weight = wis;
+    weight.extend_from_slice(&wss);
+    weight.extend_from_slice(&row_lstm_luts(s_pre));
+    let mut bias = Vec::with_capacity(gates * 4);
+    let mut mult = Vec::with_capacity(gates * 8);
+    let mut shift = Vec::with_capacity(gates * 2);
+    for (r, (&ws, &b_real)) in s_is.iter().zip(&l.bias).enumerate() {
+        let acc_scale = inp.scale as f64 * ws as f64;
+        let b = (b_real as f64 / acc_scale).round();
+        if b.abs() > (1u64 << 30) as f64 {
+            bail!("bias {b_real} of gate row {r} does not fit the int8 accumulator (scale {acc_scale:e})");
+        }
+        bias.extend_from_slice(&(b as i32).to_le_bytes());
+        let (m, s) = quantize_multiplier(acc_scale / s_pre);
+        mult.extend_from_slice(&m.to_le_bytes());
+        shift.push(s);
+    }
+    for &ws in &s_ss {
+        let (m, s) = quantize_multiplier(ws as f64 / 128.0 / s_pre);
+        mult.extend_from_slice(&m.to_le_bytes());
+        shift.push(s);
+    }
+    let out = QuantParams {
+        scale: 1.0 / 128.0,
+        zero_point: 0,
+    };
+    Ok((
+        Blobs {
+            weight,
+            bias,
+            quant: Some(QuantBlobs {
+                in_zp: inp.zero_point,
+                out_zp: 0,
+                out_scale: out.scale,
+                multiplier: mult,
+                shift,
+            }),
+        },
+        out,
+    ))
 }
 
 /// The file's view of `net` over its owned blobs.

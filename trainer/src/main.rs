@@ -33,6 +33,14 @@ enum Command {
     Sample(cmd::sample::SampleArgs),
     /// Turn raw pixel bytes streamed by the firmware into a PNG grid.
     Grid(cmd::grid::GridArgs),
+    /// Decode a grid over the Gaussian quantiles of a 2-D VAE latent (the learned manifold) as a PNG.
+    Manifold(cmd::manifold::ManifoldArgs),
+    /// Latent interpolation strips between two digits (AutoEncoder, VAE) or two latents (GAN) as a PNG.
+    Interpolate(cmd::interpolate::InterpolateArgs),
+    /// Measure a model file's quality through the runtime: nats per image, FCD, inception score, label histogram.
+    Eval(cmd::eval::EvalArgs),
+    /// Re-encode an f32 model file with f16 weights (no run needed).
+    Convert(cmd::convert::ConvertArgs),
 }
 
 fn main() {
@@ -58,6 +66,10 @@ fn run() -> anyhow::Result<()> {
         Command::Info(a) => cmd::info::run(a),
         Command::Sample(a) => cmd::sample::run(a),
         Command::Grid(a) => cmd::grid::run(a),
+        Command::Manifold(a) => cmd::manifold::run(a),
+        Command::Interpolate(a) => cmd::interpolate::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     }
 }
 

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+pub use crate::loss_plot::{write_loss_png, write_loss_png_to, LOSS_FILE};
+
 /// Gray level of the 1-pixel lines between tiles (visible on black and on white digits).
 pub const GRID_GAP_LEVEL: u8 = 128;
 

@@ -50,7 +50,7 @@ pub fn sample_pixelcnn(model: &Model<'_>, n: usize, seed: u64) -> Result<Vec<u8>
 /// If the model kind cannot be sampled.
 pub fn sample_model(model: &Model<'_>, n: usize, seed: u64) -> Result<Vec<u8>> {
     match model.file.kind {
-        ModelKind::PixelCnn => sample_pixelcnn(model, n, seed),
+        ModelKind::PixelCnn | ModelKind::PixelRnn => sample_pixelcnn(model, n, seed),
         _ => sample_decoder(model, n, seed),
     }
 }

@@ -19,6 +19,8 @@
 //!   test losses were all finite (written to a temporary file, then renamed, so
 //!   it is never a partial or non-finite checkpoint);
 //! - `samples.png`: 8x8 decoded samples of the same checkpoint.
+//! - `loss.png`: the columns of `metrics.csv` against epoch, written at the
+//!   end of the run by [`report::write_loss_png`] (every family does this).
 //!
 //! Every random number comes from generators seeded by `seed`: the same options
 //! give the same run on the same machine and thread count.
@@ -77,6 +79,9 @@ pub enum ModelConfig {
     /// PixelCNN (masked convolutions, exact likelihood).
     #[serde(rename = "pixelcnn")]
     PixelCnn(crate::models::pixelcnn::PixelCnnConfig),
+    /// PixelRNN (Row LSTM, exact likelihood).
+    #[serde(rename = "pixelrnn")]
+    PixelRnn(crate::models::pixelrnn::PixelRnnConfig),
     /// Deterministic autoencoder.
     Ae(crate::models::ae::AeConfig),
     /// GAN (generator and discriminator).
@@ -91,6 +96,7 @@ impl ModelConfig {
         match self {
             Self::Vae(_) => "vae",
             Self::PixelCnn(_) => "pixelcnn",
+            Self::PixelRnn(_) => "pixelrnn",
             Self::Ae(_) => "ae",
             Self::Gan(_) => "gan",
             Self::Classifier(_) => "classifier",
@@ -369,12 +375,15 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
         }
         metrics.push(m);
     }
+    // Loss curves next to metrics.csv.
+    crate::report::write_loss_png(&metrics_path)?;
     if opts.verbose {
         println!(
-            "wrote {}, {}, {} and {} in {}",
+            "wrote {}, {}, {}, {} and {} in {}",
             MODEL_FILE,
             CONFIG_FILE,
             METRICS_FILE,
+            crate::report::LOSS_FILE,
             SAMPLES_FILE,
             run_dir.display()
         );

@@ -403,9 +403,12 @@ pub fn train_ae(opts: &TrainOptions, ae_config: AeConfig) -> Result<Outcome<AeEp
         }
         metrics.push(m);
     }
+    // Loss curves next to metrics.csv.
+    crate::report::write_loss_png(&metrics_path)?;
     if opts.verbose {
         println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE} and {SAMPLES_FILE} in {}",
+            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE}, {} and {SAMPLES_FILE} in {}",
+            crate::report::LOSS_FILE,
             run_dir.display()
         );
     }
@@ -461,7 +464,13 @@ mod tests {
         let m = outcome.metrics.last().unwrap();
         assert_eq!(m.step, 2);
         assert!(m.test_bce.is_finite() && m.test_bce > 0.0);
-        for f in [CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE] {
+        for f in [
+            CONFIG_FILE,
+            METRICS_FILE,
+            MODEL_FILE,
+            SAMPLES_FILE,
+            crate::report::LOSS_FILE,
+        ] {
             assert!(outcome.run_dir.join(f).is_file(), "{f}");
         }
         let csv = std::fs::read_to_string(outcome.run_dir.join(METRICS_FILE)).unwrap();

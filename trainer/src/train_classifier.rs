@@ -359,9 +359,12 @@ pub fn train_classifier(
         }
         metrics.push(m);
     }
+    // Loss curves next to metrics.csv.
+    crate::report::write_loss_png(&metrics_path)?;
     if opts.verbose {
         println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE} and {METRICS_FILE} in {}",
+            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE} and {} in {}",
+            crate::report::LOSS_FILE,
             run_dir.display()
         );
     }

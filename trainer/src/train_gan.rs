@@ -251,9 +251,12 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
         }
         metrics.push(m);
     }
+    // Loss curves next to metrics.csv.
+    crate::report::write_loss_png(&metrics_path)?;
     if opts.verbose {
         println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE} and {SAMPLES_FILE} in {}",
+            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE}, {} and {SAMPLES_FILE} in {}",
+            crate::report::LOSS_FILE,
             run_dir.display()
         );
     }

@@ -35,6 +35,8 @@ commands:
                        every generative file in f32, f16 (converted) and int8, IWAE k = N
                        (default 1000; the VAE rows take most of the time), N samples per file
                        (default 1000); prints the tables and writes BENCHMARKS.md
+  quality [--k N] [--samples N]
+                       only bench's quality table (no QEMU), printed; BENCHMARKS.md unchanged
   models [--epochs N]  retrain and re-export the shipped models in models/ (--epochs: the VAE's,
                        default 30; the other families train the epochs models/README.md lists)
 ";
@@ -64,6 +66,7 @@ fn real_main() -> Result<()> {
         Some("demo") => demo(&root, epochs_flag(&args[1..], 15)?),
         Some("bench") => bench(&root, quality::parse_flags(&args[1..])?),
         Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
+        Some("quality") => quality::quality_only(&root, quality::parse_flags(&args[1..])?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

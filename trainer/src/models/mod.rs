@@ -19,6 +19,7 @@ pub mod classifier;
 pub mod conv;
 pub mod gan;
 pub mod pixelcnn;
+pub mod pixelrnn;
 pub mod vae;
 
 use std::sync::Mutex;

@@ -303,6 +303,7 @@ pub fn gaussian_kl(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::sorted_tensors;
     use candle_core::DType;
 
     #[test]

@@ -1,0 +1,295 @@
+//! `cargo xtask bench`'s quality table: `tinygen eval --json` on every
+//! shipped generative file, f32, f16 (converted from the f32 file with
+//! `tinygen convert`) and int8.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// Importance samples per test image for the VAE rows.
+pub const DEFAULT_K: usize = 1000;
+/// Samples per file for FCD, inception score and label histogram.
+pub const DEFAULT_SAMPLES: usize = 1000;
+
+/// Options of the quality table.
+#[derive(Debug, Clone, Copy)]
+pub struct QualityOptions {
+    /// IWAE k.
+    pub k: usize,
+    /// Samples per file.
+    pub samples: usize,
+}
+
+impl Default for QualityOptions {
+    fn default() -> Self {
+        Self {
+            k: DEFAULT_K,
+            samples: DEFAULT_SAMPLES,
+        }
+    }
+}
+
+/// Parses `--k N` and `--samples N` (the only flags `bench` takes).
+pub fn parse_flags(args: &[String]) -> Result<QualityOptions> {
+    let mut o = QualityOptions::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let n: usize = value
+            .parse()
+            .with_context(|| format!("{flag} takes a number, got {value:?}"))?;
+        match flag.as_str() {
+            "--k" if n >= 1 => o.k = n,
+            "--samples" => o.samples = n,
+            _ => bail!(
+                "unexpected argument {flag} {value} (bench takes --k N (>= 1) and --samples N)"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+/// Kinds (as `tinygen info --json` names them) that `tinygen eval`
+/// measures, in table order.
+const KINDS: [&str; 5] = ["vae", "pixelcnn", "pixelrnn", "gan", "autoencoder"];
+
+fn dtype_rank(d: &str) -> usize {
+    match d {
+        "f32" => 0,
+        "f16" => 1,
+        _ => 2,
+    }
+}
+
+/// Runs `tinygen eval FILE --json` (progress on the inherited stderr) and parses its output.
+fn eval_json(
+    tinygen: &Path,
+    root: &Path,
+    file: &Path,
+    o: QualityOptions,
+) -> Result<serde_json::Value> {
+    let out = Command::new(tinygen)
+        .current_dir(root)
+        .arg("eval")
+        .arg(file)
+        .args([
+            "--json",
+            "--k",
+            &o.k.to_string(),
+            "--samples",
+            &o.samples.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {}", tinygen.display()))?;
+    if !out.status.success() {
+        bail!("tinygen eval {} failed ({})", file.display(), out.status);
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn fmt(v: &serde_json::Value, digits: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// Evaluates every generative file of `models` (plus an f16 conversion of
+/// each f32 file, written under `out`) and returns the Markdown section.
+///
+/// # Errors
+/// If `tinygen convert` fails; a file whose evaluation fails gets a row
+/// saying so rather than stopping the bench.
+pub fn quality_section(
+    tinygen: &Path,
+    root: &Path,
+    out: &Path,
+    o: QualityOptions,
+) -> Result<String> {
+    let models = root.join("models");
+    // (kind, file stem without its dtype suffix, dtype, path)
+    let mut files: Vec<(String, String, String, PathBuf)> = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&models)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tgm"))
+        .collect();
+    names.sort();
+    for p in names {
+        let info = crate::info_json(tinygen, root, &p)?;
+        let kind = info["kind"].as_str().unwrap_or("?").to_string();
+        let dtype = info["dtype"].as_str().unwrap_or("?").to_string();
+        if !KINDS.contains(&kind.as_str()) {
+            continue;
+        }
+        let stem = p
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
+        let base = stem
+            .strip_suffix(&format!("-{dtype}"))
+            .unwrap_or(&stem)
+            .to_string();
+        if dtype == "f32" && !models.join(format!("{base}-f16.tgm")).exists() {
+            let f16 = out.join(format!("{base}-f16.tgm"));
+            crate::run(
+                root,
+                tinygen.to_str().context("path")?,
+                [
+                    "convert".as_ref(),
+                    p.as_os_str(),
+                    "--quant".as_ref(),
+                    "f16".as_ref(),
+                    "-o".as_ref(),
+                    f16.as_os_str(),
+                ],
+            )?;
+            files.push((kind.clone(), base.clone(), "f16".into(), f16));
+        }
+        files.push((kind, base, dtype, p));
+    }
+    files.sort_by(|a, b| {
+        let key = |(k, base, d, _): &(String, String, String, PathBuf)| {
+            (
+                KINDS.iter().position(|x| x == k).unwrap_or(usize::MAX),
+                base.clone(),
+                dtype_rank(d),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+
+    let mut rows = String::new();
+    let mut references: Vec<(bool, serde_json::Value)> = Vec::new();
+    let t_all = Instant::now();
+    for (kind, base, dtype, path) in &files {
+        crate::step(&format!(
+            "quality: tinygen eval {} (k {}, {} samples)",
+            path.display(),
+            o.k,
+            o.samples
+        ));
+        let t = Instant::now();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
+        let shown = if path.starts_with(&models) {
+            name
+        } else {
+            format!("{name} (converted from {base}-f32.tgm)")
+        };
+        let j = match eval_json(tinygen, root, path, o) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                rows.push_str(&format!(
+                    "| {shown} | {dtype} | evaluation failed: {} | | | | | | |\n",
+                    format!("{e:#}").replace('|', "/")
+                ));
+                continue;
+            }
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let (metric, nats, extra) = match kind.as_str() {
+            "vae" => (
+                format!("IWAE NLL (k {})", o.k),
+                fmt(&j["iwae_nll_nats"], 2),
+                format!("-ELBO {}", fmt(&j["neg_elbo_nats"], 2)),
+            ),
+            "pixelcnn" | "pixelrnn" => (
+                "exact NLL".to_string(),
+                fmt(&j["nll_nats"], 2),
+                format!("{} bits/dim", fmt(&j["bits_per_dim"], 4)),
+            ),
+            "autoencoder" => (
+                "recon BCE".to_string(),
+                fmt(&j["recon_bce_nats"], 2),
+                format!("MSE {}", fmt(&j["mse"], 5)),
+            ),
+            _ => ("-".to_string(), "-".to_string(), String::new()),
+        };
+        let hist = j["label_histogram"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        rows.push_str(&format!(
+            "| {shown} | {dtype} | {metric}: {nats}{} | {} | {} | {} | {hist} | {} | {secs:.0} |\n",
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" ({extra})")
+            },
+            fmt(&j["fcd"], 2),
+            fmt(&j["inception_score"], 2),
+            fmt(&j["label_entropy"], 3),
+            fmt(&j["host_samples_per_s"], 0),
+        ));
+        let binarized = j["binarized"].as_bool().unwrap_or(false);
+        if !references.iter().any(|(b, _)| *b == binarized) && j["reference"].is_object() {
+            references.push((binarized, j["reference"].clone()));
+        }
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .to_string()
+    });
+    let mut md = format!(
+        "\n## Quality\n\n\
+         `tinygen eval FILE --json --k {k} --samples {s}` on every generative file, through the runtime \
+         (quantized files as the board runs them), on the 1,000 test images of data/mnist-subset; \
+         f16 files are `tinygen convert` of the f32 ones. Nats per image: VAE importance-weighted NLL \
+         (Burda et al. 2015, k draws from the file's encoder per image; -ELBO beside it), PixelCNN/PixelRNN exact NLL, \
+         autoencoder reconstruction cross-entropy (grayscale targets). Sample figures from {s} runtime samples \
+         (seed 0) on the penultimate features and predictions of models/classifier.safetensors: Frechet classifier \
+         distance to the test images (binarized for the binary families VAE, PixelCNN, PixelRNN; lower is better), \
+         classifier inception score (max 10), entropy of the predicted-label histogram (ln 10 = 2.303: all digits equally present). \
+         Host samples/s: the runtime's sampler on one thread, timed inside eval (no process start-up). \
+         Eval seconds: the whole evaluation, likelihood on {threads} threads.\n\n\
+         | file | dtype | nats per image | FCD | IS | label entropy | labels 0..9 | host samples/s | eval s |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        k = o.k,
+        s = o.samples,
+    );
+    md.push_str(&rows);
+    for (binarized, r) in &references {
+        md.push_str(&format!(
+            "| real data{}: FCD of {} training images to the test images; IS and entropy of the test images | - | - | {} | {} | {} | | | |\n",
+            if *binarized { ", binarized" } else { ", grayscale" },
+            r["train_images"],
+            fmt(&r["fcd_train_vs_test"], 2),
+            fmt(&r["inception_score_test"], 2),
+            fmt(&r["label_entropy_test"], 3),
+        ));
+    }
+    md.push_str(&format!(
+        "\nThe real-data rows are the floor at this sample size (FCD has a positive bias at {} samples \
+         of 128-dimensional features). The whole table took {:.0} s.\n",
+        o.samples,
+        t_all.elapsed().as_secs_f64()
+    ));
+    Ok(md)
+}
+
+/// `cargo xtask quality [--k N] [--samples N]`: only the quality section
+/// (no QEMU), printed; BENCHMARKS.md is left alone.
+///
+/// # Errors
+/// As [`quality_section`], or if the trainer does not build.
+pub fn quality_only(root: &Path, o: QualityOptions) -> Result<()> {
+    let tinygen = crate::build_trainer(root)?;
+    let out = root.join("out").join("bench");
+    std::fs::create_dir_all(&out)?;
+    let md = quality_section(&tinygen, root, &out, o)?;
+    println!("\n{md}");
+    Ok(())
+}
