@@ -79,7 +79,7 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 0, value_name = "SEED")]
     pub seed: u64,
 
-    /// Parent directory of the run directory (<out>/<family>-s<seed>-<time>/).
+    /// Parent directory of the run directory (DIR/FAMILY-sSEED-TIME/).
     #[arg(long, default_value = "runs", value_name = "DIR")]
     pub out: PathBuf,
 
