@@ -191,39 +191,55 @@ fn row_lstm_pre_absmax(
     x: &[f32],
     h_out: &[f32],
 ) -> f32 {
-    let (hid, wd, kin, ks) = (g.hidden, g.w, g.k_in, g.k_state);
+    let (hid, wd) = (g.hidden, g.w);
     let mask = if g.mask_b {
         format::Mask::B
     } else {
         format::Mask::A
     };
     let (w_is, w_ss) = w.split_at(g.w_is_len());
+    // acc[x] += wt * src[x + t - k/2] for the x where the source is inside the row.
+    let taps = |acc: &mut [f32], src: &[f32], wt: f32, t: usize, k: usize| {
+        let (lo, hi) = (
+            (k / 2).saturating_sub(t),
+            (wd + k / 2).saturating_sub(t).min(wd),
+        );
+        for xx in lo..hi {
+            acc[xx] += wt * src[xx + t - k / 2];
+        }
+    };
+    let mut acc = vec![0f32; wd];
     let mut m = 0f32;
     for y in 0..g.h {
-        for xp in 0..wd {
-            for r in 0..4 * hid {
-                let mut acc = bias[r];
-                for i in 0..g.in_c {
-                    for t in (0..kin).filter(|&t| mask.allows_1d(kin, t)) {
-                        let Some(xx) = (xp + t).checked_sub(kin / 2).filter(|&v| v < wd) else {
-                            continue;
-                        };
-                        acc += w_is[(r * g.in_c + i) * kin + t] * x[(i * g.h + y) * wd + xx];
-                    }
+        for r in 0..4 * hid {
+            acc.fill(bias[r]);
+            for i in 0..g.in_c {
+                let row = &x[(i * g.h + y) * wd..][..wd];
+                for t in (0..g.k_in).filter(|&t| mask.allows_1d(g.k_in, t)) {
+                    taps(
+                        &mut acc,
+                        row,
+                        w_is[(r * g.in_c + i) * g.k_in + t],
+                        t,
+                        g.k_in,
+                    );
                 }
-                if y > 0 {
-                    for j in 0..hid {
-                        for t in 0..ks {
-                            let Some(xx) = (xp + t).checked_sub(ks / 2).filter(|&v| v < wd) else {
-                                continue;
-                            };
-                            acc +=
-                                w_ss[(r * hid + j) * ks + t] * h_out[(j * g.h + y - 1) * wd + xx];
-                        }
-                    }
-                }
-                m = m.max(acc.abs());
             }
+            if y > 0 {
+                for j in 0..hid {
+                    let row = &h_out[(j * g.h + y - 1) * wd..][..wd];
+                    for t in 0..g.k_state {
+                        taps(
+                            &mut acc,
+                            row,
+                            w_ss[(r * hid + j) * g.k_state + t],
+                            t,
+                            g.k_state,
+                        );
+                    }
+                }
+            }
+            m = acc.iter().fold(m, |m, a| m.max(a.abs()));
         }
     }
     m

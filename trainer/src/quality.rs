@@ -719,6 +719,11 @@ mod tests {
     /// pixel the logit `logit`, and whose encoder gives mean 0 and
     /// log-variance `logvar` for any image.
     fn constant_vae(logit: f32, logvar: f32, latent: usize) -> Vec<u8> {
+        constant_vae_with_mean(logit, 0.0, logvar, latent)
+    }
+
+    /// As [`constant_vae`], with posterior mean `mean` in every dimension.
+    fn constant_vae_with_mean(logit: f32, mean: f32, logvar: f32, latent: usize) -> Vec<u8> {
         let dec = FloatNet {
             input: Shape {
                 c: latent as u16,
@@ -743,7 +748,7 @@ mod tests {
                 },
             ],
         };
-        let mut bias = vec![0.0; latent];
+        let mut bias = vec![mean; latent];
         bias.extend(vec![logvar; latent]);
         let enc = FloatNet {
             input: Shape { c: 1, h: 28, w: 28 },
@@ -811,6 +816,25 @@ mod tests {
             .unwrap()
             .install(|| vae_iwae_runtime(&model, &imgs, 1, 1, &pb).unwrap());
         assert_eq!(v1, v2);
+    }
+
+    #[test]
+    fn iwae_converges_to_the_exact_nll_when_the_posterior_is_off() {
+        // Constant decoder again, so the exact NLL is known; the posterior
+        // N(0.5, e^0.5) is off the prior, so -ELBO exceeds the NLL by the
+        // KL while the importance-weighted estimate, with bounded weights
+        // p(z)/q(z) (q wider than p), approaches the NLL as k grows.
+        let l = 3f32.ln();
+        let imgs = images(3);
+        let ones = imgs.iter().filter(|&&p| p >= 128).count() as f64 / 3.0;
+        let want = -(ones * 0.75f64.ln() + (784.0 - ones) * 0.25f64.ln());
+        let bytes = constant_vae_with_mean(l, 0.5, 0.5, 2);
+        let model = Model::load(&bytes).unwrap();
+        let pb = ProgressBar::hidden();
+        let kl = 2.0 * 0.5 * (0.25 + 0.5f64.exp() - 1.0 - 0.5);
+        let v = vae_iwae_runtime(&model, &imgs, 4000, 3, &pb).unwrap();
+        assert!((v.neg_elbo_nats - (want + kl)).abs() < 1e-3, "{v:?}");
+        assert!((v.iwae_nll_nats - want).abs() < 0.02, "{v:?} vs {want}");
     }
 
     #[test]

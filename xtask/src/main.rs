@@ -28,15 +28,16 @@ commands:
   demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
                        out/demo/firmware-samples.png and print a summary
-  bench [--k N] [--samples N]
+  bench [--k N] [--samples N] [--test-images N]
                        for every models/*.tgm: parameters, flash, arena, MACs, instructions
                        per sample on the emulated Cortex-M4, host samples/s; training s/epoch;
                        quality (`tinygen eval`: nats, FCD, inception score, label entropy) of
                        every generative file in f32, f16 (converted) and int8, IWAE k = N
                        (default 1000; the VAE rows take most of the time), N samples per file
                        (default 1000); prints the tables and writes BENCHMARKS.md
-  quality [--k N] [--samples N]
+  quality [--k N] [--samples N] [--test-images N]
                        only bench's quality table (no QEMU), printed; BENCHMARKS.md unchanged
+                       (--test-images, also taken by bench: a quick look at the first N only)
   models [--epochs N]  retrain and re-export the shipped models in models/ (--epochs: the VAE's,
                        default 30; the other families train the epochs models/README.md lists)
 ";
@@ -673,8 +674,8 @@ fn pixelcnn_models(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Re
     Ok(())
 }
 
-/// Epochs of the shipped PixelRNN (Row LSTM).
-const PIXELRNN_EPOCHS: usize = 10;
+/// Epochs of the shipped PixelRNN (Row LSTM; 160-320 s each measured on 2 shared cores).
+const PIXELRNN_EPOCHS: usize = 8;
 
 /// The shipped PixelRNN (f32, int8) and its samples (drawn by the runtime's
 /// incremental sampler from a temporary f32 export, at the end of training).

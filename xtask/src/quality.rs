@@ -20,6 +20,8 @@ pub struct QualityOptions {
     pub k: usize,
     /// Samples per file.
     pub samples: usize,
+    /// Only the first N test images (a quick look; the table says so).
+    pub test_images: Option<usize>,
 }
 
 impl Default for QualityOptions {
@@ -27,11 +29,12 @@ impl Default for QualityOptions {
         Self {
             k: DEFAULT_K,
             samples: DEFAULT_SAMPLES,
+            test_images: None,
         }
     }
 }
 
-/// Parses `--k N` and `--samples N` (the only flags `bench` takes).
+/// Parses `--k N`, `--samples N` and `--test-images N` (the only flags `bench` takes).
 pub fn parse_flags(args: &[String]) -> Result<QualityOptions> {
     let mut o = QualityOptions::default();
     let mut it = args.iter();
@@ -43,8 +46,10 @@ pub fn parse_flags(args: &[String]) -> Result<QualityOptions> {
         match flag.as_str() {
             "--k" if n >= 1 => o.k = n,
             "--samples" => o.samples = n,
+            "--test-images" if n >= 1 => o.test_images = Some(n),
             _ => bail!(
-                "unexpected argument {flag} {value} (bench takes --k N (>= 1) and --samples N)"
+                "unexpected argument {flag} {value} (bench takes --k N (>= 1), --samples N and \
+                 --test-images N (>= 1))"
             ),
         }
     }
@@ -81,6 +86,11 @@ fn eval_json(
             "--samples",
             &o.samples.to_string(),
         ])
+        .args(
+            o.test_images
+                .map(|n| vec!["--test-images".to_string(), n.to_string()])
+                .unwrap_or_default(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()
@@ -222,11 +232,11 @@ pub fn quality_section(
             })
             .unwrap_or_default();
         rows.push_str(&format!(
-            "| {shown} | {dtype} | {metric}: {nats}{} | {} | {} | {} | {hist} | {} | {secs:.0} |\n",
+            "| {shown} | {dtype} | {} | {} | {} | {} | {hist} | {} | {secs:.0} |\n",
             if extra.is_empty() {
-                String::new()
+                nats
             } else {
-                format!(" ({extra})")
+                format!("{metric}: {nats} ({extra})")
             },
             fmt(&j["fcd"], 2),
             fmt(&j["inception_score"], 2),
@@ -245,8 +255,8 @@ pub fn quality_section(
     });
     let mut md = format!(
         "\n## Quality\n\n\
-         `tinygen eval FILE --json --k {k} --samples {s}` on every generative file, through the runtime \
-         (quantized files as the board runs them), on the 1,000 test images of data/mnist-subset; \
+         `tinygen eval FILE --json --k {k} --samples {s}{flag}` on every generative file, through the runtime \
+         (quantized files as the board runs them), on {test} of data/mnist-subset; \
          f16 files are `tinygen convert` of the f32 ones. Nats per image: VAE importance-weighted NLL \
          (Burda et al. 2015, k draws from the file's encoder per image; -ELBO beside it), PixelCNN/PixelRNN exact NLL, \
          autoencoder reconstruction cross-entropy (grayscale targets). Sample figures from {s} runtime samples \
@@ -254,11 +264,17 @@ pub fn quality_section(
          distance to the test images (binarized for the binary families VAE, PixelCNN, PixelRNN; lower is better), \
          classifier inception score (max 10), entropy of the predicted-label histogram (ln 10 = 2.303: all digits equally present). \
          Host samples/s: the runtime's sampler on one thread, timed inside eval (no process start-up). \
-         Eval seconds: the whole evaluation, likelihood on {threads} threads.\n\n\
+         Eval seconds: the whole evaluation (likelihood on RAYON_NUM_THREADS = {threads}).\n\n\
          | file | dtype | nats per image | FCD | IS | label entropy | labels 0..9 | host samples/s | eval s |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         k = o.k,
         s = o.samples,
+        flag = o
+            .test_images
+            .map_or(String::new(), |n| format!(" --test-images {n}")),
+        test = o.test_images.map_or("the test images (1,000)".to_string(), |n| {
+            format!("the first {n} test images only (`--test-images {n}`)")
+        }),
     );
     md.push_str(&rows);
     for (binarized, r) in &references {

@@ -498,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn default_has_56_7k_params() {
+    fn default_has_52_1k_params() {
         let m = PixelRnn::new(PixelRnnConfig::default(), 0, &Device::Cpu).unwrap();
         let n: usize = m.varmap().all_vars().iter().map(|v| v.elem_count()).sum();
         // c0 32·49+32, two LSTMs 128·(32·3 + 32·3 + 1), fc 32·32+32, out 33.
