@@ -1,6 +1,6 @@
-//! Exporting PixelCNN runs: the masked layers as the board runs them, int8
-//! calibration on training images, and the exact test likelihood measured
-//! through the runtime.
+//! Exporting PixelCNN runs: the masked layers as the board runs them; int8
+//! calibration on training images and the exact test likelihood measured
+//! through the runtime are shared with PixelRNN ([`crate::autoregressive`]).
 //!
 //! ```no_run
 //! use tinygen_trainer::data::load_mnist;
@@ -13,17 +13,18 @@
 //! # anyhow::Ok(())
 //! ```
 
-use anyhow::{anyhow, Result};
-use tinygen_runtime::format::{Act, Mask, ModelKind, Op, Shape};
-use tinygen_runtime::{Model, PixelCnnSampler};
+use anyhow::Result;
+use tinygen_runtime::format::{Act, Mask, ModelKind, Op};
 
-use crate::data::{self, Mnist};
-use crate::eval::{bernoulli_nll, HostArena};
-use crate::export::{export, ExportMeta, FloatLayer, FloatNet, Quant};
+use crate::export::{ExportMeta, FloatLayer, FloatNet};
 use crate::models::pixelcnn::{MaskKind, PixelCnn};
-use crate::train_pixelcnn::bits_per_dim;
 
-const IMAGE: Shape = Shape { c: 1, h: 28, w: 28 };
+/// Exact NLL in nats per image of binarized images under an exported
+/// PixelCNN, through the runtime (see [`crate::autoregressive::nll_runtime`]).
+pub use crate::autoregressive::nll_runtime as pixelcnn_nll_runtime;
+
+/// Exports a PixelCnn (see [`crate::autoregressive::export_autoregressive`]).
+pub use crate::autoregressive::export_autoregressive as export_pixelcnn;
 
 /// The network as the board runs it: every layer an `Op::MaskedConv2d`,
 /// weights with the masked taps written as zeros.
@@ -50,103 +51,25 @@ pub fn pixelcnn_net(model: &PixelCnn) -> Result<FloatNet> {
         })
         .collect();
     Ok(FloatNet {
-        input: IMAGE,
+        input: crate::autoregressive::IMAGE,
         layers,
     })
 }
 
 /// File metadata of a PixelCNN (no latent, no prior).
 pub fn pixelcnn_meta(data: String) -> ExportMeta {
-    ExportMeta {
-        kind: ModelKind::PixelCnn,
-        image: IMAGE,
-        latent: 0,
-        data,
-        figures: Vec::new(),
-        prior: None,
-    }
-}
-
-/// Exact NLL in nats per image of binarized `images` (n·784 bytes, >= 128
-/// is 1) under an exported PixelCNN, through the runtime: one forward pass
-/// per image gives every conditional logit (dequantized for int8).
-///
-/// # Errors
-/// If the model is not a PixelCNN.
-pub fn pixelcnn_nll_runtime(model: &Model<'_>, images: &[u8]) -> Result<f64> {
-    let mut arena = HostArena::new(model.arena_bytes());
-    let mut scratch = HostArena::new(model.forward_arena_bytes());
-    let sampler = PixelCnnSampler::new(model, arena.bytes()).map_err(|e| anyhow!("{e}"))?;
-    let n = sampler.image_len();
-    let mut logits = vec![0f32; n];
-    let mut total = 0f64;
-    let count = images.len() / n;
-    for img in images.chunks_exact(n) {
-        sampler
-            .logits(img, scratch.bytes(), &mut logits)
-            .map_err(|e| anyhow!("{e}"))?;
-        let x: Vec<f32> = img.iter().map(|&p| f32::from(u8::from(p >= 128))).collect();
-        total += bernoulli_nll(&logits, &x);
-    }
-    Ok(total / count.max(1) as f64)
-}
-
-/// The first `n` images of `bytes` binarized at 0.5 (as training sees them), as bytes 0/255.
-fn binarized(bytes: &[u8], n: usize) -> Vec<u8> {
-    bytes[..n * data::PIXELS]
-        .iter()
-        .map(|&p| if p >= 128 { 255 } else { 0 })
-        .collect()
-}
-
-/// Exports `model` as `quant`: int8 calibrated on the first `calib` binarized
-/// training images; with `eval > 0`, the exact NLL of the first `eval` test
-/// images is measured through the runtime on the exported file and stored in
-/// it (`test_nll_nats`, `test_bits_per_dim`).
-///
-/// # Errors
-/// On export or runtime errors.
-pub fn export_pixelcnn(
-    model: &PixelCnn,
-    mnist: &Mnist,
-    description: String,
-    quant: Quant,
-    calib: usize,
-    eval: usize,
-) -> Result<Vec<u8>> {
-    let net = pixelcnn_net(model)?;
-    let mut meta = pixelcnn_meta(description);
-    let calib_inputs: Vec<Vec<f32>> = if quant == Quant::Int8 {
-        let n = calib.clamp(1, mnist.n_train);
-        binarized(&mnist.train_images, n)
-            .chunks_exact(data::PIXELS)
-            .map(|img| img.iter().map(|&p| f32::from(p) / 255.0).collect())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut bytes = export(&net, &meta, quant, &calib_inputs)?;
-    if eval > 0 {
-        let n = eval.min(mnist.n_test);
-        let test = binarized(&mnist.test_images, n);
-        let nll = {
-            let m = Model::load(&bytes).map_err(|e| anyhow!("{e}"))?;
-            pixelcnn_nll_runtime(&m, &test)?
-        };
-        meta.figures = vec![
-            ("test_nll_nats".into(), nll as f32),
-            ("test_bits_per_dim".into(), bits_per_dim(nll) as f32),
-        ];
-        bytes = export(&net, &meta, quant, &calib_inputs)?;
-    }
-    Ok(bytes)
+    crate::autoregressive::meta(ModelKind::PixelCnn, data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::HostArena;
+    use crate::export::export;
+    use crate::export::Quant;
     use crate::models::pixelcnn::PixelCnnConfig;
     use candle_core::{Device, Tensor};
+    use tinygen_runtime::{Model, PixelCnnSampler};
 
     fn image(seed: u32) -> Vec<u8> {
         (0..784u32)

@@ -1,7 +1,8 @@
 //! Exporting PixelRNN runs: the layers as the board runs them (masked
-//! convolutions and `Op::RowLstm`), int8 calibration on training images
-//! (Row LSTM gate pre-activation ranges included), and the exact test
-//! likelihood measured through the runtime.
+//! convolutions and `Op::RowLstm`); int8 calibration on training images
+//! (Row LSTM gate pre-activation ranges included) and the exact test
+//! likelihood measured through the runtime are shared with PixelCNN
+//! ([`crate::autoregressive`]).
 //!
 //! ```no_run
 //! use tinygen_trainer::data::load_mnist;
@@ -14,17 +15,18 @@
 //! # anyhow::Ok(())
 //! ```
 
-use anyhow::{anyhow, Result};
-use tinygen_runtime::format::{Act, Mask, ModelKind, Op, Shape};
-use tinygen_runtime::Model;
+use anyhow::Result;
+use tinygen_runtime::format::{Act, Mask, ModelKind, Op};
 
-use crate::data::{self, Mnist};
-use crate::export::{export, ExportMeta, FloatLayer, FloatNet, Quant};
-use crate::export_pixelcnn::pixelcnn_nll_runtime;
+use crate::export::{ExportMeta, FloatLayer, FloatNet};
 use crate::models::pixelrnn::{ConvWeights, PixelRnn, K_IN, K_STATE};
-use crate::train_pixelcnn::bits_per_dim;
 
-const IMAGE: Shape = Shape { c: 1, h: 28, w: 28 };
+/// Exact NLL in nats per image of binarized images under an exported
+/// PixelRNN, through the runtime (see [`crate::autoregressive::nll_runtime`]).
+pub use crate::autoregressive::nll_runtime as pixelrnn_nll_runtime;
+
+/// Exports a PixelRnn (see [`crate::autoregressive::export_autoregressive`]).
+pub use crate::autoregressive::export_autoregressive as export_pixelrnn;
 
 fn masked(c: ConvWeights, mask: Mask, act: Act) -> FloatLayer {
     FloatLayer {
@@ -68,91 +70,25 @@ pub fn pixelrnn_net(model: &PixelRnn) -> Result<FloatNet> {
     layers.push(masked(w.fc, Mask::B, Act::Relu));
     layers.push(masked(w.out, Mask::B, Act::None));
     Ok(FloatNet {
-        input: IMAGE,
+        input: crate::autoregressive::IMAGE,
         layers,
     })
 }
 
 /// File metadata of a PixelRNN (no latent, no prior).
 pub fn pixelrnn_meta(data: String) -> ExportMeta {
-    ExportMeta {
-        kind: ModelKind::PixelRnn,
-        image: IMAGE,
-        latent: 0,
-        data,
-        figures: Vec::new(),
-        prior: None,
-    }
-}
-
-/// Exact NLL in nats per image of binarized `images` (n·784 bytes, >= 128
-/// is 1) under an exported PixelRNN, through the runtime (one forward pass
-/// per image gives every conditional logit, dequantized for int8).
-///
-/// # Errors
-/// If the model is not autoregressive.
-pub fn pixelrnn_nll_runtime(model: &Model<'_>, images: &[u8]) -> Result<f64> {
-    pixelcnn_nll_runtime(model, images)
-}
-
-/// The first `n` images of `bytes` binarized at 0.5 (as training sees them), as bytes 0/255.
-fn binarized(bytes: &[u8], n: usize) -> Vec<u8> {
-    bytes[..n * data::PIXELS]
-        .iter()
-        .map(|&p| if p >= 128 { 255 } else { 0 })
-        .collect()
-}
-
-/// Exports `model` as `quant`: int8 calibrated on the first `calib`
-/// binarized training images (activation ranges and each Row LSTM's gate
-/// pre-activation range); with `eval > 0`, the exact NLL of the first
-/// `eval` test images is measured through the runtime on the exported
-/// file and stored in it (`test_nll_nats`, `test_bits_per_dim`).
-///
-/// # Errors
-/// On export or runtime errors.
-pub fn export_pixelrnn(
-    model: &PixelRnn,
-    mnist: &Mnist,
-    description: String,
-    quant: Quant,
-    calib: usize,
-    eval: usize,
-) -> Result<Vec<u8>> {
-    let net = pixelrnn_net(model)?;
-    let mut meta = pixelrnn_meta(description);
-    let calib_inputs: Vec<Vec<f32>> = if quant == Quant::Int8 {
-        let n = calib.clamp(1, mnist.n_train);
-        binarized(&mnist.train_images, n)
-            .chunks_exact(data::PIXELS)
-            .map(|img| img.iter().map(|&p| f32::from(p) / 255.0).collect())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut bytes = export(&net, &meta, quant, &calib_inputs)?;
-    if eval > 0 {
-        let n = eval.min(mnist.n_test);
-        let test = binarized(&mnist.test_images, n);
-        let nll = {
-            let m = Model::load(&bytes).map_err(|e| anyhow!("{e}"))?;
-            pixelrnn_nll_runtime(&m, &test)?
-        };
-        meta.figures = vec![
-            ("test_nll_nats".into(), nll as f32),
-            ("test_bits_per_dim".into(), bits_per_dim(nll) as f32),
-        ];
-        bytes = export(&net, &meta, quant, &calib_inputs)?;
-    }
-    Ok(bytes)
+    crate::autoregressive::meta(ModelKind::PixelRnn, data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::eval::HostArena;
+    use crate::export::export;
+    use crate::export::Quant;
     use crate::models::pixelrnn::PixelRnnConfig;
     use candle_core::{Device, Tensor};
+    use tinygen_runtime::Model;
     use tinygen_runtime::PixelCnnSampler;
 
     fn image(seed: u32) -> Vec<u8> {

@@ -3,7 +3,10 @@
 //!
 //! - [`data`]: MNIST IDX loader (plain or `.gz`) and tensor helpers.
 //! - [`models`]: the model families ([`models::vae`]) and seeded initialization.
-//! - [`train`]: training runs, run directories, checkpoints, [`train::load_run`].
+//! - [`train`]: training runs, run directories, checkpoints, [`train::load_run`];
+//!   [`run`]: the run harness every family shares (run directory, metrics,
+//!   checkpoints, non-finite-loss guard, progress); [`autoregressive`]: the
+//!   training loop and export path PixelCNN and PixelRNN share.
 //! - [`report`]: PNG image grids and the metrics CSV.
 //! - [`loss_plot`]: loss curves (`loss.png`) from any run's `metrics.csv`,
 //!   written at the end of every training run.
@@ -18,6 +21,7 @@
 //!
 //! The binary `tinygen` is the command line over this library.
 
+pub mod autoregressive;
 pub mod convert;
 pub mod data;
 pub mod eval;
@@ -26,12 +30,13 @@ pub mod export_pixelcnn;
 pub mod export_pixelrnn;
 pub mod export_runs;
 pub mod latent;
-pub mod metrics;
-pub mod quality;
 pub mod loss_plot;
+pub mod metrics;
 pub mod models;
+pub mod quality;
 pub mod quantize;
 pub mod report;
+pub mod run;
 pub mod sample;
 pub mod train;
 pub mod train_ae;

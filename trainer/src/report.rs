@@ -7,7 +7,6 @@
 //! # anyhow::Ok(())
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -158,27 +157,6 @@ impl EpochMetrics {
             self.seconds
         )
     }
-}
-
-/// Creates `path` holding only the CSV header.
-///
-/// # Errors
-/// If the file cannot be written.
-pub fn create_metrics_csv(path: &Path) -> Result<()> {
-    std::fs::write(path, format!("{METRICS_HEADER}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Appends one row to the CSV at `path`.
-///
-/// # Errors
-/// If the file cannot be opened or written.
-pub fn append_metrics_csv(path: &Path, m: &EpochMetrics) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    writeln!(f, "{}", m.csv_row()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

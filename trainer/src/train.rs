@@ -1,4 +1,6 @@
-//! Training runs: the loop, the run directory, checkpoints, and loading a run back.
+//! Training runs: the VAE's run, what every run is configured with
+//! ([`TrainOptions`], [`RunConfig`]), the run directory, and loading a run
+//! back. The harness every family's loop uses is [`crate::run`].
 //!
 //! ```no_run
 //! use tinygen_trainer::models::vae::VaeConfig;
@@ -25,16 +27,11 @@
 //! Every random number comes from generators seeded by `seed`: the same options
 //! give the same run on the same machine and thread count.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +39,7 @@ use crate::data::{self, load_mnist};
 use crate::models::vae::{Vae, VaeConfig};
 use crate::models::{standard_normal, varmap_from_tensors};
 use crate::report::{self, EpochMetrics};
+use crate::run::{adamw, batch_images, load_family, Outcome, Run, Schedule};
 
 /// The run's configuration file.
 pub const CONFIG_FILE: &str = "config.json";
@@ -52,8 +50,8 @@ pub const METRICS_FILE: &str = "metrics.csv";
 /// 8x8 grid of samples from the checkpoint.
 pub const SAMPLES_FILE: &str = "samples.png";
 
-// Independent streams derived from the run's seed.
-const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
+// Independent streams derived from the run's seed (and
+// [`crate::run::SHUFFLE_STREAM`]).
 const NOISE_STREAM: u64 = 0x4e4f_4953_4531_2d2d;
 const EVAL_STREAM: u64 = 0x4556_414c_2d2d_2d2d;
 const SAMPLE_STREAM: u64 = 0x5341_4d50_4c45_5321;
@@ -181,65 +179,12 @@ impl Default for TrainOptions {
     }
 }
 
-/// A finished run.
-#[derive(Debug, Clone)]
-pub struct TrainOutcome {
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// What was written to `config.json`.
-    pub config: RunConfig,
-    /// One row per epoch, as in `metrics.csv`.
-    pub metrics: Vec<EpochMetrics>,
-}
+/// A finished VAE run.
+pub type TrainOutcome = Outcome<EpochMetrics>;
 
-/// Training stopped on a NaN or infinite loss. The run directory keeps the
-/// checkpoint of the last epoch with finite losses, if there was one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NonFiniteLoss {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// 1-based global step of the bad batch; `None` when the test evaluation after the epoch was non-finite.
-    pub step: Option<usize>,
-    /// Reconstruction term seen.
-    pub recon: f64,
-    /// KL term seen.
-    pub kl: f64,
-    /// The epoch whose checkpoint is kept.
-    pub last_good_epoch: Option<usize>,
-    /// Where that checkpoint is (or would be).
-    pub checkpoint: PathBuf,
-}
-
-impl fmt::Display for NonFiniteLoss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.step {
-            Some(step) => write!(
-                f,
-                "non-finite training loss at epoch {}, step {step}",
-                self.epoch
-            )?,
-            None => write!(f, "non-finite test loss after epoch {}", self.epoch)?,
-        }
-        write!(
-            f,
-            " (recon {}, KL {}); training stopped",
-            self.recon, self.kl
-        )?;
-        match self.last_good_epoch {
-            Some(e) => write!(
-                f,
-                "; kept the last good checkpoint (epoch {e}) at {}",
-                self.checkpoint.display()
-            ),
-            None => write!(
-                f,
-                "; no epoch finished with finite losses, so no checkpoint was written"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NonFiniteLoss {}
+/// Training stopped on a NaN or infinite loss (the VAE's losses are named
+/// `recon` and `KL`).
+pub type NonFiniteLoss = crate::run::NonFiniteTraining;
 
 /// Trains a VAE on binarized MNIST; see the module docs for what the run directory holds.
 ///
@@ -249,11 +194,7 @@ impl std::error::Error for NonFiniteLoss {}
 pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutcome> {
     check_options(opts)?;
     let device = Device::Cpu;
-    let (mnist, n_train, n_test) = load_data(opts)?;
-    let x_train = mnist.train_binarized(&device)?;
-    let x_test = mnist.test_binarized(&device)?;
-    drop(mnist);
-
+    let (x_train, x_test, n_train, n_test) = load_binarized_data(opts)?;
     let config = run_config(
         ModelConfig::Vae(vae_config),
         opts,
@@ -262,95 +203,42 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
         "bernoulli, binarized at 0.5",
     );
     let vae = Vae::new(vae_config, opts.seed, &device)?;
-    let mut opt = AdamW::new(
-        vae.varmap().all_vars(),
-        ParamsAdamW {
-            lr: opts.lr,
-            weight_decay: opts.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    let mut opt = adamw(vae.varmap().all_vars(), opts)?;
 
-    let run_dir = create_run_dir(&opts.out, config.model.family(), opts.seed)?;
-    write_config(&run_dir, &config)?;
-    let metrics_path = run_dir.join(METRICS_FILE);
-    report::create_metrics_csv(&metrics_path)?;
-    let checkpoint = run_dir.join(MODEL_FILE);
-    if opts.verbose {
-        println!(
-            "run directory: {}\ntraining VAE (latent {}) on {n_train} images, testing on {n_test}",
-            run_dir.display(),
-            vae_config.latent
-        );
-    }
-
-    let mut shuffle_rng = StdRng::seed_from_u64(opts.seed ^ SHUFFLE_STREAM);
-    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
-    let mut order: Vec<u32> = (0..n_train as u32).collect();
+    let mut run = Run::create(opts, &config, report::METRICS_HEADER)?;
+    run.announce(format_args!(
+        "training VAE (latent {}) on {n_train} images, testing on {n_test}",
+        vae_config.latent
+    ));
     let steps_per_epoch = n_train.div_ceil(opts.batch_size);
-    let max_steps = opts.max_steps.unwrap_or(usize::MAX);
-    let mut step = 0usize;
+    let mut schedule = Schedule::new(opts, n_train, opts.batch_size, steps_per_epoch);
+    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
     let mut metrics = Vec::new();
-    let mut last_good_epoch = None;
 
-    for epoch in 1..=opts.epochs {
-        if step >= max_steps {
-            break;
-        }
-        order.shuffle(&mut shuffle_rng);
-        let steps = steps_per_epoch.min(max_steps - step);
-        let pb = progress_bar(opts.verbose, steps, epoch, opts.epochs);
-        let t0 = Instant::now();
-        let (mut sum_recon, mut sum_kl, mut seen) = (0f64, 0f64, 0usize);
-        for batch in order.chunks(opts.batch_size).take(steps) {
-            step += 1;
-            let b = batch.len();
-            let idx = Tensor::from_slice(batch, b, &device)?;
-            let mut x = x_train.index_select(&idx, 0)?;
-            if opts.poison_step == Some(step) {
-                x = x.affine(f64::NAN, 0.0)?;
-            }
-            let eps = standard_normal(&mut noise_rng, (b, vae_config.latent), &device)?;
-            let (recon, kl) = vae.loss(&x, &eps)?;
-            let r = f64::from(recon.to_scalar::<f32>()?);
-            let k = f64::from(kl.to_scalar::<f32>()?);
-            if !(r.is_finite() && k.is_finite()) {
-                pb.abandon();
-                return Err(NonFiniteLoss {
-                    epoch,
-                    step: Some(step),
-                    recon: r,
-                    kl: k,
-                    last_good_epoch,
-                    checkpoint,
-                }
-                .into());
-            }
-            opt.backward_step(&(recon + kl)?)?;
-            sum_recon += r * b as f64;
-            sum_kl += k * b as f64;
-            seen += b;
-            pb.inc(1);
-            let (mr, mk) = (sum_recon / seen as f64, sum_kl / seen as f64);
-            pb.set_message(format!("recon {mr:.2}  KL {mk:.2}  -ELBO {:.2}", mr + mk));
-        }
-        let seconds = t0.elapsed().as_secs_f64();
-        pb.finish_and_clear();
+    let mut train_step = |batch: &[u32], n| {
+        let x = batch_images(&x_train, batch, n, opts)?;
+        let eps = standard_normal(&mut noise_rng, (batch.len(), vae_config.latent), &device)?;
+        let (recon, kl) = vae.loss(&x, &eps)?;
+        let r = f64::from(recon.to_scalar::<f32>()?);
+        let k = f64::from(kl.to_scalar::<f32>()?);
+        Ok(((recon + kl)?, vec![("recon", r), ("KL", k)]))
+    };
+    let message = |m: &[f64]| {
+        format!(
+            "recon {:.2}  KL {:.2}  -ELBO {:.2}",
+            m[0],
+            m[1],
+            m[0] + m[1]
+        )
+    };
+    while let Some(trained) = run.train_epoch(&mut schedule, &mut opt, &mut train_step, message)? {
+        let (epoch, seconds) = (trained.epoch, trained.seconds);
 
         let mut eval_rng = StdRng::seed_from_u64(opts.seed ^ EVAL_STREAM);
         let (test_recon, test_kl) = evaluate_vae(&vae, &x_test, opts.batch_size, &mut eval_rng)?;
-        if !(test_recon.is_finite() && test_kl.is_finite()) {
-            return Err(NonFiniteLoss {
-                epoch,
-                step: None,
-                recon: test_recon,
-                kl: test_kl,
-                last_good_epoch,
-                checkpoint,
-            }
-            .into());
-        }
-        let (train_recon, train_kl) = (sum_recon / seen as f64, sum_kl / seen as f64);
+        run.check_finite(None, epoch, None, &[("recon", test_recon), ("KL", test_kl)])?;
+        let (train_recon, train_kl) = (trained.means[0], trained.means[1]);
+        let step = schedule.step;
         let m = EpochMetrics {
             epoch,
             step,
@@ -362,37 +250,19 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
             test_elbo: test_recon + test_kl,
             seconds,
         };
-        save_checkpoint(&vae, &checkpoint)?;
-        last_good_epoch = Some(epoch);
-        report::append_metrics_csv(&metrics_path, &m)?;
-        write_vae_samples(&vae, opts.seed, &run_dir.join(SAMPLES_FILE))?;
-        if opts.verbose {
-            println!(
-                "epoch {epoch:>3}/{}  step {step:>6}  train -ELBO {:7.2} (recon {:7.2}, KL {:6.2})  \
+        run.save_epoch(vae.varmap(), epoch, &m.csv_row())?;
+        write_vae_samples(&vae, opts.seed, &run.dir().join(SAMPLES_FILE))?;
+        run.epoch_line(
+            epoch,
+            format_args!(
+                "step {step:>6}  train -ELBO {:7.2} (recon {:7.2}, KL {:6.2})  \
                  test -ELBO {:7.2} (recon {:7.2}, KL {:6.2})  {seconds:6.1} s",
-                opts.epochs, m.train_elbo, m.train_recon, m.train_kl, m.test_elbo, m.test_recon, m.test_kl
-            );
-        }
+                m.train_elbo, m.train_recon, m.train_kl, m.test_elbo, m.test_recon, m.test_kl
+            ),
+        );
         metrics.push(m);
     }
-    // Loss curves next to metrics.csv.
-    crate::report::write_loss_png(&metrics_path)?;
-    if opts.verbose {
-        println!(
-            "wrote {}, {}, {}, {} and {} in {}",
-            MODEL_FILE,
-            CONFIG_FILE,
-            METRICS_FILE,
-            crate::report::LOSS_FILE,
-            SAMPLES_FILE,
-            run_dir.display()
-        );
-    }
-    Ok(TrainOutcome {
-        run_dir,
-        config,
-        metrics,
-    })
+    run.finish(config, metrics, true)
 }
 
 /// Loads the run's data set (`--data`, cut to `--limit-train`) and checks it
@@ -413,6 +283,21 @@ pub(crate) fn load_data(opts: &TrainOptions) -> Result<(data::Mnist, usize, usiz
         );
     }
     Ok((mnist, n_train, n_test))
+}
+
+/// [`load_data`], binarized at 0.5: (training images, test images, n_train, n_test).
+///
+/// # Errors
+/// As [`load_data`], and on candle errors.
+pub(crate) fn load_binarized_data(opts: &TrainOptions) -> Result<(Tensor, Tensor, usize, usize)> {
+    let (mnist, n_train, n_test) = load_data(opts)?;
+    let device = Device::Cpu;
+    Ok((
+        mnist.train_binarized(&device)?,
+        mnist.test_binarized(&device)?,
+        n_train,
+        n_test,
+    ))
 }
 
 /// The `config.json` of a run of `model` trained with `opts`.
@@ -463,25 +348,6 @@ pub(crate) fn check_options(opts: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn progress_bar(
-    verbose: bool,
-    steps: usize,
-    epoch: usize,
-    epochs: usize,
-) -> ProgressBar {
-    if !verbose {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(steps as u64);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_prefix(format!("epoch {epoch}/{epochs}"));
-    pb
-}
-
 /// Reconstruction and KL terms of -ELBO, nats per image, averaged over all of
 /// `x` (binarized, (n, 1, 28, 28)), one noise sample per image drawn from `rng`.
 ///
@@ -520,17 +386,6 @@ pub fn write_vae_samples(vae: &Vae, seed: u64, path: &Path) -> Result<()> {
     let z = standard_normal(&mut rng, (64, vae.latent()), &Device::Cpu)?;
     let probs = vae.decode_probs(&z)?.flatten_all()?.to_vec1::<f32>()?;
     report::write_grid_png(path, &report::probs_to_bytes(&probs), 64, 8)
-}
-
-/// Saves the weights to `path` through a temporary file and a rename, so that
-/// `path` always holds a complete checkpoint.
-fn save_checkpoint(vae: &Vae, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    vae.varmap()
-        .save(&tmp)
-        .with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 pub(crate) fn write_config(run_dir: &Path, config: &RunConfig) -> Result<()> {
@@ -622,21 +477,15 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, candle_nn::VarMap)> {
 /// # Errors
 /// As [`load_run`], or if the run is not a VAE or its tensors do not fit the config.
 pub fn load_vae(dir: &Path) -> Result<(RunConfig, Vae)> {
-    let (config, varmap) = load_run(dir)?;
-    let ModelConfig::Vae(vae_config) = config.model else {
-        bail!(
-            "{} is a {} run, not a VAE run",
-            dir.display(),
-            config.model.family()
-        );
-    };
-    let vae = Vae::from_varmap(vae_config, varmap, &Device::Cpu).with_context(|| {
-        format!(
-            "checkpoint in {} does not match its config.json",
-            dir.display()
-        )
-    })?;
-    Ok((config, vae))
+    load_family(
+        dir,
+        "a VAE",
+        |m| match m {
+            ModelConfig::Vae(c) => Some(*c),
+            _ => None,
+        },
+        |c, varmap| Vae::from_varmap(c, varmap, &Device::Cpu),
+    )
 }
 
 #[cfg(test)]

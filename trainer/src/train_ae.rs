@@ -1,6 +1,6 @@
-//! Autoencoder training runs (`tinygen train ae`), and what the autoencoder,
-//! GAN and classifier runs share: checkpoints of a whole [`VarMap`], CSV
-//! metrics with any columns, and the non-finite-loss error.
+//! Autoencoder training runs (`tinygen train ae`), and the grayscale data the
+//! autoencoder, GAN and classifier runs share (the run harness is
+//! [`crate::run`]).
 //!
 //! ```no_run
 //! use tinygen_trainer::models::ae::AeConfig;
@@ -20,27 +20,22 @@
 //! decodes of 16 latents drawn from the Gaussian fitted to the training
 //! codes (what `tinygen sample` does with an exported autoencoder).
 
-use std::fmt;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::models::ae::{AeConfig, AutoEncoder};
 use crate::models::standard_normal;
 use crate::report;
+use crate::run::{adamw, batch_images, load_family, Run, Schedule};
 use crate::train::{
-    check_options, create_run_dir, load_data, load_run, progress_bar, run_config, write_config,
-    ModelConfig, RunConfig, TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
+    check_options, load_data, run_config, ModelConfig, RunConfig, TrainOptions, SAMPLES_FILE,
 };
 
-pub(crate) const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
+pub use crate::run::{NonFiniteTraining, Outcome};
 pub(crate) const SAMPLE_STREAM: u64 = 0x5341_4d50_4c45_5321;
 
 /// Header of an autoencoder run's `metrics.csv`.
@@ -63,96 +58,6 @@ pub struct AeEpoch {
     pub test_mse: f64,
     /// Seconds of this epoch's training steps (evaluation excluded).
     pub seconds: f64,
-}
-
-/// A finished run of any family trained here.
-#[derive(Debug, Clone)]
-pub struct Outcome<M> {
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// What was written to `config.json`.
-    pub config: RunConfig,
-    /// One row per epoch, as in `metrics.csv`.
-    pub metrics: Vec<M>,
-}
-
-/// Training stopped on a NaN or infinite loss. The run directory keeps the
-/// checkpoint of the last epoch with finite losses, if there was one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NonFiniteTraining {
-    /// Family being trained.
-    pub family: &'static str,
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// 1-based global step of the bad batch; `None` when the test evaluation was non-finite.
-    pub step: Option<usize>,
-    /// The losses seen, by name.
-    pub losses: Vec<(&'static str, f64)>,
-    /// The epoch whose checkpoint is kept.
-    pub last_good_epoch: Option<usize>,
-    /// Where that checkpoint is (or would be).
-    pub checkpoint: PathBuf,
-}
-
-impl fmt::Display for NonFiniteTraining {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.step {
-            Some(step) => write!(
-                f,
-                "{}: non-finite training loss at epoch {}, step {step}",
-                self.family, self.epoch
-            )?,
-            None => write!(
-                f,
-                "{}: non-finite test loss after epoch {}",
-                self.family, self.epoch
-            )?,
-        }
-        let losses: Vec<String> = self
-            .losses
-            .iter()
-            .map(|(n, v)| format!("{n} {v}"))
-            .collect();
-        write!(f, " ({}); training stopped", losses.join(", "))?;
-        match self.last_good_epoch {
-            Some(e) => write!(
-                f,
-                "; kept the last good checkpoint (epoch {e}) at {}",
-                self.checkpoint.display()
-            ),
-            None => write!(
-                f,
-                "; no epoch finished with finite losses, so no checkpoint was written"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NonFiniteTraining {}
-
-/// Saves `varmap` to `path` through a temporary file and a rename.
-pub(crate) fn save_varmap(varmap: &VarMap, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    varmap
-        .save(&tmp)
-        .with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-}
-
-/// Creates a CSV file holding only `header`.
-pub(crate) fn create_csv(path: &Path, header: &str) -> Result<()> {
-    std::fs::write(path, format!("{header}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Appends one line to a CSV file.
-pub(crate) fn append_csv(path: &Path, row: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    writeln!(f, "{row}").with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Loads the data of a run: (training images, test images, n_train, n_test,
@@ -288,162 +193,81 @@ pub fn train_ae(opts: &TrainOptions, ae_config: AeConfig) -> Result<Outcome<AeEp
         "grayscale in [0, 1] (pixel / 255)",
     );
     let ae = AutoEncoder::new(ae_config, opts.seed, &device)?;
-    let mut opt = AdamW::new(
-        ae.varmap().all_vars(),
-        ParamsAdamW {
-            lr: opts.lr,
-            weight_decay: opts.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?;
-    let run_dir = create_run_dir(&opts.out, config.model.family(), opts.seed)?;
-    write_config(&run_dir, &config)?;
-    let metrics_path = run_dir.join(METRICS_FILE);
-    create_csv(&metrics_path, METRICS_HEADER)?;
-    let checkpoint = run_dir.join(MODEL_FILE);
-    if opts.verbose {
-        println!(
-            "run directory: {}\ntraining autoencoder (latent {}) on {} images, testing on {}",
-            run_dir.display(),
-            ae_config.latent,
-            d.n_train,
-            d.n_test
-        );
-    }
-    let mut shuffle_rng = StdRng::seed_from_u64(opts.seed ^ SHUFFLE_STREAM);
-    let mut order: Vec<u32> = (0..d.n_train as u32).collect();
+    let mut opt = adamw(ae.varmap().all_vars(), opts)?;
+    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
+    run.announce(format_args!(
+        "training autoencoder (latent {}) on {} images, testing on {}",
+        ae_config.latent, d.n_train, d.n_test
+    ));
     let steps_per_epoch = d.n_train.div_ceil(opts.batch_size);
-    let max_steps = opts.max_steps.unwrap_or(usize::MAX);
-    let (mut step, mut metrics, mut last_good_epoch) = (0usize, Vec::new(), None);
-    let non_finite = |epoch, step, losses, last_good_epoch, checkpoint: &Path| NonFiniteTraining {
-        family: "ae",
-        epoch,
-        step,
-        losses,
-        last_good_epoch,
-        checkpoint: checkpoint.to_path_buf(),
+    let mut schedule = Schedule::new(opts, d.n_train, opts.batch_size, steps_per_epoch);
+    let mut metrics = Vec::new();
+    let mut train_step = |batch: &[u32], n| {
+        let (bce, mse) = ae.loss(&batch_images(&d.x_train, batch, n, opts)?)?;
+        let l = f64::from(bce.to_scalar::<f32>()?);
+        let m = f64::from(mse.to_scalar::<f32>()?);
+        Ok((bce, vec![("bce", l), ("mse", m)]))
     };
-    for epoch in 1..=opts.epochs {
-        if step >= max_steps {
-            break;
-        }
-        order.shuffle(&mut shuffle_rng);
-        let steps = steps_per_epoch.min(max_steps - step);
-        let pb = progress_bar(opts.verbose, steps, epoch, opts.epochs);
-        let t0 = Instant::now();
-        let (mut sum_bce, mut sum_mse, mut seen) = (0f64, 0f64, 0usize);
-        for batch in order.chunks(opts.batch_size).take(steps) {
-            step += 1;
-            let b = batch.len();
-            let idx = Tensor::from_slice(batch, b, &device)?;
-            let mut x = d.x_train.index_select(&idx, 0)?;
-            if opts.poison_step == Some(step) {
-                x = x.affine(f64::NAN, 0.0)?;
-            }
-            let (bce, mse) = ae.loss(&x)?;
-            let l = f64::from(bce.to_scalar::<f32>()?);
-            let m = f64::from(mse.to_scalar::<f32>()?);
-            if !(l.is_finite() && m.is_finite()) {
-                pb.abandon();
-                let losses = vec![("bce", l), ("mse", m)];
-                return Err(
-                    non_finite(epoch, Some(step), losses, last_good_epoch, &checkpoint).into(),
-                );
-            }
-            opt.backward_step(&bce)?;
-            sum_bce += l * b as f64;
-            sum_mse += m * b as f64;
-            seen += b;
-            pb.inc(1);
-            pb.set_message(format!(
-                "BCE {:.2} nats  MSE {:.4}",
-                sum_bce / seen as f64,
-                sum_mse / seen as f64
-            ));
-        }
-        let seconds = t0.elapsed().as_secs_f64();
-        pb.finish_and_clear();
+    let message = |m: &[f64]| format!("BCE {:.2} nats  MSE {:.4}", m[0], m[1]);
+    while let Some(trained) = run.train_epoch(&mut schedule, &mut opt, &mut train_step, message)? {
+        let (epoch, seconds) = (trained.epoch, trained.seconds);
         let (test_bce, test_mse) = evaluate_ae(&ae, &d.x_test, opts.batch_size)?;
-        if !(test_bce.is_finite() && test_mse.is_finite()) {
-            let losses = vec![("bce", test_bce), ("mse", test_mse)];
-            return Err(non_finite(epoch, None, losses, last_good_epoch, &checkpoint).into());
-        }
+        run.check_finite(None, epoch, None, &[("bce", test_bce), ("mse", test_mse)])?;
+        let step = schedule.step;
         let m = AeEpoch {
             epoch,
             step,
-            train_bce: sum_bce / seen.max(1) as f64,
-            train_mse: sum_mse / seen.max(1) as f64,
+            train_bce: trained.means[0],
+            train_mse: trained.means[1],
             test_bce,
             test_mse,
             seconds,
         };
-        save_varmap(ae.varmap(), &checkpoint)?;
-        last_good_epoch = Some(epoch);
-        append_csv(
-            &metrics_path,
-            &format!(
-                "{},{},{:.4},{:.6},{:.4},{:.6},{:.3}",
-                m.epoch, m.step, m.train_bce, m.train_mse, m.test_bce, m.test_mse, m.seconds
-            ),
-        )?;
+        let row = format!(
+            "{},{},{:.4},{:.6},{:.4},{:.6},{:.3}",
+            m.epoch, m.step, m.train_bce, m.train_mse, m.test_bce, m.test_mse, m.seconds
+        );
+        run.save_epoch(ae.varmap(), epoch, &row)?;
         let stats = latent_stats(&ae, &d.x_train)?;
         write_ae_samples(
             &ae,
             &d.x_test,
             &stats,
             opts.seed,
-            &run_dir.join(SAMPLES_FILE),
+            &run.dir().join(SAMPLES_FILE),
         )?;
-        if opts.verbose {
-            println!(
-                "epoch {epoch:>3}/{}  step {step:>6}  train BCE {:7.2} MSE {:.4}  \
-                 test BCE {:7.2} MSE {:.4}  {seconds:6.1} s",
-                opts.epochs, m.train_bce, m.train_mse, m.test_bce, m.test_mse
-            );
-        }
+        run.epoch_line(
+            epoch,
+            format_args!(
+                "step {step:>6}  train BCE {:7.2} MSE {:.4}  test BCE {:7.2} MSE {:.4}  {seconds:6.1} s",
+                m.train_bce, m.train_mse, m.test_bce, m.test_mse
+            ),
+        );
         metrics.push(m);
     }
-    // Loss curves next to metrics.csv.
-    crate::report::write_loss_png(&metrics_path)?;
-    if opts.verbose {
-        println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE}, {} and {SAMPLES_FILE} in {}",
-            crate::report::LOSS_FILE,
-            run_dir.display()
-        );
-    }
-    Ok(Outcome {
-        run_dir,
-        config,
-        metrics,
-    })
+    run.finish(config, metrics, true)
 }
 
 /// Loads an autoencoder run.
 ///
 /// # Errors
-/// As [`load_run`], or if the run is not an autoencoder run or its tensors do not fit.
+/// As [`crate::train::load_run`], or if the run is not an autoencoder run or its tensors do not fit.
 pub fn load_ae(dir: &Path) -> Result<(RunConfig, AutoEncoder)> {
-    let (config, varmap) = load_run(dir)?;
-    let ModelConfig::Ae(ae_config) = config.model else {
-        bail!(
-            "{} is a {} run, not an autoencoder (ae) run",
-            dir.display(),
-            config.model.family()
-        );
-    };
-    let ae = AutoEncoder::from_varmap(ae_config, varmap, &Device::Cpu).with_context(|| {
-        format!(
-            "checkpoint in {} does not match its config.json",
-            dir.display()
-        )
-    })?;
-    Ok((config, ae))
+    load_family(
+        dir,
+        "an autoencoder (ae)",
+        |m| match m {
+            ModelConfig::Ae(c) => Some(*c),
+            _ => None,
+        },
+        |c, varmap| AutoEncoder::from_varmap(c, varmap, &Device::Cpu),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::{CONFIG_FILE, METRICS_FILE, MODEL_FILE};
 
     fn opts(out: &Path) -> TrainOptions {
         TrainOptions {

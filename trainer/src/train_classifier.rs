@@ -27,24 +27,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::Optimizer;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::models::classifier::{Classifier, ClassifierConfig};
-use crate::train::run_config;
-use crate::train::{
-    check_options, create_run_dir, load_run, progress_bar, write_config, ModelConfig, RunConfig,
-    TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE,
-};
-use crate::train_ae::{
-    append_csv, create_csv, load_ae, load_float_data, save_varmap, NonFiniteTraining, Outcome,
-    SHUFFLE_STREAM,
-};
+use crate::run::{adamw, append_csv, create_csv, load_family, Outcome, Run, Schedule};
+use crate::train::{check_options, run_config, ModelConfig, RunConfig, TrainOptions};
+use crate::train_ae::{load_ae, load_float_data};
 
 const AUGMENT_STREAM: u64 = 0x4155_474d_454e_5421;
 
@@ -185,7 +178,7 @@ pub fn evaluate_classifier(model: &Classifier, x: &Tensor, y: &Tensor) -> Result
 ///
 /// # Errors
 /// Bad options, unreadable data or run, I/O and candle errors, and
-/// [`NonFiniteTraining`] when a loss turns NaN or infinite.
+/// [`crate::run::NonFiniteTraining`] when a loss turns NaN or infinite.
 pub fn train_classifier(
     opts: &TrainOptions,
     mut cfg: ClassifierRunConfig,
@@ -221,59 +214,42 @@ pub fn train_classifier(
         d.n_test,
         "grayscale in [0, 1] (pixel / 255)",
     );
-    let mut opt = AdamW::new(
-        model.varmap().all_vars(),
-        ParamsAdamW {
-            lr: opts.lr,
-            weight_decay: opts.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?;
-    let run_dir = create_run_dir(&opts.out, config.model.family(), opts.seed)?;
-    write_config(&run_dir, &config)?;
+    let mut opt = adamw(model.varmap().all_vars(), opts)?;
+    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
     if let Some(dir) = init_from {
-        std::fs::write(run_dir.join(INIT_FROM_FILE), format!("{}\n", dir.display()))?;
+        std::fs::write(
+            run.dir().join(INIT_FROM_FILE),
+            format!("{}\n", dir.display()),
+        )?;
     }
-    let metrics_path = run_dir.join(METRICS_FILE);
-    create_csv(&metrics_path, METRICS_HEADER)?;
-    let checkpoint = run_dir.join(MODEL_FILE);
-    if opts.verbose {
-        println!(
-            "run directory: {}\ntraining classifier ({} init) on {} labelled images, testing on {}",
-            run_dir.display(),
-            init_from.map_or("random".to_string(), |p| format!(
-                "autoencoder {}",
-                p.display()
-            )),
-            d.n_train,
-            d.n_test
-        );
-    }
-    let mut shuffle_rng = StdRng::seed_from_u64(opts.seed ^ SHUFFLE_STREAM);
+    run.announce(format_args!(
+        "training classifier ({} init) on {} labelled images, testing on {}",
+        init_from.map_or("random".to_string(), |p| format!(
+            "autoencoder {}",
+            p.display()
+        )),
+        d.n_train,
+        d.n_test
+    ));
     let mut augment_rng = StdRng::seed_from_u64(opts.seed ^ AUGMENT_STREAM);
-    let mut order: Vec<u32> = (0..d.n_train as u32).collect();
     let batch_size = opts.batch_size.min(d.n_train);
-    let steps_per_epoch = d.n_train.div_ceil(batch_size);
-    let max_steps = opts.max_steps.unwrap_or(usize::MAX);
     // The learning rate decays linearly to 0 over the run's steps.
-    let total_steps = max_steps
-        .min(steps_per_epoch.saturating_mul(opts.epochs))
-        .max(1);
-    let (mut step, mut metrics, mut last_good_epoch) = (0usize, Vec::new(), None);
+    let mut schedule = Schedule::new(opts, d.n_train, batch_size, d.n_train.div_ceil(batch_size))
+        .with_linear_decay(opts.lr);
+    let total_steps = schedule.total_steps();
+    let mut metrics = Vec::new();
     // Training statistics since the last evaluation.
     let (mut sum_loss, mut hits, mut seen, mut seconds) = (0f64, 0usize, 0usize, 0f64);
     let mut last_eval_step = 0;
-    for epoch in 1..=opts.epochs {
-        if step >= max_steps {
-            break;
-        }
-        order.shuffle(&mut shuffle_rng);
-        let steps = steps_per_epoch.min(max_steps - step);
-        let pb = progress_bar(opts.verbose, steps, epoch, opts.epochs);
+    while let Some(ep) = schedule.next_epoch() {
+        let epoch = ep.epoch;
+        let pb = run.progress_bar(ep.steps, epoch);
         let t0 = Instant::now();
-        for batch in order.chunks(batch_size).take(steps) {
-            opt.set_learning_rate(opts.lr * (1.0 - step as f64 / total_steps as f64));
-            step += 1;
+        for batch in ep.batches() {
+            if let Some(lr) = schedule.decayed_lr() {
+                opt.set_learning_rate(lr);
+            }
+            let step = schedule.advance();
             let b = batch.len();
             let idx = Tensor::from_slice(batch, b, &device)?;
             let mut x = d.x_train.index_select(&idx, 0)?;
@@ -287,18 +263,7 @@ pub fn train_classifier(
             let logits = model.logits(&x)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let v = f64::from(loss.to_scalar::<f32>()?);
-            if !v.is_finite() {
-                pb.abandon();
-                return Err(NonFiniteTraining {
-                    family: "classifier",
-                    epoch,
-                    step: Some(step),
-                    losses: vec![("cross_entropy", v)],
-                    last_good_epoch,
-                    checkpoint,
-                }
-                .into());
-            }
+            run.check_finite(Some(&pb), epoch, Some(step), &[("cross_entropy", v)])?;
             opt.backward_step(&loss)?;
             sum_loss += v * b as f64;
             hits += correct(&logits, &y)?;
@@ -314,23 +279,14 @@ pub fn train_classifier(
         pb.finish_and_clear();
         // Evaluate after an epoch at most every EVAL_EVERY steps (few labels make
         // one-step epochs), and always at the end.
+        let step = schedule.step;
         let last = epoch == opts.epochs || step >= total_steps;
         if !last && step - last_eval_step < EVAL_EVERY {
             continue;
         }
         last_eval_step = step;
         let (test_loss, test_acc) = evaluate_classifier(&model, &d.x_test, &d.y_test)?;
-        if !test_loss.is_finite() {
-            return Err(NonFiniteTraining {
-                family: "classifier",
-                epoch,
-                step: None,
-                losses: vec![("cross_entropy", test_loss)],
-                last_good_epoch,
-                checkpoint,
-            }
-            .into());
-        }
+        run.check_finite(None, epoch, None, &[("cross_entropy", test_loss)])?;
         let m = ClassifierEpoch {
             epoch,
             step,
@@ -341,65 +297,39 @@ pub fn train_classifier(
             seconds,
         };
         (sum_loss, hits, seen, seconds) = (0.0, 0, 0, 0.0);
-        save_varmap(model.varmap(), &checkpoint)?;
-        last_good_epoch = Some(epoch);
-        append_csv(
-            &metrics_path,
-            &format!(
-                "{},{},{:.5},{:.4},{:.5},{:.4},{:.3}",
-                m.epoch, m.step, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds
+        let row = format!(
+            "{},{},{:.5},{:.4},{:.5},{:.4},{:.3}",
+            m.epoch, m.step, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds
+        );
+        run.save_epoch(model.varmap(), epoch, &row)?;
+        run.epoch_line(
+            epoch,
+            format_args!(
+                "step {step:>6}  train loss {:.4} acc {:.4}  test loss {:.4} acc {:.4}  {:6.1} s",
+                m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds
             ),
-        )?;
-        if opts.verbose {
-            println!(
-                "epoch {epoch:>3}/{}  step {step:>6}  train loss {:.4} acc {:.4}  \
-                 test loss {:.4} acc {:.4}  {:6.1} s",
-                opts.epochs, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds
-            );
-        }
+        );
         metrics.push(m);
     }
-    // Loss curves next to metrics.csv.
-    crate::report::write_loss_png(&metrics_path)?;
-    if opts.verbose {
-        println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE} and {} in {}",
-            crate::report::LOSS_FILE,
-            run_dir.display()
-        );
-    }
-    Ok(Outcome {
-        run_dir,
-        config,
-        metrics,
-    })
+    run.finish(config, metrics, false)
 }
 
 /// Loads a classifier run.
 ///
 /// # Errors
-/// As [`load_run`], or if the run is not a classifier run.
+/// As [`crate::train::load_run`], or if the run is not a classifier run.
 pub fn load_classifier(dir: &Path) -> Result<(RunConfig, Classifier)> {
-    let (config, varmap) = load_run(dir)?;
-    let ModelConfig::Classifier(cfg) = config.model else {
-        bail!(
-            "{} is a {} run, not a classifier run",
-            dir.display(),
-            config.model.family()
-        );
-    };
-    let model = Classifier::from_varmap(
-        ClassifierConfig { hidden: cfg.hidden },
-        varmap,
-        &Device::Cpu,
+    load_family(
+        dir,
+        "a classifier",
+        |m| match m {
+            ModelConfig::Classifier(c) => Some(*c),
+            _ => None,
+        },
+        |c, varmap| {
+            Classifier::from_varmap(ClassifierConfig { hidden: c.hidden }, varmap, &Device::Cpu)
+        },
     )
-    .with_context(|| {
-        format!(
-            "checkpoint in {} does not match its config.json",
-            dir.display()
-        )
-    })?;
-    Ok((config, model))
 }
 
 /// One line of [`compare_init`]'s table.

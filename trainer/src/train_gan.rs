@@ -22,25 +22,18 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::models::gan::{GLoss, Gan, GanConfig};
 use crate::models::standard_normal;
 use crate::report;
-use crate::train::run_config;
-use crate::train::{
-    check_options, create_run_dir, load_run, progress_bar, write_config, ModelConfig, RunConfig,
-    TrainOptions, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SAMPLES_FILE,
-};
-use crate::train_ae::{
-    append_csv, create_csv, load_float_data, save_varmap, NonFiniteTraining, Outcome,
-    SAMPLE_STREAM, SHUFFLE_STREAM,
-};
+use crate::run::{batch_images, load_family, Outcome, Run, Schedule};
+use crate::train::{check_options, run_config, ModelConfig, RunConfig, TrainOptions, SAMPLES_FILE};
+use crate::train_ae::{load_float_data, SAMPLE_STREAM};
 
 const NOISE_STREAM: u64 = 0x4e4f_4953_4531_2d2d;
 
@@ -96,7 +89,7 @@ pub fn write_gan_samples(gan: &Gan, seed: u64, path: &Path) -> Result<()> {
 ///
 /// # Errors
 /// Bad options, unreadable data, I/O errors, candle errors, and
-/// [`NonFiniteTraining`] when a loss turns NaN or infinite.
+/// [`crate::run::NonFiniteTraining`] when a loss turns NaN or infinite.
 pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<GanEpoch>> {
     check_options(opts)?;
     if gan_config.d_steps == 0 {
@@ -120,71 +113,43 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
     };
     let mut opt_g = AdamW::new(gan.generator_vars()?, params.clone())?;
     let mut opt_d = AdamW::new(gan.discriminator_vars()?, params)?;
-    let run_dir = create_run_dir(&opts.out, config.model.family(), opts.seed)?;
-    write_config(&run_dir, &config)?;
-    let metrics_path = run_dir.join(METRICS_FILE);
-    create_csv(&metrics_path, METRICS_HEADER)?;
-    let checkpoint = run_dir.join(MODEL_FILE);
-    if opts.verbose {
-        println!(
-            "run directory: {}\ntraining GAN (latent {}, {} D step(s) per G step, {} G loss) on {} images",
-            run_dir.display(),
-            gan_config.latent,
-            gan_config.d_steps,
-            match gan_config.g_loss {
-                GLoss::NonSaturating => "non-saturating",
-                GLoss::Minimax => "minimax",
-            },
-            d.n_train
-        );
-    }
-    let mut shuffle_rng = StdRng::seed_from_u64(opts.seed ^ SHUFFLE_STREAM);
-    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
-    let mut order: Vec<u32> = (0..d.n_train as u32).collect();
+    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
+    run.announce(format_args!(
+        "training GAN (latent {}, {} D step(s) per G step, {} G loss) on {} images",
+        gan_config.latent,
+        gan_config.d_steps,
+        match gan_config.g_loss {
+            GLoss::NonSaturating => "non-saturating",
+            GLoss::Minimax => "minimax",
+        },
+        d.n_train
+    ));
     let batches_per_epoch = d.n_train.div_ceil(opts.batch_size);
     let g_steps_per_epoch = batches_per_epoch.div_ceil(gan_config.d_steps);
-    let max_steps = opts.max_steps.unwrap_or(usize::MAX);
-    let (mut step, mut metrics, mut last_good_epoch) = (0usize, Vec::new(), None);
+    let mut schedule = Schedule::new(opts, d.n_train, opts.batch_size, g_steps_per_epoch);
+    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
+    let mut metrics = Vec::new();
     let latent = gan_config.latent;
-    for epoch in 1..=opts.epochs {
-        if step >= max_steps {
-            break;
-        }
-        order.shuffle(&mut shuffle_rng);
-        let steps = g_steps_per_epoch.min(max_steps - step);
-        let pb = progress_bar(opts.verbose, steps, epoch, opts.epochs);
+    while let Some(ep) = schedule.next_epoch() {
+        let epoch = ep.epoch;
+        let pb = run.progress_bar(ep.steps, epoch);
         let t0 = Instant::now();
         let (mut sum_d, mut n_d, mut sum_g, mut n_g) = (0f64, 0usize, 0f64, 0usize);
         let (mut sum_real, mut sum_fake) = (0f64, 0f64);
-        let mut batches = order.chunks(opts.batch_size);
-        for _ in 0..steps {
-            step += 1;
+        let mut batches = ep.order.chunks(opts.batch_size);
+        for _ in 0..ep.steps {
+            let step = schedule.advance();
             for _ in 0..gan_config.d_steps {
                 let Some(batch) = batches.next() else { break };
                 let b = batch.len();
-                let idx = Tensor::from_slice(batch, b, &device)?;
-                let mut real = d.x_train.index_select(&idx, 0)?;
-                if opts.poison_step == Some(step) {
-                    real = real.affine(f64::NAN, 0.0)?;
-                }
+                let real = batch_images(&d.x_train, batch, step, opts)?;
                 let z = standard_normal(&mut noise_rng, (b, latent), &device)?;
                 let fake = gan.generate(&z)?.detach();
                 let lr = gan.discriminate(&real)?;
                 let lf = gan.discriminate(&fake)?;
                 let loss = crate::models::gan::d_loss_from_logits(&lr, &lf)?;
                 let v = f64::from(loss.to_scalar::<f32>()?);
-                if !v.is_finite() {
-                    pb.abandon();
-                    return Err(NonFiniteTraining {
-                        family: "gan",
-                        epoch,
-                        step: Some(step),
-                        losses: vec![("d_loss", v)],
-                        last_good_epoch,
-                        checkpoint,
-                    }
-                    .into());
-                }
+                run.check_finite(Some(&pb), epoch, Some(step), &[("d_loss", v)])?;
                 opt_d.backward_step(&loss)?;
                 sum_d += v;
                 n_d += 1;
@@ -194,18 +159,7 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
             let z = standard_normal(&mut noise_rng, (opts.batch_size, latent), &device)?;
             let g = gan.g_loss(&z)?;
             let v = f64::from(g.to_scalar::<f32>()?);
-            if !v.is_finite() {
-                pb.abandon();
-                return Err(NonFiniteTraining {
-                    family: "gan",
-                    epoch,
-                    step: Some(step),
-                    losses: vec![("g_loss", v)],
-                    last_good_epoch,
-                    checkpoint,
-                }
-                .into());
-            }
+            run.check_finite(Some(&pb), epoch, Some(step), &[("g_loss", v)])?;
             // Only the generator's variables are in opt_g: the gradient that
             // reaches the discriminator here is computed and dropped.
             opt_g.backward_step(&g)?;
@@ -223,6 +177,7 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
         let seconds = t0.elapsed().as_secs_f64();
         pb.finish_and_clear();
         let nd = n_d.max(1) as f64;
+        let step = schedule.step;
         let m = GanEpoch {
             epoch,
             g_step: step,
@@ -232,66 +187,45 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
             d_fake: sum_fake / nd,
             seconds,
         };
-        save_varmap(gan.varmap(), &checkpoint)?;
-        last_good_epoch = Some(epoch);
-        append_csv(
-            &metrics_path,
-            &format!(
-                "{},{},{:.4},{:.4},{:.4},{:.4},{:.3}",
-                m.epoch, m.g_step, m.d_loss, m.g_loss, m.d_real, m.d_fake, m.seconds
+        let row = format!(
+            "{},{},{:.4},{:.4},{:.4},{:.4},{:.3}",
+            m.epoch, m.g_step, m.d_loss, m.g_loss, m.d_real, m.d_fake, m.seconds
+        );
+        run.save_epoch(gan.varmap(), epoch, &row)?;
+        write_gan_samples(&gan, opts.seed, &run.dir().join(SAMPLES_FILE))?;
+        run.epoch_line(
+            epoch,
+            format_args!(
+                "G step {step:>6}  D loss {:.4}  G loss {:.4}  D(x) {:.3}  D(G(z)) {:.3}  {seconds:6.1} s",
+                m.d_loss, m.g_loss, m.d_real, m.d_fake
             ),
-        )?;
-        write_gan_samples(&gan, opts.seed, &run_dir.join(SAMPLES_FILE))?;
-        if opts.verbose {
-            println!(
-                "epoch {epoch:>3}/{}  G step {step:>6}  D loss {:.4}  G loss {:.4}  \
-                 D(x) {:.3}  D(G(z)) {:.3}  {seconds:6.1} s",
-                opts.epochs, m.d_loss, m.g_loss, m.d_real, m.d_fake
-            );
-        }
+        );
         metrics.push(m);
     }
-    // Loss curves next to metrics.csv.
-    crate::report::write_loss_png(&metrics_path)?;
-    if opts.verbose {
-        println!(
-            "wrote {MODEL_FILE}, {CONFIG_FILE}, {METRICS_FILE}, {} and {SAMPLES_FILE} in {}",
-            crate::report::LOSS_FILE,
-            run_dir.display()
-        );
-    }
-    Ok(Outcome {
-        run_dir,
-        config,
-        metrics,
-    })
+    run.finish(config, metrics, true)
 }
 
 /// Loads a GAN run.
 ///
 /// # Errors
-/// As [`load_run`], or if the run is not a GAN run or its tensors do not fit.
+/// As [`crate::train::load_run`], or if the run is not a GAN run or its tensors do not fit.
 pub fn load_gan(dir: &Path) -> Result<(RunConfig, Gan)> {
-    let (config, varmap) = load_run(dir)?;
-    let ModelConfig::Gan(gan_config) = config.model else {
-        bail!(
-            "{} is a {} run, not a GAN run",
-            dir.display(),
-            config.model.family()
-        );
-    };
-    let gan = Gan::from_varmap(gan_config, varmap, &Device::Cpu).with_context(|| {
-        format!(
-            "checkpoint in {} does not match its config.json",
-            dir.display()
-        )
-    })?;
-    Ok((config, gan))
+    load_family(
+        dir,
+        "a GAN",
+        |m| match m {
+            ModelConfig::Gan(c) => Some(*c),
+            _ => None,
+        },
+        |c, varmap| Gan::from_varmap(c, varmap, &Device::Cpu),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::NonFiniteTraining;
+    use crate::train::{CONFIG_FILE, METRICS_FILE, MODEL_FILE};
 
     #[test]
     fn two_steps_write_a_run_and_nan_stops() {

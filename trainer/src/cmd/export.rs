@@ -10,12 +10,15 @@ use rand::SeedableRng;
 use tinygen_runtime::format::{ModelKind, Shape};
 use tinygen_runtime::Model;
 
+use tinygen_trainer::autoregressive::{self, Autoregressive};
 use tinygen_trainer::data::load_mnist;
 use tinygen_trainer::eval::vae_elbo_runtime;
 use tinygen_trainer::export::{
     export_with_encoder, vae_decoder_net, vae_encoder_net, EncoderExport, ExportMeta, Quant,
 };
 use tinygen_trainer::export_runs::{export_ae, export_gan, ExportData};
+use tinygen_trainer::models::pixelcnn::PixelCnn;
+use tinygen_trainer::models::pixelrnn::PixelRnn;
 use tinygen_trainer::models::standard_normal;
 use tinygen_trainer::train::{load_run, load_vae, ModelConfig, RunConfig};
 use tinygen_trainer::train_ae::load_ae;
@@ -60,8 +63,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
     match config.model {
         ModelConfig::Vae(_) => export_vae(args),
         ModelConfig::Ae(_) | ModelConfig::Gan(_) => export_ae_or_gan(args, &config),
-        ModelConfig::PixelCnn(_) => export_pixelcnn_run(args, &config),
-        ModelConfig::PixelRnn(_) => export_pixelrnn_run(args, &config),
+        ModelConfig::PixelCnn(_) => export_autoregressive_run::<PixelCnn>(args, &config),
+        ModelConfig::PixelRnn(_) => export_autoregressive_run::<PixelRnn>(args, &config),
         ModelConfig::Classifier(_) => bail!(
             "{}: a classifier run is used on the host (FCD, inception score); \
              it has no .tgm export (copy its model.safetensors and config.json)",
@@ -76,10 +79,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
 }
 
-/// PixelCNN: masked layers, int8 calibrated on binarized training images,
-/// exact test NLL measured through the runtime and stored in the file.
-fn export_pixelcnn_run(args: ExportArgs, config: &RunConfig) -> Result<()> {
-    let (_, model) = tinygen_trainer::train_pixelcnn::load_pixelcnn(&args.run)?;
+/// PixelCNN or PixelRNN: the layers as the board runs them, int8 calibrated
+/// on binarized training images (Row LSTM gate pre-activation ranges
+/// included), exact test NLL measured through the runtime and stored in the file.
+fn export_autoregressive_run<M: Autoregressive>(
+    args: ExportArgs,
+    config: &RunConfig,
+) -> Result<()> {
+    let (_, model) = autoregressive::load::<M>(&args.run)?;
     let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let mnist = load_mnist(&data_dir)
         .with_context(|| format!("loading calibration data from {}", data_dir.display()))?;
@@ -88,7 +95,7 @@ fn export_pixelcnn_run(args: ExportArgs, config: &RunConfig) -> Result<()> {
         data_dir.display(),
         config.n_train
     );
-    let bytes = tinygen_trainer::export_pixelcnn::export_pixelcnn(
+    let bytes = autoregressive::export_autoregressive(
         &model,
         &mnist,
         description,
@@ -107,50 +114,9 @@ fn export_pixelcnn_run(args: ExportArgs, config: &RunConfig) -> Result<()> {
                 .map_or(f32::NAN, |f| f.value)
         };
         println!(
-            "{} PixelCNN through the runtime on {} test images: exact NLL {:.2} nats/image ({:.4} bits/dim)",
+            "{} {} through the runtime on {} test images: exact NLL {:.2} nats/image ({:.4} bits/dim)",
             args.quant.dtype().name(),
-            args.eval.min(mnist.n_test),
-            fig("test_nll_nats"),
-            fig("test_bits_per_dim")
-        );
-    }
-    write_model(&args.output, &bytes)
-}
-
-/// PixelRNN: masked convolutions and Row LSTM layers, int8 calibrated on
-/// binarized training images (gate pre-activation ranges included), exact
-/// test NLL measured through the runtime and stored in the file.
-fn export_pixelrnn_run(args: ExportArgs, config: &RunConfig) -> Result<()> {
-    let (_, model) = tinygen_trainer::train_pixelrnn::load_pixelrnn(&args.run)?;
-    let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir.clone());
-    let mnist = load_mnist(&data_dir)
-        .with_context(|| format!("loading calibration data from {}", data_dir.display()))?;
-    let description = format!(
-        "MNIST IDX from {} ({} training images), pixels binarized at 0.5",
-        data_dir.display(),
-        config.n_train
-    );
-    let bytes = tinygen_trainer::export_pixelrnn::export_pixelrnn(
-        &model,
-        &mnist,
-        description,
-        args.quant,
-        args.calib,
-        args.eval,
-    )?;
-    if args.eval > 0 {
-        let m = Model::load(&bytes).map_err(|e| anyhow!("{e}"))?;
-        let fig = |name: &str| {
-            m.file
-                .meta
-                .figures
-                .iter()
-                .find(|f| f.name == name)
-                .map_or(f32::NAN, |f| f.value)
-        };
-        println!(
-            "{} PixelRNN through the runtime on {} test images: exact NLL {:.2} nats/image ({:.4} bits/dim)",
-            args.quant.dtype().name(),
+            M::NAME,
             args.eval.min(mnist.n_test),
             fig("test_nll_nats"),
             fig("test_bits_per_dim")
