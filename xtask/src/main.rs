@@ -556,8 +556,24 @@ fn models(root: &Path, epochs: usize) -> Result<()> {
     std::fs::copy(run_dir.join("samples.png"), models.join("vae-samples.png"))?;
     println!("wrote models/vae-f32.tgm, models/vae-int8.tgm, models/vae-samples.png");
     ae_gan_classifier_models(&tinygen, root, &out, &models)?;
-    pixelcnn_models(&tinygen, root, &out, &models)?;
-    pixelrnn_models(&tinygen, root, &out, &models)?;
+    shipped_autoregressive(
+        &tinygen,
+        root,
+        &out,
+        &models,
+        "pixelcnn",
+        PIXELCNN_EPOCHS,
+        &["--layers", "6", "--batch-size", "128"],
+    )?;
+    shipped_autoregressive(
+        &tinygen,
+        root,
+        &out,
+        &models,
+        "pixelrnn",
+        PIXELRNN_EPOCHS,
+        &["--lr", "2e-3", "--weight-decay", "0", "--batch-size", "64"],
+    )?;
     latent_pictures(&tinygen, root, &out, &models)?;
     Ok(())
 }
@@ -633,87 +649,42 @@ fn latent_pictures(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Re
 /// epoch measured on 2 shared cores).
 const PIXELCNN_EPOCHS: usize = 20;
 
-/// The shipped PixelCNN (f32, int8) and its samples (drawn by the runtime's
-/// incremental sampler from a temporary f32 export, at the end of training).
-fn pixelcnn_models(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Result<()> {
-    step(&format!(
-        "train the shipped PixelCNN ({PIXELCNN_EPOCHS} epochs, seed 0)"
-    ));
-    let epochs = PIXELCNN_EPOCHS.to_string();
-    let run_dir = train_run(
-        tinygen,
-        root,
-        &out.join("pixelcnn-runs"),
-        &[
-            "pixelcnn",
-            "--epochs",
-            &epochs,
-            "--layers",
-            "6",
-            "--batch-size",
-            "128",
-        ],
-    )?;
-    for q in ["f32", "int8"] {
-        export(
-            tinygen,
-            root,
-            &run_dir,
-            q,
-            &models.join(format!("pixelcnn-{q}.tgm")),
-        )?;
-    }
-    std::fs::copy(
-        run_dir.join("samples.png"),
-        models.join("pixelcnn-samples.png"),
-    )?;
-    println!(
-        "wrote models/pixelcnn-f32.tgm, models/pixelcnn-int8.tgm, models/pixelcnn-samples.png"
-    );
-    Ok(())
-}
-
 /// Epochs of the shipped PixelRNN (Row LSTM; 160-320 s each measured on 2 shared cores).
 const PIXELRNN_EPOCHS: usize = 8;
 
-/// The shipped PixelRNN (f32, int8) and its samples (drawn by the runtime's
-/// incremental sampler from a temporary f32 export, at the end of training).
-fn pixelrnn_models(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Result<()> {
+/// Trains `family` with `args` (seed 0), exports the run as
+/// `models/<family>-{f32,int8}.tgm` and copies its `samples.png` and
+/// `loss.png` next to them (the samples were drawn by the runtime from a
+/// temporary f32 export at the end of training).
+fn shipped_autoregressive(
+    tinygen: &Path,
+    root: &Path,
+    out: &Path,
+    models: &Path,
+    family: &str,
+    epochs: usize,
+    args: &[&str],
+) -> Result<()> {
     step(&format!(
-        "train the shipped PixelRNN ({PIXELRNN_EPOCHS} epochs, seed 0)"
+        "train the shipped {family} ({epochs} epochs, seed 0)"
     ));
-    let epochs = PIXELRNN_EPOCHS.to_string();
-    let run_dir = train_run(
-        tinygen,
-        root,
-        &out.join("pixelrnn-runs"),
-        &[
-            "pixelrnn",
-            "--epochs",
-            &epochs,
-            "--lr",
-            "2e-3",
-            "--weight-decay",
-            "0",
-            "--batch-size",
-            "64",
-        ],
-    )?;
+    let epochs = epochs.to_string();
+    let mut all = vec![family, "--epochs", &epochs];
+    all.extend_from_slice(args);
+    let run_dir = train_run(tinygen, root, &out.join(format!("{family}-runs")), &all)?;
     for q in ["f32", "int8"] {
-        export(
-            tinygen,
-            root,
-            &run_dir,
-            q,
-            &models.join(format!("pixelrnn-{q}.tgm")),
+        let file = models.join(format!("{family}-{q}.tgm"));
+        export(tinygen, root, &run_dir, q, &file)?;
+    }
+    for what in ["samples", "loss"] {
+        std::fs::copy(
+            run_dir.join(format!("{what}.png")),
+            models.join(format!("{family}-{what}.png")),
         )?;
     }
-    std::fs::copy(
-        run_dir.join("samples.png"),
-        models.join("pixelrnn-samples.png"),
-    )?;
     println!(
-        "wrote models/pixelrnn-f32.tgm, models/pixelrnn-int8.tgm, models/pixelrnn-samples.png"
+        "wrote models/{family}-f32.tgm, models/{family}-int8.tgm, \
+         models/{family}-samples.png, models/{family}-loss.png"
     );
     Ok(())
 }
@@ -787,6 +758,7 @@ fn ae_gan_classifier_models(tinygen: &Path, root: &Path, out: &Path, models: &Pa
         export(tinygen, root, &gan, q, &models.join(format!("gan-{q}.tgm")))?;
     }
     std::fs::copy(gan.join("samples.png"), models.join("gan-samples.png"))?;
+    std::fs::copy(gan.join("loss.png"), models.join("gan-loss.png"))?;
 
     step(&format!(
         "train the shipped classifier ({CLASSIFIER_EPOCHS} epochs, seed 0, all labels)"
