@@ -556,7 +556,7 @@ fn models(root: &Path, epochs: usize) -> Result<()> {
     std::fs::copy(run_dir.join("samples.png"), models.join("vae-samples.png"))?;
     println!("wrote models/vae-f32.tgm, models/vae-int8.tgm, models/vae-samples.png");
     ae_gan_classifier_models(&tinygen, root, &out, &models)?;
-    shipped_autoregressive(
+    shipped_family(
         &tinygen,
         root,
         &out,
@@ -565,7 +565,7 @@ fn models(root: &Path, epochs: usize) -> Result<()> {
         PIXELCNN_EPOCHS,
         &["--layers", "6", "--batch-size", "128"],
     )?;
-    shipped_autoregressive(
+    shipped_family(
         &tinygen,
         root,
         &out,
@@ -654,9 +654,8 @@ const PIXELRNN_EPOCHS: usize = 8;
 
 /// Trains `family` with `args` (seed 0), exports the run as
 /// `models/<family>-{f32,int8}.tgm` and copies its `samples.png` and
-/// `loss.png` next to them (the samples were drawn by the runtime from a
-/// temporary f32 export at the end of training).
-fn shipped_autoregressive(
+/// `loss.png` next to them (as `<family>-samples.png`, `<family>-loss.png`).
+fn shipped_family(
     tinygen: &Path,
     root: &Path,
     out: &Path,
@@ -719,33 +718,15 @@ fn train_run(tinygen: &Path, root: &Path, dir: &Path, args: &[&str]) -> Result<P
 /// classifier (safetensors + config.json).
 fn ae_gan_classifier_models(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Result<()> {
     let epochs = |n: usize| n.to_string();
-    step(&format!(
-        "train the shipped autoencoder ({AE_EPOCHS} epochs, seed 0)"
-    ));
-    let ae_epochs = epochs(AE_EPOCHS);
-    let ae = train_run(
+    shipped_family(tinygen, root, out, models, "ae", AE_EPOCHS, &[])?;
+    shipped_family(
         tinygen,
         root,
-        &out.join("ae-runs"),
-        &["ae", "--epochs", &ae_epochs],
-    )?;
-    for q in ["f32", "int8"] {
-        export(tinygen, root, &ae, q, &models.join(format!("ae-{q}.tgm")))?;
-    }
-    std::fs::copy(ae.join("samples.png"), models.join("ae-samples.png"))?;
-
-    step(&format!(
-        "train the shipped GAN ({GAN_EPOCHS} epochs, seed 0)"
-    ));
-    let gan_epochs = epochs(GAN_EPOCHS);
-    let gan = train_run(
-        tinygen,
-        root,
-        &out.join("gan-runs"),
+        out,
+        models,
+        "gan",
+        GAN_EPOCHS,
         &[
-            "gan",
-            "--epochs",
-            &gan_epochs,
             "--batch-size",
             "64",
             "--g-channels",
@@ -754,11 +735,6 @@ fn ae_gan_classifier_models(tinygen: &Path, root: &Path, out: &Path, models: &Pa
             "32",
         ],
     )?;
-    for q in ["f32", "int8"] {
-        export(tinygen, root, &gan, q, &models.join(format!("gan-{q}.tgm")))?;
-    }
-    std::fs::copy(gan.join("samples.png"), models.join("gan-samples.png"))?;
-    std::fs::copy(gan.join("loss.png"), models.join("gan-loss.png"))?;
 
     step(&format!(
         "train the shipped classifier ({CLASSIFIER_EPOCHS} epochs, seed 0, all labels)"

@@ -55,15 +55,9 @@ pub const DECODER_TENSORS: [&str; 6] = [
     "dec.up2.bias",
 ];
 
-/// Names of the encoder's tensors.
-pub const ENCODER_TENSORS: [&str; 6] = [
-    "enc.c1.weight",
-    "enc.c1.bias",
-    "enc.c2.weight",
-    "enc.c2.bias",
-    "enc.fc.weight",
-    "enc.fc.bias",
-];
+/// Names of the encoder's tensors: the autoencoder's (the same
+/// convolutional encoder, [`super::ae::conv_encoder_net`]).
+pub const ENCODER_TENSORS: [&str; 6] = super::ae::ENCODER_TENSORS;
 
 /// VAE hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,9 +129,10 @@ impl Vae {
             ..Default::default()
         };
         let l = config.latent;
-        let enc_c1 = candle_nn::conv2d(1, 32, 4, conv, vb.pp("enc.c1"))?;
-        let enc_c2 = candle_nn::conv2d(32, 64, 4, conv, vb.pp("enc.c2"))?;
-        let enc_fc = candle_nn::linear(64 * 7 * 7, 2 * l, vb.pp("enc.fc"))?;
+        use super::ae::{ENC_C1, ENC_C2, ENC_KERNEL, ENC_SIDE};
+        let enc_c1 = candle_nn::conv2d(1, ENC_C1, ENC_KERNEL, conv, vb.pp("enc.c1"))?;
+        let enc_c2 = candle_nn::conv2d(ENC_C1, ENC_C2, ENC_KERNEL, conv, vb.pp("enc.c2"))?;
+        let enc_fc = candle_nn::linear(ENC_C2 * ENC_SIDE * ENC_SIDE, 2 * l, vb.pp("enc.fc"))?;
         let dec_fc = candle_nn::linear(l, DEC_CHANNELS * DEC_SIDE * DEC_SIDE, vb.pp("dec.fc"))?;
         let dec_up1 = candle_nn::conv_transpose2d(
             DEC_CHANNELS,
