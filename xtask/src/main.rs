@@ -28,16 +28,18 @@ commands:
   demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
                        out/demo/firmware-samples.png and print a summary
-  bench [--k N] [--samples N] [--test-images N]
+  bench [--k N] [--samples N] [--test-images N] [--fresh]
                        for every models/*.tgm: parameters, flash, arena, MACs, instructions
                        per sample on the emulated Cortex-M4, host samples/s; training s/epoch;
                        quality (`tinygen eval`: nats, FCD, inception score, label entropy) of
                        every generative file in f32, f16 (converted) and int8, IWAE k = N
                        (default 1000; the VAE rows take most of the time), N samples per file
                        (default 1000); prints the tables and writes BENCHMARKS.md
-  quality [--k N] [--samples N] [--test-images N]
+  quality [--k N] [--samples N] [--test-images N] [--fresh]
                        only bench's quality table (no QEMU), printed; BENCHMARKS.md unchanged
-                       (--test-images, also taken by bench: a quick look at the first N only)
+                       (--test-images, also taken by bench: a quick look at the first N only;
+                       evaluations are cached in out/bench/eval-cache by file bytes and options,
+                       --fresh evaluates every file again)
   models [--epochs N]  retrain and re-export the shipped models in models/ (--epochs: the VAE's,
                        default 30; the other families train the epochs models/README.md lists)
 ";

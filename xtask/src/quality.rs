@@ -22,6 +22,8 @@ pub struct QualityOptions {
     pub samples: usize,
     /// Only the first N test images (a quick look; the table says so).
     pub test_images: Option<usize>,
+    /// Ignore `out/bench/eval-cache` and evaluate every file again.
+    pub fresh: bool,
 }
 
 impl Default for QualityOptions {
@@ -30,15 +32,21 @@ impl Default for QualityOptions {
             k: DEFAULT_K,
             samples: DEFAULT_SAMPLES,
             test_images: None,
+            fresh: false,
         }
     }
 }
 
-/// Parses `--k N`, `--samples N` and `--test-images N` (the only flags `bench` takes).
+/// Parses `--k N`, `--samples N`, `--test-images N` and `--fresh` (the only
+/// flags `bench` takes).
 pub fn parse_flags(args: &[String]) -> Result<QualityOptions> {
     let mut o = QualityOptions::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--fresh" {
+            o.fresh = true;
+            continue;
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         let n: usize = value
             .parse()
@@ -48,8 +56,8 @@ pub fn parse_flags(args: &[String]) -> Result<QualityOptions> {
             "--samples" => o.samples = n,
             "--test-images" if n >= 1 => o.test_images = Some(n),
             _ => bail!(
-                "unexpected argument {flag} {value} (bench takes --k N (>= 1), --samples N and \
-                 --test-images N (>= 1))"
+                "unexpected argument {flag} {value} (bench takes --k N (>= 1), --samples N, \
+                 --test-images N (>= 1) and --fresh)"
             ),
         }
     }
@@ -99,6 +107,57 @@ fn eval_json(
         bail!("tinygen eval {} failed ({})", file.display(), out.status);
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The cache file for `file` evaluated with `o`: keyed by a hash of the
+/// file's bytes and the options, so a file that changed (or other options)
+/// is evaluated again. Evaluation is deterministic (fixed seeds; the
+/// runtime's kernels are pinned by golden tests), which is what makes
+/// reusing it sound; the VAE likelihoods at k = 1000 take most of an hour.
+fn cache_path(out: &Path, file: &Path, o: QualityOptions) -> Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut h = std::hash::DefaultHasher::new();
+    bytes.hash(&mut h);
+    (o.k, o.samples, o.test_images).hash(&mut h);
+    let name = file.file_stem().and_then(|n| n.to_str()).unwrap_or("file");
+    Ok(out
+        .join("eval-cache")
+        .join(format!("{name}-{:016x}.json", h.finish())))
+}
+
+/// [`eval_json`] through the cache (unless `o.fresh`); returns the JSON, the
+/// seconds the evaluation took and whether it came from the cache.
+fn eval_cached(
+    tinygen: &Path,
+    root: &Path,
+    out: &Path,
+    file: &Path,
+    o: QualityOptions,
+) -> Result<(serde_json::Value, f64, bool)> {
+    let cache = cache_path(out, file, o)?;
+    if !o.fresh {
+        // {"eval": tinygen eval's JSON, "seconds": how long it took}
+        if let Some(c) = std::fs::read(&cache)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            if let (true, Some(s)) = (c["eval"].is_object(), c["seconds"].as_f64()) {
+                return Ok((c["eval"].clone(), s, true));
+            }
+        }
+    }
+    let t = Instant::now();
+    let eval = eval_json(tinygen, root, file, o)?;
+    let seconds = t.elapsed().as_secs_f64();
+    if let Some(dir) = cache.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &cache,
+        serde_json::to_vec_pretty(&serde_json::json!({ "eval": eval, "seconds": seconds }))?,
+    )?;
+    Ok((eval, seconds, false))
 }
 
 fn fmt(v: &serde_json::Value, digits: usize) -> String {
@@ -173,6 +232,7 @@ pub fn quality_section(
 
     let mut rows = String::new();
     let mut references: Vec<(bool, serde_json::Value)> = Vec::new();
+    let mut n_cached = 0usize;
     let t_all = Instant::now();
     for (kind, base, dtype, path) in &files {
         crate::step(&format!(
@@ -181,7 +241,6 @@ pub fn quality_section(
             o.k,
             o.samples
         ));
-        let t = Instant::now();
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -192,8 +251,8 @@ pub fn quality_section(
         } else {
             format!("{name} (converted from {base}-f32.tgm)")
         };
-        let j = match eval_json(tinygen, root, path, o) {
-            Ok(j) => j,
+        let (j, secs, cached) = match eval_cached(tinygen, root, out, path, o) {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("warning: {e:#}");
                 rows.push_str(&format!(
@@ -203,7 +262,7 @@ pub fn quality_section(
                 continue;
             }
         };
-        let secs = t.elapsed().as_secs_f64();
+        n_cached += usize::from(cached);
         let (metric, nats, extra) = match kind.as_str() {
             "vae" => (
                 format!("IWAE NLL (k {})", o.k),
@@ -289,9 +348,18 @@ pub fn quality_section(
     }
     md.push_str(&format!(
         "\nThe real-data rows are the floor at this sample size (FCD has a positive bias at {} samples \
-         of 128-dimensional features). The whole table took {:.0} s.\n",
+         of 128-dimensional features). The whole table took {:.0} s{}.\n",
         o.samples,
-        t_all.elapsed().as_secs_f64()
+        t_all.elapsed().as_secs_f64(),
+        if n_cached == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {n_cached} of its {} rows were taken from `out/bench/eval-cache` (the same file bytes \
+                 and options evaluated earlier; their eval s is that earlier run's; `--fresh` ignores the cache)",
+                files.len()
+            )
+        }
     ));
     Ok(md)
 }
