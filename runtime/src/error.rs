@@ -56,6 +56,13 @@ pub enum Error {
     },
     /// The network's output is not the model's image shape.
     PlanOutputShape,
+    /// An autoregressive network whose logit at some pixel could depend on
+    /// that pixel or on a later one (in raster order): its masks or its
+    /// stacks are wired wrongly from this layer on.
+    PlanNotCausal {
+        /// Layer index (the layer count when only the output is wrong).
+        layer: u16,
+    },
     /// The arena handed over is smaller than the plan needs.
     PlanArenaTooSmall {
         /// Bytes needed.
@@ -112,6 +119,10 @@ impl fmt::Display for Error {
                 write!(f, "layer {layer}: input shape does not match the previous layer")
             }
             Error::PlanOutputShape => f.write_str("network output is not the model's image shape"),
+            Error::PlanNotCausal { layer } => write!(
+                f,
+                "layer {layer}: a logit could see its own pixel or a later one (autoregressive masks wired wrongly)"
+            ),
             Error::PlanArenaTooSmall { need, have } => {
                 write!(f, "arena too small: need {need} bytes, have {have}")
             }

@@ -26,8 +26,15 @@ use serde::{Deserialize, Serialize};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"TGM\0";
-/// The format version this runtime reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this runtime reads and writes.
+///
+/// Version 2 added [`Op::StackConv2d`]; nothing else changed, so a file
+/// without one is written as version 1 ([`ModelFile::min_version`]) and
+/// every older runtime still reads it, while one with a two-stack layer
+/// says "version 2" to an old runtime instead of failing to decode.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this runtime reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Most layers a network may have.
 pub const MAX_LAYERS: usize = 16;
 /// Most quality figures a file may carry.
@@ -267,6 +274,58 @@ pub enum Op {
         /// State-to-state kernel width over the previous row (odd).
         k_state: u8,
     },
+    /// Masked convolution in two stacks, a vertical and a horizontal one
+    /// (van den Oord et al. 2016, "Conditional Image Generation with
+    /// PixelCNN Decoders", section 2.2, without the gates): a stack of
+    /// these has no blind spot, where a stack of [`Op::MaskedConv2d`]
+    /// cannot see the pixels above and to the right of the cone its 3x3
+    /// masks grow.
+    ///
+    /// Input channels `0..in_v` are the vertical stack, `in_v..in_c` the
+    /// horizontal one (`in_v = 0`: the input is all horizontal, e.g. the
+    /// image); output channels `0..out_v` are vertical, `out_v..out_c`
+    /// horizontal. Kernel `k` odd, `c = k / 2`, stride 1, zero outside the
+    /// image. At output (y, x):
+    ///
+    /// ```text
+    /// vertical o < out_v:  bias[o] + sum_{i in V, ky <= c, kx < k} w_v[o][i][ky][kx] * in[i][y + ky - c][x + kx - c]
+    /// horizontal o >= out_v: bias[o] + sum_{i >= in_v, t < n_h} w_h[o][i][t] * in[i][y][x + t - c]
+    ///                                + sum_{i < in_v}           w_link[o][i] * in[i][y - 1][x]
+    /// ```
+    ///
+    /// where `V` is the vertical inputs `0..in_v`, or every input when
+    /// `in_v = 0`, and `n_h = c` (mask A: columns left of `x`) or `c + 1`
+    /// (mask B: also `x`). So a vertical output at row `y` reads input rows
+    /// `y - c ..= y` (whole rows, within the kernel) and may depend on all
+    /// of row `y`: it is never read at its own row. A horizontal output
+    /// reads the horizontal inputs on its own row, left of `x` (and `x`
+    /// with mask B), and the vertical inputs only one row up: causal in
+    /// raster order, and through the vertical stack it sees every row
+    /// above within reach, left and right. The last stack layer before the
+    /// logits has `out_v = 0` ([`crate::Model::load`] checks that no logit
+    /// can see its own pixel or anything after it).
+    ///
+    /// Weight blob, one row per output channel (the int8 per-channel
+    /// scales are per row): first the `out_v` vertical rows
+    /// `w_v [out_v][|V|][c + 1][k]`, then the `out_c - out_v` horizontal
+    /// rows `[w_h [in_c - in_v][n_h], w_link [in_v]]`. Only the taps used
+    /// are stored. Bias `out_c`. The incremental sampler computes the
+    /// horizontal outputs pixel by pixel and the vertical outputs of row `y`
+    /// once row `y` is complete; every output once per sample.
+    StackConv2d {
+        /// Input channels.
+        in_c: u16,
+        /// Of which vertical (the first `in_v`).
+        in_v: u16,
+        /// Output channels.
+        out_c: u16,
+        /// Of which vertical (the first `out_v`).
+        out_v: u16,
+        /// Kernel size (odd).
+        k: u8,
+        /// Mask of the horizontal taps.
+        mask: Mask,
+    },
 }
 
 /// The taps a [`Op::MaskedConv2d`] uses, for kernel centre `c = k / 2`:
@@ -382,7 +441,7 @@ pub struct Net<'a> {
 pub struct ModelFile<'a> {
     /// Always [`MAGIC`].
     pub magic: [u8; 4],
-    /// Always [`FORMAT_VERSION`] for files this runtime writes.
+    /// [`ModelFile::min_version`] for files this runtime writes.
     pub version: u16,
     /// What the model is.
     pub kind: ModelKind,
@@ -448,7 +507,7 @@ pub fn decode(bytes: &[u8]) -> Result<ModelFile<'_>> {
     // failure here is a malformed varint, not a short file.
     let (version, _) =
         postcard::take_from_bytes::<u16>(&bytes[4..]).map_err(|_| Error::FormatDecode)?;
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::FormatVersion { found: version });
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
@@ -462,7 +521,28 @@ pub fn decode(bytes: &[u8]) -> Result<ModelFile<'_>> {
     if !rest.is_empty() {
         return Err(Error::FormatTrailingBytes);
     }
+    // A version 1 file cannot hold what version 2 added.
+    if file.version < file.min_version() {
+        return Err(Error::FormatDecode);
+    }
     Ok(file)
+}
+
+impl ModelFile<'_> {
+    /// The oldest format version that can hold this file: 2 if a network
+    /// has an [`Op::StackConv2d`], else 1. Writers set `version` to it.
+    pub fn min_version(&self) -> u16 {
+        let stacks = |n: &Net<'_>| {
+            n.layers
+                .iter()
+                .any(|l| matches!(l.op, Op::StackConv2d { .. }))
+        };
+        if stacks(&self.decoder) || self.encoder.as_ref().is_some_and(stacks) {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 /// Reads f32 number `i` of a little-endian blob.

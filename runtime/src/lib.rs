@@ -145,10 +145,10 @@ impl<'a> Model<'a> {
 }
 
 /// Checks what a PixelCNN or PixelRNN file must be: a single-channel image
-/// in and out, no latent and no encoder, masked convolutions only (PixelCNN)
-/// or masked convolutions and Row LSTMs (PixelRNN), the first with mask A
-/// (so that no logit sees its own pixel), a sigmoid head; and plans its
-/// caches.
+/// in and out, no latent and no encoder, masked convolutions and two-stack
+/// convolutions only (plus Row LSTMs for a PixelRNN), wired so that no
+/// logit sees its own pixel or a later one ([`causal`]), a sigmoid head;
+/// and plans its caches.
 fn check_autoregressive(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> {
     let meta = &file.meta;
     let image = meta.image;
@@ -170,10 +170,56 @@ fn check_autoregressive(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> 
     let rnn = file.kind == ModelKind::PixelRnn;
     for (i, layer) in file.decoder.layers.iter().enumerate() {
         match layer.op {
-            format::Op::MaskedConv2d { mask, .. } if i > 0 || mask == format::Mask::A => {}
-            format::Op::RowLstm { mask, .. } if rnn && (i > 0 || mask == format::Mask::A) => {}
+            format::Op::MaskedConv2d { .. } | format::Op::StackConv2d { .. } => {}
+            format::Op::RowLstm { .. } if rnn => {}
             _ => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
         }
     }
+    causal(&file.decoder.layers)?;
     CachePlan::new(&file.decoder, file.dtype)
+}
+
+/// Checks that a stack of masked convolutions, two-stack convolutions and
+/// Row LSTMs is causal in raster order: the output at pixel p depends only
+/// on pixels before p.
+///
+/// Each tensor is tracked as its vertical channels (the first `v`, which at
+/// row y may depend on all of rows <= y) and the rest, which at p depend on
+/// pixels before p (`strict`) or also on p itself (the image). A mask-A
+/// layer makes inclusive inputs strict, a mask-B layer keeps what it reads;
+/// a two-stack layer reads vertical inputs only a row up from its
+/// horizontal outputs, and its vertical outputs are vertical. Masked
+/// convolutions and Row LSTMs must not read vertical channels, and the
+/// logits must be strict with no vertical channel.
+fn causal(layers: &[format::Layer<'_>]) -> Result<()> {
+    use format::{Mask, Op};
+    let (mut v, mut strict) = (0u16, false);
+    for (i, layer) in layers.iter().enumerate() {
+        let bad = Error::PlanNotCausal { layer: i as u16 };
+        let mask = match layer.op {
+            Op::MaskedConv2d { mask, .. } | Op::RowLstm { mask, .. } => {
+                if v != 0 {
+                    return Err(bad);
+                }
+                mask
+            }
+            Op::StackConv2d {
+                in_v, out_v, mask, ..
+            } => {
+                if in_v != v {
+                    return Err(bad);
+                }
+                v = out_v;
+                mask
+            }
+            _ => return Err(bad),
+        };
+        strict |= mask == Mask::A;
+    }
+    if v != 0 || !strict {
+        return Err(Error::PlanNotCausal {
+            layer: layers.len() as u16,
+        });
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Runs a validated [`Net`] over the arena's two activation buffers.
 
 use crate::format::{Act, Layer, Mask, Net, Op, Shape};
-use crate::kernels::{self, ConvGeom, FloatWeights, LstmGeom, MaskedGeom, RequantI8};
+use crate::kernels::{self, ConvGeom, FloatWeights, LstmGeom, MaskedGeom, RequantI8, StackGeom};
 use crate::plan::{conv_out, conv_t_out};
 
 /// Output shape of `op` on `inp`; the plan has checked it exists.
@@ -33,7 +33,36 @@ fn next_shape(op: &Op, inp: Shape) -> Shape {
         },
         Op::MaskedConv2d { out_c, .. } => Shape { c: out_c, ..inp },
         Op::RowLstm { hidden, .. } => Shape { c: hidden, ..inp },
+        Op::StackConv2d { out_c, .. } => Shape { c: out_c, ..inp },
         Op::Reshape(s) => s,
+    }
+}
+
+/// Geometry of a two-stack convolution (`op`, a [`Op::StackConv2d`]) on
+/// `inp` over buffers of `in_rows` and `out_rows` rows.
+pub(crate) fn stack_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> StackGeom {
+    let (in_v, out_c, out_v, k, mask) = match *op {
+        Op::StackConv2d {
+            in_v,
+            out_c,
+            out_v,
+            k,
+            mask,
+            ..
+        } => (in_v, out_c, out_v, k, mask),
+        _ => (0, 0, 0, 1, Mask::B),
+    };
+    StackGeom {
+        in_c: inp.c as usize,
+        in_v: in_v as usize,
+        out_c: out_c as usize,
+        out_v: out_v as usize,
+        h: inp.h as usize,
+        w: inp.w as usize,
+        k: k as usize,
+        mask_b: mask == Mask::B,
+        in_rows: in_rows as usize,
+        out_rows: out_rows as usize,
     }
 }
 
@@ -144,6 +173,10 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
                 let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::row_lstm_f32(src, &g, w, layer.bias, dst, cell)
             }
+            Op::StackConv2d { .. } => {
+                let g = stack_geom(&layer.op, shape, shape.h, shape.h);
+                kernels::stack_conv2d_f32(src, &g, w, layer.bias, dst, relu)
+            }
             Op::Reshape(_) => {}
         }
         shape = out;
@@ -209,6 +242,10 @@ pub(crate) fn forward_i8(
             Op::RowLstm { .. } => {
                 let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::row_lstm_i8(src, &g, layer.weight, layer.bias, &q, dst, cell)
+            }
+            Op::StackConv2d { .. } => {
+                let g = stack_geom(&layer.op, shape, shape.h, shape.h);
+                kernels::stack_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
             }
             Op::Reshape(_) => {}
         }

@@ -196,6 +196,33 @@ pub(crate) fn lstm_macs_at(op: &Op, w: u16, y: u16, x: u16) -> u64 {
     4 * hidden as u64 * (in_c as u64 * t_in + hidden as u64 * t_ss)
 }
 
+/// MACs of a two-stack convolution (`op`, an [`Op::StackConv2d`]) at
+/// (`y`, `x`) of an image `w` wide: every output channel, taps inside the
+/// image (the counts [`crate::kernels::stack_conv2d_f32`] performs).
+pub(crate) fn stack_macs_at(op: &Op, w: u16, y: u16, x: u16) -> u64 {
+    let Op::StackConv2d {
+        in_c,
+        in_v,
+        out_c,
+        out_v,
+        k,
+        mask,
+    } = *op
+    else {
+        return 0;
+    };
+    let c = k as u64 / 2;
+    let (y, x, w) = (y as u64, x as u64, w as u64);
+    let v_src = if in_v == 0 { in_c } else { in_v } as u64;
+    let rows = c.min(y) + 1;
+    let cols = (k as u64).min(w + c - x) - c.saturating_sub(x);
+    let n_h = c + u64::from(mask == Mask::B);
+    let h_taps = n_h - c.saturating_sub(x).min(n_h);
+    let link = if y > 0 { in_v as u64 } else { 0 };
+    out_v as u64 * v_src * rows * cols
+        + (out_c - out_v) as u64 * ((in_c - in_v) as u64 * h_taps + link)
+}
+
 /// The output shape of `layer` applied to `inp`, its MACs and parameter
 /// count, after checking that its blobs have the right sizes.
 pub(crate) fn layer_shape(
@@ -320,6 +347,31 @@ pub(crate) fn layer_shape(
                 }
             }
             (Shape { c: hidden, ..inp }, w, 4 * hidden, macs)
+        }
+        Op::StackConv2d {
+            in_c,
+            in_v,
+            out_c,
+            out_v,
+            k,
+            ..
+        } => {
+            if inp.c != in_c || in_v >= in_c || out_c == 0 || out_v > out_c || k % 2 == 0 {
+                return Err(mismatch);
+            }
+            let g = crate::net::stack_geom(&layer.op, inp, inp.h, inp.h);
+            let mut macs = 0u64;
+            for y in 0..inp.h {
+                for x in 0..inp.w {
+                    macs += stack_macs_at(&layer.op, inp.w, y, x);
+                }
+            }
+            (
+                Shape { c: out_c, ..inp },
+                g.weight_len() as u64,
+                out_c,
+                macs,
+            )
         }
         Op::Reshape(s) => {
             if s.numel() != inp.numel() {
@@ -505,6 +557,8 @@ impl CachePlan {
             // for the logits.
             let mut rows = match net.layers.get(i).map(|l| l.op) {
                 Some(Op::MaskedConv2d { k, .. }) => k as u16 / 2 + 1,
+                // Rows y - k/2 ..= y, and y - 1 for the vertical link.
+                Some(Op::StackConv2d { k, .. }) => (k as u16 / 2 + 1).max(2),
                 Some(Op::RowLstm { .. }) | None => 1,
                 Some(_) => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
             };
@@ -526,6 +580,14 @@ impl CachePlan {
                         for x in 0..w {
                             macs +=
                                 out_c as u64 * in_c as u64 * masked_taps_at(h, w, k, mask, y, x);
+                        }
+                    }
+                    out_c
+                }
+                Some(op @ Op::StackConv2d { out_c, .. }) => {
+                    for y in 0..h {
+                        for x in 0..w {
+                            macs += stack_macs_at(&op, w, y, x);
                         }
                     }
                     out_c

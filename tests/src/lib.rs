@@ -188,7 +188,10 @@ pub mod pixelrnn;
 #[cfg(feature = "oracles")]
 mod layout;
 #[cfg(feature = "oracles")]
-pub use layout::{add_channel_bias, chw, conv_t_weight, conv_weight, dense_weight, nchw};
+pub use layout::{
+    add_channel_bias, chw, conv_t_weight, conv_weight, dense_weight, nchw, stack_conv2d,
+    stack_row_lens, stack_weight_len, stack_weights,
+};
 
 // ---------------------------------------------------------------------------
 // Blobs.

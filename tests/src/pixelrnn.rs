@@ -1,6 +1,7 @@
 //! PixelRNN helpers: an f64 oracle of the Row LSTM (and of the masked
 //! convolution it is stacked with), the int8 Row LSTM lookup tables, and
-//! random tiny PixelRNN (and PixelCNN) files in f32, f16 and int8.
+//! random tiny PixelRNN and PixelCNN (masked or two-stack) files in f32,
+//! f16 and int8, all from one builder ([`random_autoregressive`]).
 //!
 //! The oracle is the formula of `Op::RowLstm` (runtime/src/format.rs) in
 //! f64 with exact `exp`/`tanh`, written independently of the runtime's
@@ -8,7 +9,7 @@
 
 use tinygen_runtime::format::{
     self, Act, DType, Head, Layer, LayerQuant, Mask, Meta, ModelFile, ModelKind, Net, Op, QParams,
-    Shape, FORMAT_VERSION, MAGIC,
+    Shape, MAGIC,
 };
 use tinygen_runtime::Rng;
 
@@ -175,6 +176,10 @@ pub enum LayerSpec {
     Conv(u16, u16, u8, Mask, Act),
     /// Row LSTM `in_c -> hidden`, `k_in`, mask, `k_state`.
     Lstm(u16, u16, u8, Mask, u8),
+    /// Two-stack convolution `in_c` (of which `in_v` vertical) -> `out_c`
+    /// (of which `out_v` vertical), kernel `k`, mask of the horizontal
+    /// taps, activation.
+    Stack(u16, u16, u16, u16, u8, Mask, Act),
 }
 
 /// The shape of a random PixelRNN as the trainer builds them: the first
@@ -228,6 +233,61 @@ impl RnnShape {
 /// A random PixelRNN file of `shape` over a 1 x `h` x `w` image.
 pub fn random_pixelrnn(seed: u64, dtype: DType, h: u16, w: u16, shape: RnnShape) -> Vec<u8> {
     random_autoregressive(seed, dtype, h, w, ModelKind::PixelRnn, &shape.layers())
+}
+
+/// The shape of a random two-stack PixelCNN as the trainer builds them: a
+/// mask A stack layer of kernel `k0` from the image to `chans` vertical and
+/// `chans` horizontal channels, `hidden` mask B stack layers of kernel `k`
+/// (`2 * chans -> 2 * chans`, the last to its `chans` horizontal channels
+/// only), all with ReLU, and a 1x1 to one logit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackShape {
+    /// Channels of each stack.
+    pub chans: u16,
+    /// First layer's kernel.
+    pub k0: u8,
+    /// Kernel of the mask B stack layers.
+    pub k: u8,
+    /// Mask B stack layers after the first.
+    pub hidden: usize,
+}
+
+impl StackShape {
+    /// The layers.
+    pub fn layers(&self) -> Vec<LayerSpec> {
+        let c = self.chans;
+        // Vertical channels out of layer `i` (0: the first).
+        let out_v = |i: usize| if i == self.hidden { 0 } else { c };
+        let mut v = vec![LayerSpec::Stack(
+            1,
+            0,
+            c + out_v(0),
+            out_v(0),
+            self.k0,
+            Mask::A,
+            Act::Relu,
+        )];
+        for i in 1..=self.hidden {
+            let in_v = out_v(i - 1);
+            v.push(LayerSpec::Stack(
+                c + in_v,
+                in_v,
+                c + out_v(i),
+                out_v(i),
+                self.k,
+                Mask::B,
+                Act::Relu,
+            ));
+        }
+        v.push(LayerSpec::Conv(c, 1, 1, Mask::B, Act::None));
+        v
+    }
+}
+
+/// A random two-stack PixelCNN file (format version 2) of `shape` over a
+/// 1 x `h` x `w` image.
+pub fn random_stacks(seed: u64, dtype: DType, h: u16, w: u16, shape: StackShape) -> Vec<u8> {
+    random_autoregressive(seed, dtype, h, w, ModelKind::PixelCnn, &shape.layers())
 }
 
 /// Owned blobs of one layer.
@@ -291,6 +351,33 @@ pub fn random_autoregressive(
                 (in_c as f32 * k_in as f32 + hidden as f32 * k_state as f32).sqrt(),
                 8 * hidden,
             ),
+            LayerSpec::Stack(in_c, in_v, out_c, out_v, k, mask, act) => {
+                let c = k as usize / 2;
+                let v_src = if in_v == 0 { in_c } else { in_v };
+                (
+                    Op::StackConv2d {
+                        in_c,
+                        in_v,
+                        out_c,
+                        out_v,
+                        k,
+                        mask,
+                    },
+                    act,
+                    crate::stack_weight_len(
+                        in_c.into(),
+                        in_v.into(),
+                        out_c.into(),
+                        out_v.into(),
+                        k.into(),
+                        mask == Mask::B,
+                    ),
+                    out_c,
+                    // The vertical rows' fan-in, the larger.
+                    (v_src as f32 * (c + 1) as f32 * k as f32).sqrt(),
+                    out_c,
+                )
+            }
         };
         let lstm = matches!(op, Op::RowLstm { .. });
         let b = match dtype {
@@ -353,7 +440,7 @@ pub fn random_autoregressive(
     let image = Shape { c: 1, h, w };
     let mut file = ModelFile {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: 1,
         kind,
         dtype,
         meta: Meta {
@@ -398,6 +485,8 @@ pub fn random_autoregressive(
             })
             .expect("at most MAX_LAYERS layers");
     }
+    // Version 1 unless a layer needs version 2 (a two-stack convolution).
+    file.version = file.min_version();
     let mut buf = vec![0u8; 1 << 22];
     format::encode(&file, &mut buf)
         .expect("fits 4 MiB")

@@ -4,7 +4,8 @@
 //!
 //! Files under test: a freshly initialized VAE (latent 4) exported by the
 //! trainer in f32 and int8, and the hand-built golden files of
-//! `format_golden.rs` (VAE decoders, PixelCNN, PixelRNN in f32 and int8).
+//! `format_golden.rs` (VAE decoders, PixelCNN, PixelRNN in f32 and int8,
+//! the two-stack PixelCNN of format version 2).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
@@ -15,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use tinygen_runtime::format::{
     self, Act, DType, Head, Layer, Mask, Meta, ModelFile, ModelKind, Net, Op, Shape,
-    FORMAT_VERSION, MAGIC, MAX_LATENT,
+    FORMAT_VERSION, MAGIC, MAX_LATENT, MIN_FORMAT_VERSION,
 };
 use tinygen_runtime::{Decoder, Error, Model, PixelCnnSampler, Rng};
 use tinygen_tests::{f32_le, i32_le, AlignedBuf};
@@ -28,6 +29,7 @@ const TINY_I8: &[u8] = include_bytes!("../fixtures/tiny_i8.tgm");
 const TINY_PIXELCNN: &[u8] = include_bytes!("../fixtures/tiny_pixelcnn_f32.tgm");
 const TINY_PIXELRNN_F32: &[u8] = include_bytes!("../fixtures/tiny_pixelrnn_f32.tgm");
 const TINY_PIXELRNN_I8: &[u8] = include_bytes!("../fixtures/tiny_pixelrnn_i8.tgm");
+const TINY_STACKS: &[u8] = include_bytes!("../fixtures/tiny_stacks_f32.tgm");
 
 /// A freshly initialized VAE's decoder exported as `quant`, built once.
 fn vae_file(quant: Quant) -> &'static [u8] {
@@ -58,8 +60,9 @@ fn vae_file(quant: Quant) -> &'static [u8] {
     })
 }
 
-fn files() -> [(&'static str, &'static [u8]); 6] {
+fn files() -> [(&'static str, &'static [u8]); 7] {
     [
+        ("tiny_stacks_f32", TINY_STACKS),
         ("tiny_f32", TINY_F32),
         ("tiny_i8", TINY_I8),
         ("tiny_pixelrnn_f32", TINY_PIXELRNN_F32),
@@ -170,7 +173,8 @@ fn every_truncated_body_with_a_valid_crc_is_an_error() {
 /// The error a single changed byte at `pos` (new value `v`) must give: the
 /// magic is checked first, then the version (a varint read before the CRC,
 /// so that a newer file says so), then the CRC, which catches every error
-/// burst of up to 32 bits, so every single byte.
+/// burst of up to 32 bits, so every single byte (a version byte changed to
+/// another version this runtime reads, 1 <-> 2, meets the CRC).
 fn expected_after_change(orig: &[u8], changed: &[u8], pos: usize) -> Error {
     match pos {
         0..=3 => Error::FormatBadMagic,
@@ -184,7 +188,11 @@ fn expected_after_change(orig: &[u8], changed: &[u8], pos: usize) -> Error {
             } else {
                 (v & 0x7f) | (orig[5] as u16) << 7
             };
-            Error::FormatVersion { found }
+            if (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
+                crc_error(changed)
+            } else {
+                Error::FormatVersion { found }
+            }
         }
         _ => crc_error(changed),
     }
@@ -246,7 +254,7 @@ fn byte_overwrites_are_caught() {
 #[test]
 fn wrong_version_and_magic() {
     for (name, file) in files() {
-        for version in [0, 2, FORMAT_VERSION + 1, 300, u16::MAX] {
+        for version in [0, FORMAT_VERSION + 1, 300, u16::MAX] {
             let b = mutated(file, |f| f.version = version);
             let what = format!("{name} version {version}");
             assert_eq!(
@@ -515,7 +523,7 @@ fn dense_vae(latent: u16, w: &[u8], b: &[u8]) -> Vec<u8> {
         .unwrap();
     encode(&ModelFile {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: 1,
         kind: ModelKind::Vae,
         dtype: DType::F32,
         meta: Meta {
@@ -718,10 +726,10 @@ proptest! {
 
     #[test]
     fn mutations_with_a_valid_crc_never_panic(
-        which in 0..4usize,
+        which in 0..5usize,
         muts in prop::collection::vec(mutation(), 1..6),
     ) {
-        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8), TINY_PIXELCNN][which];
+        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8), TINY_PIXELCNN, TINY_STACKS][which];
         let mut body = file[..file.len() - 4].to_vec();
         for m in &muts {
             apply(&mut body, m);
@@ -737,7 +745,13 @@ fn many_mutations_with_a_valid_crc() {
     let mut rng = StdRng::seed_from_u64(9);
     let (mut loaded, mut rejected) = (0, 0);
     for i in 0..1500 {
-        let file = [TINY_F32, TINY_I8, vae_file(Quant::Int8), TINY_PIXELCNN][i % 4];
+        let file = [
+            TINY_F32,
+            TINY_I8,
+            vae_file(Quant::Int8),
+            TINY_PIXELCNN,
+            TINY_STACKS,
+        ][i % 5];
         let mut body = file[..file.len() - 4].to_vec();
         for _ in 0..rng.random_range(1..4) {
             let p = rng.random::<u32>() as usize;
@@ -846,9 +860,10 @@ fn pixelcnn_files_are_checked() {
         k,
         mask,
     };
-    // The first layer must not see its own pixel: mask A.
+    // The first layer must not see its own pixel: mask A (or the logits,
+    // layer count 2, would see theirs).
     let m = mutated(base, |f| f.decoder.layers[0].op = masked(3, Mask::B));
-    expect(&m, Error::PlanShapeMismatch { layer: 0 }, "mask B first");
+    expect(&m, Error::PlanNotCausal { layer: 2 }, "mask B first");
     // Even kernels have no centre.
     let m = mutated(base, |f| f.decoder.layers[0].op = masked(2, Mask::A));
     expect(&m, Error::PlanShapeMismatch { layer: 0 }, "even kernel");
@@ -1008,11 +1023,12 @@ fn pixelrnn_files_are_checked() {
     }
 
     let base = TINY_PIXELRNN_F32;
-    // A Row LSTM first: mask A loads, mask B would see its own pixel.
+    // A Row LSTM first: mask A loads, mask B would let the logits (layer
+    // count 3) see their own pixel.
     let (w0, b0) = (f32_le(&[0.125; 8 * 9]), f32_le(&[0.0; 8]));
     for (mask, want) in [
         (Mask::A, Ok(())),
-        (Mask::B, Err(Error::PlanShapeMismatch { layer: 0 })),
+        (Mask::B, Err(Error::PlanNotCausal { layer: 3 })),
     ] {
         let m = mutated(base, |f| {
             let l = &mut f.decoder.layers[0];
@@ -1063,4 +1079,122 @@ fn pixelrnn_files_are_checked() {
         s.naive(&mut Rng::new(1), &mut [0u8; 16], scratch.bytes()),
         Err(Error::PlanArenaTooSmall { .. })
     ));
+}
+
+#[test]
+fn stack_files_are_checked() {
+    // Layers: 0 StackConv2d 1 -> 2 (out_v 1) k3 mask A ReLU (7 weights),
+    // 1 StackConv2d 2 (in_v 1) -> 1 (out_v 0) k1 mask B (2 weights).
+    let base = TINY_STACKS;
+    assert!(load_and_run(base));
+    let stack = |in_c: u16, in_v: u16, out_c: u16, out_v: u16, k: u8, mask: Mask| Op::StackConv2d {
+        in_c,
+        in_v,
+        out_c,
+        out_v,
+        k,
+        mask,
+    };
+    // A version 1 header on a file with a two-stack layer: the layer does
+    // not exist in version 1, so the file does not decode as one.
+    let m = mutated(base, |f| f.version = 1);
+    expect(&m, Error::FormatDecode, "stacks in a version 1 file");
+    // Blob sizes: the compact rows only (not a dense masked kernel).
+    let w0 = format::decode(base).unwrap().decoder.layers[0]
+        .weight
+        .to_vec();
+    assert_eq!(w0.len(), 7 * 4);
+    let size0 = Error::FormatBlobSize { layer: 0 };
+    let m = mutated(base, |f| f.decoder.layers[0].weight = &w0[..24]);
+    expect(&m, size0, "weights short by one f32");
+    let dense = f32_le(&[0.5; 2 * 9]);
+    let m = mutated(base, |f| f.decoder.layers[0].weight = &dense);
+    expect(&m, size0, "a dense 3x3 kernel");
+    let m = mutated(base, |f| f.decoder.layers[0].bias = &[0u8; 4]);
+    expect(&m, size0, "bias of 1 channel");
+    // Mask B has one more horizontal tap per input: 8 weights.
+    let m = mutated(base, |f| {
+        f.decoder.layers[0].op = stack(1, 0, 2, 1, 3, Mask::B);
+    });
+    expect(&m, size0, "mask B with mask A's weights");
+    // Geometry: in_v >= in_c, out_v > out_c, even kernels, channels that
+    // do not chain.
+    for (l, op, what) in [
+        (1, stack(2, 2, 1, 0, 1, Mask::B), "in_v = in_c"),
+        (1, stack(2, 3, 1, 0, 1, Mask::B), "in_v > in_c"),
+        (0, stack(1, 0, 2, 3, 3, Mask::A), "out_v > out_c"),
+        (0, stack(1, 0, 2, 1, 2, Mask::A), "even k"),
+        (1, stack(2, 1, 1, 0, 2, Mask::B), "even k (2nd)"),
+        (1, stack(3, 1, 1, 0, 1, Mask::B), "in_c"),
+        (0, stack(1, 0, 0, 0, 3, Mask::A), "out_c 0"),
+    ] {
+        let m = mutated(base, |f| f.decoder.layers[l].op = op);
+        expect(&m, Error::PlanShapeMismatch { layer: l as u16 }, what);
+    }
+    // Causality. Layer 1 calling the vertical channel horizontal (in_v 0,
+    // the same 2 weights): its logit would read the vertical stack at its
+    // own row, which depends on the whole row.
+    let m = mutated(base, |f| {
+        f.decoder.layers[1].op = stack(2, 0, 1, 0, 1, Mask::B);
+    });
+    expect(
+        &m,
+        Error::PlanNotCausal { layer: 1 },
+        "in_v 0 after out_v 1",
+    );
+    // Layer 0 without vertical outputs (2 horizontal rows of 1 weight),
+    // layer 1 still expecting one.
+    let w = f32_le(&[0.5, -0.5]);
+    let m = mutated(base, |f| {
+        f.decoder.layers[0].op = stack(1, 0, 2, 0, 3, Mask::A);
+        f.decoder.layers[0].weight = &w;
+    });
+    expect(
+        &m,
+        Error::PlanNotCausal { layer: 1 },
+        "in_v 1 after out_v 0",
+    );
+    // The logit vertical (out_v 1: one vertical row of 1 x 1 x 1).
+    let w = f32_le(&[0.5]);
+    let m = mutated(base, |f| {
+        f.decoder.layers[1].op = stack(2, 1, 1, 1, 1, Mask::B);
+        f.decoder.layers[1].weight = &w;
+    });
+    expect(&m, Error::PlanNotCausal { layer: 2 }, "a vertical logit");
+    // No mask A anywhere: layer 0 with mask B (8 weights) lets the logit
+    // see its own pixel.
+    let w = f32_le(&[0.25; 8]);
+    let m = mutated(base, |f| {
+        f.decoder.layers[0].op = stack(1, 0, 2, 1, 3, Mask::B);
+        f.decoder.layers[0].weight = &w;
+    });
+    expect(&m, Error::PlanNotCausal { layer: 2 }, "mask B only");
+    // A masked convolution reading the vertical channel (the head as a 1x1
+    // MaskedConv2d after a stack that keeps one).
+    let (w, b) = (f32_le(&[0.5, 0.5]), f32_le(&[0.0]));
+    let m = mutated(base, |f| {
+        let l = &mut f.decoder.layers[1];
+        l.op = Op::MaskedConv2d {
+            in_c: 2,
+            out_c: 1,
+            k: 1,
+            mask: Mask::B,
+        };
+        (l.weight, l.bias) = (&w, &b);
+    });
+    expect(
+        &m,
+        Error::PlanNotCausal { layer: 1 },
+        "masked conv after out_v 1",
+    );
+    // Horizontal stacks only (no vertical channel anywhere) are causal:
+    // layer 0 with no vertical outputs and layer 1 with none in loads.
+    let (w0, w1) = (f32_le(&[0.5, -0.5]), f32_le(&[1.0, 0.5]));
+    let m = mutated(base, |f| {
+        f.decoder.layers[0].op = stack(1, 0, 2, 0, 3, Mask::A);
+        f.decoder.layers[0].weight = &w0;
+        f.decoder.layers[1].op = stack(2, 0, 1, 0, 1, Mask::B);
+        f.decoder.layers[1].weight = &w1;
+    });
+    assert!(load_and_run(&m), "horizontal stacks only");
 }

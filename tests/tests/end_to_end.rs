@@ -78,7 +78,9 @@ fn linear(op: &Op, x: &Tensor, w: &[f64]) -> R<Tensor> {
             x.conv2d(&w, k / 2, 1, 1, 1)
         }
         Op::Reshape(s) => x.reshape((1, s.c as usize, s.h as usize, s.w as usize)),
-        Op::RowLstm { .. } => unreachable!("decoder networks have no Row LSTM"),
+        Op::RowLstm { .. } | Op::StackConv2d { .. } => {
+            unreachable!("decoder networks have no Row LSTM or two-stack convolution")
+        }
     }
 }
 
@@ -98,7 +100,9 @@ fn terms(op: &Op) -> f64 {
         | Op::ConvTranspose2d { in_c, k, .. }
         | Op::MaskedConv2d { in_c, k, .. } => in_c as f64 * k as f64 * k as f64,
         Op::Reshape(_) => 0.0,
-        Op::RowLstm { .. } => unreachable!("decoder networks have no Row LSTM"),
+        Op::RowLstm { .. } | Op::StackConv2d { .. } => {
+            unreachable!("decoder networks have no Row LSTM or two-stack convolution")
+        }
     }
 }
 
@@ -217,7 +221,9 @@ fn int8_sigma(net: &FloatNet, model: &Model<'_>, z: &[f32]) -> R<Vec<f64>> {
                 v = linear(&layer.op, &v, &[])?;
                 continue;
             }
-            Op::RowLstm { .. } => unreachable!("decoder networks have no Row LSTM"),
+            Op::RowLstm { .. } | Op::StackConv2d { .. } => {
+                unreachable!("decoder networks have no Row LSTM or two-stack convolution")
+            }
         };
         let q = file.layers[l].quant.expect("int8 layer quantization");
         let s_out = q.out_scale as f64;

@@ -11,6 +11,9 @@
 //! - `tiny_pixelcnn_golden`: a two-layer PixelCNN (masked convolutions)
 //!   against `tests/fixtures/tiny_pixelcnn_f32.tgm`, its row-cache arena and
 //!   MACs by hand, and its logits against candle.
+//! - `tiny_stacks_golden`: a two-layer two-stack PixelCNN (`StackConv2d`,
+//!   format version 2) against `tests/fixtures/tiny_stacks_f32.tgm`, its
+//!   arena and MACs by hand, its logits against candle and some by hand.
 //!
 //! Regenerate the golden files (after a deliberate format change, which also
 //! bumps `FORMAT_VERSION` and docs/format.md) with
@@ -22,7 +25,7 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use tinygen_runtime::format::{
     self, Act, DType, Figure, Head, Layer, LayerQuant, Mask, Meta, ModelFile, ModelKind, Net, Op,
-    QParams, Shape, FORMAT_VERSION, MAGIC,
+    QParams, Shape, MAGIC,
 };
 use tinygen_runtime::{Decoder, Model};
 use tinygen_tests::{
@@ -56,7 +59,7 @@ fn one_dense_layer_bytes_by_hand() {
         .unwrap();
     let file = ModelFile {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: 1,
         kind: ModelKind::Vae,
         dtype: DType::F32,
         meta: Meta {
@@ -228,7 +231,7 @@ impl Tiny {
         }
         ModelFile {
             magic: MAGIC,
-            version: FORMAT_VERSION,
+            version: 1,
             kind: ModelKind::Vae,
             dtype: self.dtype,
             meta: Meta {
@@ -305,7 +308,10 @@ fn check_golden(dtype: DType, name: &str) -> Vec<u8> {
     // The golden bytes decode to the very fields they were built from.
     let back = format::decode(&want).unwrap();
     assert_eq!(back, file);
-    assert_eq!(&want[..5], &[b'T', b'G', b'M', 0, FORMAT_VERSION as u8]);
+    // Version 1: these files use nothing version 2 added (written as the
+    // oldest version that holds them, `ModelFile::min_version`).
+    assert_eq!(file.min_version(), 1);
+    assert_eq!(&want[..5], &[b'T', b'G', b'M', 0, 1]);
     let stored = u32::from_le_bytes(want[want.len() - 4..].try_into().unwrap());
     assert_eq!(stored, tinygen_runtime::crc32(&want[..want.len() - 4]));
     assert_eq!(back.decoder.layers.len(), 4);
@@ -486,7 +492,7 @@ fn tiny_pixelcnn_golden() {
     }
     let file = ModelFile {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: 1,
         kind: ModelKind::PixelCnn,
         dtype: DType::F32,
         meta: Meta {
@@ -730,7 +736,7 @@ impl TinyRnn {
         }
         ModelFile {
             magic: MAGIC,
-            version: FORMAT_VERSION,
+            version: 1,
             kind: ModelKind::PixelRnn,
             dtype: self.dtype,
             meta: Meta {
@@ -882,4 +888,201 @@ fn tiny_pixelrnn_i8_golden() {
     assert!(got.iter().any(|&l| l != got[0]), "{got:?}");
     let blank = pixelrnn_logits(&bytes, &[0u8; 16]);
     assert_ne!(got, blank, "the logits ignore the image");
+}
+
+// ---------------------------------------------------------------------------
+// A tiny two-stack PixelCNN (format version 2): image 1x4x4, StackConv2d
+// 1 -> 2 (channel 0 vertical, channel 1 horizontal) k3 mask A + ReLU, then
+// StackConv2d 2 (in_v 1) -> 1 (out_v 0) k1 mask B: the logits, from the
+// horizontal channel at the pixel itself and the vertical one a row up.
+
+const STACKS_OPS: [(Op, Act); 2] = [
+    (
+        Op::StackConv2d {
+            in_c: 1,
+            in_v: 0,
+            out_c: 2,
+            out_v: 1,
+            k: 3,
+            mask: Mask::A,
+        },
+        Act::Relu,
+    ),
+    (
+        Op::StackConv2d {
+            in_c: 2,
+            in_v: 1,
+            out_c: 1,
+            out_v: 0,
+            k: 1,
+            mask: Mask::B,
+        },
+        Act::None,
+    ),
+];
+
+/// The compact blobs (only the taps used, one row per output channel):
+/// layer 0's vertical row `[1 input][2 kernel rows][3]` (the row above,
+/// then the pixel's own row), then its horizontal row: mask A with `k = 3`
+/// has one tap, the pixel on the left, and no link (`in_v = 0`). Layer 1's
+/// one horizontal row: the horizontal input at the pixel (mask B, `k = 1`),
+/// then the link to the vertical input at `(y - 1, x)`.
+fn stacks_weights(l: usize) -> Vec<f32> {
+    [
+        vec![0.5, -0.25, 0.75, 1.0, 0.125, -0.5, 2.0],
+        vec![1.5, -0.75],
+    ][l]
+        .clone()
+}
+
+fn stacks_bias(l: usize) -> Vec<f32> {
+    [vec![0.25, -0.125], vec![-0.5]][l].clone()
+}
+
+#[test]
+fn tiny_stacks_golden() {
+    let weights: Vec<Vec<u8>> = (0..2).map(|l| f32_le(&stacks_weights(l))).collect();
+    let biases: Vec<Vec<u8>> = (0..2).map(|l| f32_le(&stacks_bias(l))).collect();
+    let mut layers = heapless::Vec::new();
+    for (l, &(op, act)) in STACKS_OPS.iter().enumerate() {
+        layers
+            .push(Layer {
+                op,
+                act,
+                weight: &weights[l],
+                bias: &biases[l],
+                quant: None,
+            })
+            .unwrap();
+    }
+    let mut file = ModelFile {
+        magic: MAGIC,
+        version: 0,
+        kind: ModelKind::PixelCnn,
+        dtype: DType::F32,
+        meta: Meta {
+            image: shape(1, 4, 4),
+            latent: 0,
+            data: "hand-built golden two-stack PixelCNN (tests/tests/format_golden.rs)",
+            figures: heapless::Vec::new(),
+            prior_mean: &[],
+            prior_std: &[],
+        },
+        decoder: Net {
+            input: shape(1, 4, 4),
+            input_q: None,
+            layers,
+            head: Head::Sigmoid,
+        },
+        encoder: None,
+    };
+    // A two-stack layer needs version 2, and writers write the oldest
+    // version that holds the file.
+    assert_eq!(file.min_version(), 2);
+    file.version = file.min_version();
+    let bytes = encode(&file);
+    let want = golden("tiny_stacks_f32.tgm", &bytes);
+    assert_same_bytes(&bytes, &want, "tiny_stacks_f32.tgm");
+    assert_eq!(format::decode(&want).unwrap(), file);
+    assert_eq!(&want[..5], &[b'T', b'G', b'M', 0, 2]);
+    let stored = u32::from_le_bytes(want[want.len() - 4..].try_into().unwrap());
+    assert_eq!(stored, tinygen_runtime::crc32(&want[..want.len() - 4]));
+    // The first layer's op, act and weight length, byte by byte:
+    // StackConv2d (variant 6) { in_c 1, in_v 0, out_c 2, out_v 1, k 3,
+    // mask A (0) }, Relu (1), weight blob of 7 f32 = 28 bytes (varint 0x1c).
+    let op = [0x06, 0x01, 0x00, 0x02, 0x01, 0x03, 0x00, 0x01, 0x1c];
+    assert_eq!(want.windows(op.len()).filter(|w| *w == op).count(), 1);
+    // The second: { 2, 1, 1, 0, k 1, mask B (1) }, None (0), 8 bytes.
+    let op = [0x06, 0x02, 0x01, 0x01, 0x00, 0x01, 0x01, 0x00, 0x08];
+    assert_eq!(want.windows(op.len()).filter(|w| *w == op).count(), 1);
+
+    let model = Model::load(&want).unwrap();
+    // Row caches: the input 2 rows (read by a 3x3 stack: rows y-1..=y), layer
+    // 0's output 2 rows x 2 channels (a stack reads the vertical channel at
+    // y - 1 even with k = 1), the logits 1 row; 4 pixels wide, f32.
+    assert_eq!(model.arena_bytes(), (2 + 2 * 2 + 1) * 4 * 4);
+    // MACs. Layer 0, vertical output: rows y-1..=y inside the image (1 at
+    // row 0, else 2: 7 over the 4 rows) times columns x-1..=x+1 inside it
+    // (2, 3, 3, 2: 10 over the 4 columns) = 70; horizontal output: the one
+    // tap left of x, inside the row for x >= 1: 3 x 4 rows = 12. Layer 1:
+    // the centre tap at all 16 pixels, the link from row 1 on: 12.
+    assert_eq!(model.forward_macs(), 70 + 12 + 16 + 12);
+    assert_eq!(model.macs_per_sample(), model.forward_macs());
+
+    // Teacher-forced logits through the runtime, against candle (dense
+    // kernels spread from the compact blobs) and, for row 0 and (1, 1), by
+    // hand.
+    let image: Vec<u8> = (0..16).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect();
+    let mut arena = AlignedBuf::new(model.arena_bytes() as usize);
+    let mut scratch = AlignedBuf::new(model.forward_arena_bytes() as usize);
+    let mut sampler = tinygen_runtime::PixelCnnSampler::new(&model, arena.bytes()).unwrap();
+    let mut got = [0f32; 16];
+    sampler.logits(&image, scratch.bytes(), &mut got).unwrap();
+    let want = candle_stacks(&image).unwrap();
+    assert_close(&got, &want, Approximation::Close, "tiny stacks vs candle");
+    // Row 0 (pixels 0 and 3 on): no row above, so no link; the horizontal
+    // channel at x is relu(-0.125 + 2 * pixel(x - 1)), the logit
+    // -0.5 + 1.5 * that: -0.5 where the left pixel is off (or absent),
+    // -0.5 + 1.5 * 1.875 = 2.3125 where it is on (x = 1).
+    assert_eq!(&got[..4], &[-0.5, 2.3125, -0.5, -0.5]);
+    // (1, 1): left pixel (1, 0) is off: horizontal 0. The link reads the
+    // vertical channel at (0, 1): 0.25 + row -1 (outside, 0) + own row
+    // 1.0 * p(0,0) + 0.125 * p(0,1) - 0.5 * p(0,2) = 0.25 + 1.0 = 1.25,
+    // so -0.5 - 0.75 * 1.25 = -1.4375.
+    assert_eq!(got[5], -1.4375);
+
+    // The incremental sampler draws what the naive one (a full forward pass
+    // per pixel) draws.
+    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    sampler
+        .sample(&mut tinygen_runtime::Rng::new(5), &mut a)
+        .unwrap();
+    sampler
+        .naive(&mut tinygen_runtime::Rng::new(5), &mut b, scratch.bytes())
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+fn candle_stacks(image: &[u8]) -> candle_core::Result<Vec<f64>> {
+    use tinygen_tests::{stack_conv2d, stack_weights};
+    let dev = Device::Cpu;
+    let x: Vec<f32> = image
+        .iter()
+        .map(|&p| f32::from(u8::from(p >= 128)))
+        .collect();
+    let mut h = Tensor::from_vec(x, (1, 1, 4, 4), &dev)?;
+    for (l, &(op, act)) in STACKS_OPS.iter().enumerate() {
+        let Op::StackConv2d {
+            in_c,
+            in_v,
+            out_c,
+            out_v,
+            k,
+            mask,
+        } = op
+        else {
+            unreachable!()
+        };
+        let (i, o, k) = (in_c as usize, out_c as usize, k as usize);
+        let (dense, link) = stack_weights(
+            &stacks_weights(l),
+            i,
+            in_v.into(),
+            o,
+            out_v.into(),
+            k,
+            mask == Mask::B,
+        );
+        let y = stack_conv2d(
+            &h,
+            &conv_weight(&dense, o, i, k, &dev)?,
+            &conv_weight(&link, o, i, 1, &dev)?,
+        )?;
+        let bias = Tensor::from_vec(stacks_bias(l), o, &dev)?;
+        h = add_channel_bias(&y, &bias)?;
+        if act == Act::Relu {
+            h = h.relu()?;
+        }
+    }
+    chw(&h)
 }

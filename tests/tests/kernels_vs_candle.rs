@@ -22,6 +22,15 @@
 //!   - against the float oracle (candle, f64, unquantized values) in output
 //!     steps, within `QuantStep(1)` plus the quantization error of the
 //!     accumulator, derived below in [`int8_bound`].
+//! - **Two-stack convolution** (`stack_conv2d_f32`, `_i8`): the same
+//!   checks, the oracle being candle's convolution by the compact blob
+//!   spread over a dense kernel (zero where the op reads nothing) plus a
+//!   1x1 convolution of the input shifted down one row for the vertical
+//!   link (`tinygen_tests::stack_weights`); int8 weights per output row
+//!   (`quantize_weight_rows`: the vertical and horizontal rows differ in
+//!   length). Besides, the full-map kernels give the very bits of the
+//!   per-position and per-row kernels run over row buffers as the
+//!   incremental sampler runs them (`stack_incremental_case`).
 //! - **Row LSTM** (`row_lstm_f32`, `_i8`; module `row_lstm` at the end):
 //!   against an f64 oracle of the format's formula (candle has no Row
 //!   LSTM), f32 `Close`, f16 `F16` on the rounded weights, int8 `Exact`
@@ -33,12 +42,17 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tinygen_runtime::format::Mask;
-use tinygen_runtime::kernels::{self, ConvGeom, F16Le, F32Le, FloatWeights, MaskedGeom, RequantI8};
+use tinygen_runtime::kernels::{
+    self, ConvGeom, F16Le, F32Le, FloatWeights, MaskedGeom, RequantI8, StackGeom,
+};
 use tinygen_tests::{
     add_channel_bias, assert_close, assert_within, chw, conv_t_weight, conv_weight, dense_weight,
-    f16_le, f16_round, f32_le, i32_le, nchw, Approximation,
+    f16_le, f16_round, f32_le, i32_le, nchw, stack_conv2d, stack_row_lens, stack_weight_len,
+    stack_weights, Approximation,
 };
-use tinygen_trainer::quantize::{quantize, quantize_multiplier, quantize_weights, range_params};
+use tinygen_trainer::quantize::{
+    quantize, quantize_multiplier, quantize_weight_rows, quantize_weights, range_params,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -50,6 +64,10 @@ enum Kind {
     /// to zero (`mask_weights`), so candle's plain conv2d is the oracle,
     /// while the runtime's kernel never reads those taps.
     Masked(bool),
+    /// Two-stack convolution (`in_v`, `out_v`, mask B): stride 1, padding
+    /// k/2, odd k; the case's weights are the compact blob (only the taps
+    /// used), which the oracle spreads over a dense kernel.
+    Stack(usize, usize, bool),
 }
 
 /// One kernel call: geometry and values. For `Dense`, `in_c * h * w` is the
@@ -81,7 +99,7 @@ impl Case {
         let (k, s, p) = (self.k, self.stride, self.pad);
         match self.kind {
             Kind::Dense => (1, 1),
-            Kind::Conv | Kind::Masked(_) => {
+            Kind::Conv | Kind::Masked(_) | Kind::Stack(..) => {
                 ((self.h + 2 * p - k) / s + 1, (self.w + 2 * p - k) / s + 1)
             }
             Kind::ConvT => (
@@ -100,6 +118,20 @@ impl Case {
         match self.kind {
             Kind::Dense => self.out_c * self.n_in(),
             Kind::Conv | Kind::ConvT | Kind::Masked(_) => self.out_c * self.in_c * self.k * self.k,
+            Kind::Stack(in_v, out_v, b) => {
+                stack_weight_len(self.in_c, in_v, self.out_c, out_v, self.k, b)
+            }
+        }
+    }
+
+    /// Most products summed into one output (the longest weight row).
+    fn max_terms(&self) -> usize {
+        match self.kind {
+            Kind::Stack(in_v, out_v, b) => {
+                let rows = stack_row_lens(self.in_c, in_v, self.out_c, out_v, self.k, b);
+                rows.into_iter().max().unwrap_or(0)
+            }
+            _ => self.n_weights() / self.out_c.max(1),
         }
     }
 
@@ -115,6 +147,57 @@ impl Case {
             Kind::Dense => (1, self.out_c, self.n_in()),
             Kind::Conv | Kind::Masked(_) => (1, self.out_c, self.in_c * self.k * self.k),
             Kind::ConvT => (self.in_c, self.out_c, self.k * self.k),
+            Kind::Stack(..) => unreachable!("rows of two lengths: see weight_channels"),
+        }
+    }
+
+    /// The output channel of every weight.
+    fn weight_channels(&self) -> Vec<usize> {
+        match self.kind {
+            Kind::Stack(in_v, out_v, b) => {
+                stack_row_lens(self.in_c, in_v, self.out_c, out_v, self.k, b)
+                    .into_iter()
+                    .enumerate()
+                    .flat_map(|(o, n)| std::iter::repeat_n(o, n))
+                    .collect()
+            }
+            _ => {
+                let (_, ch, inner) = self.weight_blocks();
+                (0..self.n_weights()).map(|i| (i / inner) % ch).collect()
+            }
+        }
+    }
+
+    /// Weights quantized per output channel as the exporter does: the int8
+    /// bytes and each channel's scale.
+    fn quantize_weights(&self) -> (Vec<u8>, Vec<f32>) {
+        match self.kind {
+            Kind::Stack(in_v, out_v, b) => {
+                let rows = stack_row_lens(self.in_c, in_v, self.out_c, out_v, self.k, b);
+                quantize_weight_rows(&self.wt, &rows)
+            }
+            _ => {
+                let (outer, ch, inner) = self.weight_blocks();
+                quantize_weights(&self.wt, outer, ch, inner)
+            }
+        }
+    }
+
+    fn stack_geom(&self) -> StackGeom {
+        let Kind::Stack(in_v, out_v, mask_b) = self.kind else {
+            unreachable!("not a two-stack case")
+        };
+        StackGeom {
+            in_c: self.in_c,
+            in_v,
+            out_c: self.out_c,
+            out_v,
+            h: self.h,
+            w: self.w,
+            k: self.k,
+            mask_b,
+            in_rows: self.h,
+            out_rows: self.h,
         }
     }
 
@@ -186,6 +269,14 @@ impl Case {
                     let y = x.conv_transpose2d(&w, self.pad, self.out_pad, self.stride, 1)?;
                     add_channel_bias(&y, &bias)?
                 }
+                Kind::Stack(in_v, out_v, b) => {
+                    let (in_c, out_c, k) = (self.in_c, self.out_c, self.k);
+                    let (dense, link) = stack_weights(w, in_c, in_v, out_c, out_v, k, b);
+                    let x = nchw(x, in_c, self.h, self.w, &dev)?.to_dtype(dtype)?;
+                    let dense = conv_weight(&dense, out_c, in_c, k, &dev)?.to_dtype(dtype)?;
+                    let link = conv_weight(&link, out_c, in_c, 1, &dev)?.to_dtype(dtype)?;
+                    add_channel_bias(&stack_conv2d(&x, &dense, &link)?, &bias)?
+                }
             };
             let y = if relu { y.relu()? } else { y };
             chw(&y)
@@ -212,6 +303,14 @@ impl Case {
                 &mut out,
                 self.relu,
             ),
+            Kind::Stack(..) => kernels::stack_conv2d_f32(
+                &self.x,
+                &self.stack_geom(),
+                w,
+                &bias,
+                &mut out,
+                self.relu,
+            ),
         }
         out
     }
@@ -224,6 +323,9 @@ impl Case {
             Kind::ConvT => kernels::conv_transpose2d_i8(x, &self.geom(), w, bias, q, &mut out),
             Kind::Masked(_) => {
                 kernels::masked_conv2d_i8(x, &self.masked_geom(), w, bias, q, &mut out)
+            }
+            Kind::Stack(..) => {
+                kernels::stack_conv2d_i8(x, &self.stack_geom(), w, bias, q, &mut out)
             }
         }
         out
@@ -240,7 +342,7 @@ fn check_f32(c: &Case) {
     let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<f32>>();
     let zeros = vec![0f32; c.out_c];
     let wx = c.oracle(&abs(&c.x), &abs(&c.wt), &zeros, DType::F64, false);
-    let n = (c.n_weights() / c.out_c.max(1) + 1) as f64;
+    let n = (c.max_terms() + 1) as f64;
     let close = Approximation::Close.tolerance(&want);
     let bound: Vec<f64> = wx
         .iter()
@@ -302,8 +404,7 @@ fn quantize_case(c: &Case) -> Quantized {
     let (lo, hi) = min_max(c.x.iter().map(|&v| v as f64));
     let pin = range_params(lo as f32, hi as f32);
     let x: Vec<i8> = c.x.iter().map(|&v| quantize(v, pin)).collect();
-    let (outer, ch, inner) = c.weight_blocks();
-    let (w, w_scale) = quantize_weights(&c.wt, outer, ch, inner);
+    let (w, w_scale) = c.quantize_weights();
     let y = c.oracle(&c.x, &c.wt, &c.b, DType::F64, false);
     let post = y.iter().map(|&v| if c.relu { v.max(0.0) } else { v });
     let (lo, hi) = min_max(post);
@@ -374,10 +475,9 @@ fn requantize_oracle(acc: i128, m: i32, shift: u8, zp: i8, min: i32, max: i32) -
 /// multiplier and the f32 rounding of scales; `E / s_out` is the rest.
 fn int8_bound(c: &Case, q: &Quantized) -> Vec<f64> {
     let zeros = vec![0f32; c.out_c];
-    // |ŵ|, weight i being in channel (i / inner) % ch of the layout.
-    let (_, ch, inner) = c.weight_blocks();
-    let w_abs: Vec<f32> = (q.w.iter().enumerate())
-        .map(|(i, &b)| ((b as i8) as f32 * q.w_scale[(i / inner) % ch]).abs())
+    // |ŵ|, each weight at its output channel's scale.
+    let w_abs: Vec<f32> = (q.w.iter().zip(c.weight_channels()))
+        .map(|(&b, ch)| ((b as i8) as f32 * q.w_scale[ch]).abs())
         .collect();
     let ones_x = vec![1f32; c.n_in()];
     let ones_w = vec![1f32; c.n_weights()];
@@ -566,6 +666,21 @@ fn masked_case() -> impl Strategy<Value = Case> {
         })
 }
 
+/// A two-stack case: `in_v` in `0..in_c`, `out_v` in `0..=out_c`.
+fn stack_case() -> impl Strategy<Value = Case> {
+    (
+        (1..=6usize, 1..=6usize, 1..=8usize, 1..=8usize),
+        prop_oneof![Just(1usize), Just(3), Just(5), Just(7)],
+        (any::<bool>(), any::<bool>(), scale()),
+    )
+        .prop_flat_map(|((in_c, out_c, h, w), k, (b, relu, sc))| {
+            (0..in_c, 0..=out_c).prop_flat_map(move |(in_v, out_v)| {
+                let kind = Kind::Stack(in_v, out_v, b);
+                case_with_values(kind, (in_c, out_c, h, w), (k, 1, k / 2, 0), relu, sc)
+            })
+        })
+}
+
 fn conv_t_case() -> impl Strategy<Value = Case> {
     (
         (1..=8usize, 1..=8usize, 1..=12usize, 1..=12usize),
@@ -606,6 +721,15 @@ proptest! {
     fn masked_conv2d_f16_vs_candle(c in masked_case()) { check_f16(&c) }
     #[test]
     fn masked_conv2d_i8_vs_oracles(c in masked_case()) { check_i8(&c) }
+
+    #[test]
+    fn stack_conv2d_f32_vs_candle(c in stack_case()) { check_f32(&c) }
+    #[test]
+    fn stack_conv2d_f16_vs_candle(c in stack_case()) { check_f16(&c) }
+    #[test]
+    fn stack_conv2d_i8_vs_oracles(c in stack_case()) { check_i8(&c) }
+    #[test]
+    fn stack_conv2d_full_equals_incremental(c in stack_case()) { stack_incremental_case(&c) }
 
     #[test]
     fn conv_transpose2d_f32_vs_candle(c in conv_t_case()) { check_f32(&c) }
@@ -662,6 +786,9 @@ fn all_kinds(dims: (usize, usize, usize, usize), geo: (usize, usize, usize, usiz
         for b in [false, true] {
             let k = 2 * (geo.0 / 2) + 1;
             v.push(fixed(Kind::Masked(b), dims, (k, 1, k / 2, 0), relu, 4));
+            // Half the channels vertical (none of a single input channel).
+            let stack = Kind::Stack(dims.0 / 2, dims.1 / 2, b);
+            v.push(fixed(stack, dims, (k, 1, k / 2, 0), relu, 5));
         }
     }
     v
@@ -752,6 +879,105 @@ fn kernels_tails() {
                 check_all(&c);
             }
         }
+    }
+}
+
+/// Runs a two-stack convolution over row buffers as the incremental
+/// sampler does (geometry `g`, `g.in_rows` and `g.out_rows` rows): the input
+/// `x` (whole `[in_c][h][w]`) arrives pixel by pixel, all channels, the
+/// rest of its row holding `blank` until then; `h_at(buf, out, y, x)`
+/// computes the horizontal outputs of each pixel as it arrives,
+/// `v_row(buf, out, y)` the vertical ones once its row is complete. Returns
+/// every output row, collected as each row completes (`[out_c][h][w]`).
+fn stack_rows<T: Copy>(
+    g: &StackGeom,
+    x: &[T],
+    blank: T,
+    mut h_at: impl FnMut(&[T], &mut [T], usize, usize),
+    mut v_row: impl FnMut(&[T], &mut [T], usize),
+) -> Vec<T> {
+    let (h, w) = (g.h, g.w);
+    let mut buf = vec![blank; g.in_c * g.in_rows * w];
+    let mut out = vec![blank; g.out_c * g.out_rows * w];
+    let mut all = vec![blank; g.out_c * h * w];
+    for y in 0..h {
+        let r = y % g.in_rows;
+        for i in 0..g.in_c {
+            buf[(i * g.in_rows + r) * w..][..w].fill(blank);
+        }
+        for xp in 0..w {
+            for i in 0..g.in_c {
+                buf[(i * g.in_rows + r) * w + xp] = x[(i * h + y) * w + xp];
+            }
+            h_at(&buf, &mut out, y, xp);
+        }
+        v_row(&buf, &mut out, y);
+        let orow = y % g.out_rows;
+        for o in 0..g.out_c {
+            all[(o * h + y) * w..][..w].copy_from_slice(&out[(o * g.out_rows + orow) * w..][..w]);
+        }
+    }
+    all
+}
+
+/// The float full-map kernel and [`stack_rows`] over `g`, as bits.
+fn stack_float_bits<W: FloatWeights>(c: &Case, g: &StackGeom, wt: W) -> (Vec<u32>, Vec<u32>) {
+    let bias = f32_le(&c.b);
+    let mut full = vec![f32::NAN; c.n_out()];
+    kernels::stack_conv2d_f32(&c.x, &c.stack_geom(), wt, &bias, &mut full, c.relu);
+    let rows = stack_rows(
+        g,
+        &c.x,
+        f32::NAN,
+        |x, o, y, xp| kernels::stack_conv2d_h_at_f32(x, g, wt, &bias, o, c.relu, y, xp),
+        |x, o, y| kernels::stack_conv2d_v_row_f32(x, g, wt, &bias, o, c.relu, y),
+    );
+    let bits = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect();
+    (bits(&rows), bits(&full))
+}
+
+/// A two-stack case run as the incremental sampler runs it ([`stack_rows`]:
+/// an input buffer of `max(k/2 + 1, 2)` rows, an output buffer of one row,
+/// as the sampler's logits, or two): every output must be the full-map
+/// kernel's, bit for bit (f32 and f16 weights, int8). A NaN in the part of
+/// the input row not yet arrived catches a float read right of the pixel
+/// (an int8 code cannot be poisoned: there the ring of rows and the
+/// requantization are checked); the ring, a wrong row index.
+fn stack_incremental_case(c: &Case) {
+    let full = c.stack_geom();
+    let in_rows = (c.k / 2 + 1).max(2).min(c.h);
+    for out_rows in [1, 2.min(c.h)] {
+        let g = StackGeom {
+            in_rows,
+            out_rows,
+            ..full
+        };
+        let what = format!("{c:?} out_rows {out_rows}");
+        let (got, want) = stack_float_bits(c, &g, F32Le(&f32_le(&c.wt)));
+        assert_eq!(got, want, "{what}: f32 weights");
+        let (got, want) = stack_float_bits(c, &g, F16Le(&f16_le(&c.wt)));
+        assert_eq!(got, want, "{what}: f16 weights");
+
+        let q = quantize_case(c);
+        let (mult, bias) = (i32_le(&q.mult), i32_le(&q.bias));
+        let rq = RequantI8 {
+            in_zp: q.in_zp as i32,
+            out_zp: q.out_zp as i32,
+            multiplier: &mult,
+            shift: &q.shift,
+            min: if c.relu { q.out_zp as i32 } else { -128 },
+            max: 127,
+        };
+        let mut want = vec![0i8; c.n_out()];
+        kernels::stack_conv2d_i8(&q.x, &full, &q.w, &bias, &rq, &mut want);
+        let got = stack_rows(
+            &g,
+            &q.x,
+            i8::MIN,
+            |x, o, y, xp| kernels::stack_conv2d_h_at_i8(x, &g, &q.w, &bias, &rq, o, y, xp),
+            |x, o, y| kernels::stack_conv2d_v_row_i8(x, &g, &q.w, &bias, &rq, o, y),
+        );
+        assert_eq!(got, want, "{what}: int8");
     }
 }
 

@@ -124,3 +124,37 @@ fn random_pixelrnn_int8_qemu_equals_host() {
 fn random_pixelrnn_f32_qemu_equals_host() {
     random_pixelrnn_contract(tinygen_runtime::DType::F32);
 }
+
+/// A random 28x28 two-stack PixelCNN (7x7 mask A stack 1 -> 8 + 8, two 3x3
+/// mask B stacks, the last to its 8 horizontal channels only, 1x1; see
+/// `tinygen_tests::pixelrnn::random_stacks`), written to a temporary file:
+/// the two-stack kernels (horizontal outputs pixel by pixel, vertical ones
+/// once a row is complete) give the host's bytes on the Cortex-M4 too.
+fn random_stacks_contract(dtype: tinygen_runtime::DType) {
+    use tinygen_tests::pixelrnn::{random_stacks, StackShape};
+    let shape = StackShape {
+        chans: 8,
+        k0: 7,
+        k: 3,
+        hidden: 2,
+    };
+    let bytes = random_stacks(19, dtype, 28, 28, shape);
+    assert_eq!(bytes[4], 2, "a two-stack file is format version 2");
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("random-stacks-{}.tgm", dtype.name());
+    let path = dir.path().join(&name);
+    std::fs::write(&path, bytes).unwrap();
+    contract_at(&path, &name);
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn random_stacks_int8_qemu_equals_host() {
+    random_stacks_contract(tinygen_runtime::DType::I8);
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn random_stacks_f32_qemu_equals_host() {
+    random_stacks_contract(tinygen_runtime::DType::F32);
+}

@@ -368,6 +368,7 @@ pub(crate) mod tests {
         let cfg = PixelCnnConfig {
             channels: 4,
             layers: 1,
+            ..PixelCnnConfig::default()
         };
         let err = train::<PixelCnn>(&opts, cfg).unwrap_err();
         let nf = err.downcast_ref::<NonFiniteTraining>().unwrap();

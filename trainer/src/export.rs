@@ -16,7 +16,9 @@ use tinygen_runtime::format::{
 };
 use tinygen_runtime::kernels::{self, ConvGeom, F32Le};
 
-use crate::quantize::{quantize_multiplier, quantize_weights, range_params, QuantParams};
+use crate::quantize::{
+    quantize_multiplier, quantize_weight_rows, quantize_weights, range_params, QuantParams,
+};
 
 /// One float layer in the runtime's layout (dense `[out][in]`, conv
 /// `[out][in][k][k]`, transposed conv `[in][out][k][k]`).
@@ -123,7 +125,7 @@ fn out_shape(op: &Op, s: Shape) -> Result<Shape> {
                 w: f(s.w) as u16,
             }
         }
-        Op::MaskedConv2d { out_c, .. } => Shape { c: out_c, ..s },
+        Op::MaskedConv2d { out_c, .. } | Op::StackConv2d { out_c, .. } => Shape { c: out_c, ..s },
         Op::RowLstm { hidden, .. } => Shape { c: hidden, ..s },
         Op::Reshape(r) => {
             if shape_numel(r) != shape_numel(s) {
@@ -151,6 +153,33 @@ fn geom(op: &Op, i: Shape, o: Shape) -> Option<ConvGeom> {
         k: k as usize,
         stride: stride as usize,
         pad: pad as usize,
+    })
+}
+
+/// Geometry of a two-stack convolution over a whole `s`-shaped input.
+fn stack_geom(op: &Op, s: Shape) -> Option<kernels::StackGeom> {
+    let Op::StackConv2d {
+        in_c,
+        in_v,
+        out_c,
+        out_v,
+        k,
+        mask,
+    } = *op
+    else {
+        return None;
+    };
+    Some(kernels::StackGeom {
+        in_c: in_c as usize,
+        in_v: in_v as usize,
+        out_c: out_c as usize,
+        out_v: out_v as usize,
+        h: s.h as usize,
+        w: s.w as usize,
+        k: k as usize,
+        mask_b: mask == format::Mask::B,
+        in_rows: s.h as usize,
+        out_rows: s.h as usize,
     })
 }
 
@@ -309,6 +338,19 @@ impl FloatNet {
                     };
                     kernels::masked_conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
+                Op::StackConv2d { .. } => {
+                    let g = stack_geom(&l.op, shape).context("two-stack geometry")?;
+                    if l.weight.len() != g.weight_len() || shape.c as usize != g.in_c {
+                        bail!(
+                            "two-stack layer: {} weights on {} input channels, expected {} on {}",
+                            l.weight.len(),
+                            shape.c,
+                            g.weight_len(),
+                            g.in_c
+                        );
+                    }
+                    kernels::stack_conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
+                }
                 Op::Reshape(_) => y.copy_from_slice(&x),
                 Op::RowLstm { .. } => {
                     let g = lstm_geom(&l.op, shape).context("Row LSTM geometry")?;
@@ -397,18 +439,62 @@ fn calibrate(
     Ok((params[0], params[1..].to_vec(), pre))
 }
 
-fn layer_channels(op: &Op) -> Option<(usize, usize, usize)> {
-    // (outer, channels, inner) of the weight layout.
+/// Which weights each output channel owns, for per-channel int8 scales.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChannelRows {
+    /// `outer` blocks of `channels` blocks of `inner` weights (see
+    /// [`quantize_weights`]): dense, convolutions, transposed convolutions.
+    Blocks {
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    },
+    /// One contiguous row per output channel, of these lengths, in order:
+    /// a two-stack convolution's vertical rows, then its horizontal ones.
+    Rows(Vec<usize>),
+}
+
+impl ChannelRows {
+    /// Per-channel symmetric int8 weights and scales of `w`.
+    fn quantize(&self, w: &[f32]) -> (Vec<u8>, Vec<f32>) {
+        match *self {
+            ChannelRows::Blocks {
+                outer,
+                channels,
+                inner,
+            } => quantize_weights(w, outer, channels, inner),
+            ChannelRows::Rows(ref lens) => quantize_weight_rows(w, lens),
+        }
+    }
+}
+
+/// The per-output-channel weight layout of `op`; `None` for layers without
+/// per-channel weights (reshape; the Row LSTM has its own path).
+fn channel_rows(op: &Op) -> Option<ChannelRows> {
+    let blocks = |outer: usize, channels: usize, inner: usize| {
+        Some(ChannelRows::Blocks {
+            outer,
+            channels,
+            inner,
+        })
+    };
     match *op {
-        Op::Dense { inp, out } => Some((1, out as usize, inp as usize)),
+        Op::Dense { inp, out } => blocks(1, out as usize, inp as usize),
         Op::Conv2d { in_c, out_c, k, .. } => {
-            Some((1, out_c as usize, in_c as usize * k as usize * k as usize))
+            blocks(1, out_c as usize, in_c as usize * k as usize * k as usize)
         }
         Op::ConvTranspose2d { in_c, out_c, k, .. } => {
-            Some((in_c as usize, out_c as usize, k as usize * k as usize))
+            blocks(in_c as usize, out_c as usize, k as usize * k as usize)
         }
         Op::MaskedConv2d { in_c, out_c, k, .. } => {
-            Some((1, out_c as usize, in_c as usize * k as usize * k as usize))
+            blocks(1, out_c as usize, in_c as usize * k as usize * k as usize)
+        }
+        Op::StackConv2d { .. } => {
+            // The image size does not matter for the row lengths.
+            let g = stack_geom(op, Shape { c: 0, h: 1, w: 1 })?;
+            let mut rows = vec![g.v_row_len(); g.out_v];
+            rows.resize(g.out_c, g.h_row_len());
+            Some(ChannelRows::Rows(rows))
         }
         Op::Reshape(_) | Op::RowLstm { .. } => None,
     }
@@ -487,7 +573,7 @@ fn net_blobs(
                     cur = q;
                     continue;
                 }
-                let Some((outer, ch, inner)) = layer_channels(&l.op) else {
+                let Some(rows) = channel_rows(&l.op) else {
                     // A reshape keeps its input's quantization.
                     blobs.push(Blobs {
                         weight: Vec::new(),
@@ -505,7 +591,15 @@ fn net_blobs(
                 } else {
                     outq
                 };
-                let (w, ws) = quantize_weights(&l.weight, outer, ch, inner);
+                let (w, ws) = rows.quantize(&l.weight);
+                let ch = ws.len();
+                if l.bias.len() != ch {
+                    bail!(
+                        "layer {}: {} biases for {ch} output channels",
+                        blobs.len(),
+                        l.bias.len()
+                    );
+                }
                 let mut bias = Vec::with_capacity(ch * 4);
                 let mut mult = Vec::with_capacity(ch * 4);
                 let mut shift = Vec::with_capacity(ch);
@@ -719,7 +813,7 @@ pub fn export_with_encoder(
     } else {
         Head::Sigmoid
     };
-    let file = ModelFile {
+    let mut file = ModelFile {
         magic: MAGIC,
         version: FORMAT_VERSION,
         kind: meta.kind,
@@ -738,6 +832,9 @@ pub fn export_with_encoder(
             None => None,
         },
     };
+    // The oldest version that holds the file: old runtimes read every file
+    // without a two-stack layer.
+    file.version = file.min_version();
     let cap = dec
         .layers
         .iter()

@@ -121,6 +121,26 @@ pub fn quantize_weights(
     (q, scales)
 }
 
+/// Per-output-channel symmetric int8 weights for a blob of contiguous rows,
+/// one per output channel, of the lengths `rows` (which may differ, as a
+/// two-stack convolution's vertical and horizontal rows do). Rows of equal
+/// length give exactly [`quantize_weights`]`(w, 1, rows.len(), len)`.
+/// Returns the int8 weights (as bytes) and each row's scale.
+pub fn quantize_weight_rows(w: &[f32], rows: &[usize]) -> (Vec<u8>, Vec<f32>) {
+    assert_eq!(w.len(), rows.iter().sum::<usize>(), "weight layout");
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(rows.len());
+    let mut rest = w;
+    for &len in rows {
+        let (row, tail) = rest.split_at(len);
+        rest = tail;
+        let (rq, s) = quantize_weights(row, 1, 1, len);
+        q.extend_from_slice(&rq);
+        scales.push(s[0]);
+    }
+    (q, scales)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +190,23 @@ mod tests {
         assert_eq!(s, vec![2.0 / 127.0, 0.5 / 127.0]);
         let q: Vec<i8> = q.iter().map(|&b| b as i8).collect();
         assert_eq!(q, vec![64, -127, -127, 64]);
+    }
+
+    #[test]
+    fn rows_of_two_lengths() {
+        // A 3-weight row then two 2-weight rows.
+        let w = [1.0, -0.5, 0.25, -2.0, 1.0, 0.0, 0.0];
+        let (q, s) = quantize_weight_rows(&w, &[3, 2, 2]);
+        assert_eq!(s, vec![1.0 / 127.0, 2.0 / 127.0, 1.0]);
+        let q: Vec<i8> = q.iter().map(|&b| b as i8).collect();
+        assert_eq!(q, vec![127, -64, 32, -127, 64, 0, 0]);
+        // Equal rows: exactly the per-channel blocks.
+        let w: Vec<f32> = (0..24)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        assert_eq!(
+            quantize_weight_rows(&w, &[6; 4]),
+            quantize_weights(&w, 1, 4, 6)
+        );
     }
 }

@@ -70,10 +70,7 @@ impl Autoregressive for PixelCnn {
         }
     }
     fn describe(cfg: &PixelCnnConfig) -> String {
-        format!(
-            "PixelCNN ({} channels, 7x7 mask A + {} 3x3 mask B)",
-            cfg.channels, cfg.layers
-        )
+        cfg.describe()
     }
     fn nll(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         PixelCnn::nll(self, x)
@@ -113,11 +110,56 @@ mod tests {
         let cfg = PixelCnnConfig {
             channels: 4,
             layers: 1,
+            ..PixelCnnConfig::default()
         };
         let o = train_pixelcnn(&tiny_opts(out.path()), cfg).unwrap();
         check_run(&o);
         let (config, model) = load_pixelcnn(&o.run_dir).unwrap();
         assert_eq!(config.model, ModelConfig::PixelCnn(cfg));
         assert_eq!(model.config(), cfg);
+    }
+
+    #[test]
+    fn two_steps_of_two_stacks_write_a_complete_run() {
+        use crate::models::pixelcnn::PixelCnnArch;
+        let out = tempfile::tempdir().unwrap();
+        let cfg = PixelCnnConfig {
+            channels: 4,
+            layers: 2,
+            arch: PixelCnnArch::Stacks,
+            kernel: 5,
+        };
+        let o = train_pixelcnn(&tiny_opts(out.path()), cfg).unwrap();
+        check_run(&o);
+        let (config, model) = load_pixelcnn(&o.run_dir).unwrap();
+        assert_eq!(config.model, ModelConfig::PixelCnn(cfg));
+        assert_eq!(model.config(), cfg);
+
+        // config.json names the architecture; without `arch` and `kernel`
+        // (a run from before they existed) it is a plain 3x3 PixelCNN.
+        let path = o.run_dir.join(crate::train::CONFIG_FILE);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["arch"], "stacks");
+        assert_eq!(json["kernel"], 5);
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("arch");
+        fields.remove("kernel");
+        let old: RunConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            old.model,
+            ModelConfig::PixelCnn(PixelCnnConfig {
+                arch: PixelCnnArch::Plain,
+                kernel: 3,
+                ..cfg
+            })
+        );
+        assert_eq!(
+            RunConfig {
+                model: config.model,
+                ..old
+            },
+            config
+        );
     }
 }

@@ -344,32 +344,6 @@ fn build_trainer(root: &Path) -> Result<PathBuf> {
     Ok(target_dir(root).join("release").join("tinygen"))
 }
 
-/// Trains a VAE into a fresh directory under `out` and returns the run directory.
-fn train_vae(tinygen: &Path, root: &Path, out: &Path, epochs: usize) -> Result<PathBuf> {
-    let runs = out.join("runs");
-    let _ = std::fs::remove_dir_all(&runs);
-    run(
-        root,
-        tinygen.to_str().context("path")?,
-        [
-            "train",
-            "vae",
-            "--epochs",
-            &epochs.to_string(),
-            "--seed",
-            "0",
-            "--out",
-            runs.to_str().context("path")?,
-        ],
-    )?;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.pop().context("training wrote no run directory")
-}
-
 fn export(tinygen: &Path, root: &Path, run_dir: &Path, quant: &str, out: &Path) -> Result<()> {
     run(
         root,
@@ -443,7 +417,14 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
     step(&format!(
         "train a VAE for {epochs} epochs on data/mnist-subset"
     ));
-    let run_dir = train_vae(&tinygen, root, &out, epochs)?;
+    let e = epochs.to_string();
+    let run_dir = train_run(
+        &tinygen,
+        root,
+        &out.join("runs"),
+        &["vae", "--epochs", &e],
+        None,
+    )?;
 
     step("export f32 and int8 (each evaluated through the runtime on the test set)");
     let f32_file = out.join("vae-f32.tgm");
@@ -543,7 +524,14 @@ fn models(root: &Path, epochs: usize) -> Result<()> {
     let out = root.join("out").join("models");
     std::fs::create_dir_all(&out)?;
     step(&format!("train the shipped VAE ({epochs} epochs, seed 0)"));
-    let run_dir = train_vae(&tinygen, root, &out, epochs)?;
+    let e = epochs.to_string();
+    let run_dir = train_run(
+        &tinygen,
+        root,
+        &out.join("runs"),
+        &["vae", "--epochs", &e],
+        Some(shipped_threads("vae")),
+    )?;
     let models = root.join("models");
     std::fs::create_dir_all(&models)?;
     for q in ["f32", "int8"] {
@@ -596,6 +584,7 @@ fn latent_pictures(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Re
         root,
         &out.join("vae2d-runs"),
         &["vae", "--latent", "2", "--epochs", &epochs],
+        Some(shipped_threads("vae")),
     )?;
     for q in ["f32", "int8"] {
         export(
@@ -672,7 +661,17 @@ fn shipped_family(
     let epochs = epochs.to_string();
     let mut all = vec![family, "--epochs", &epochs];
     all.extend_from_slice(args);
-    let run_dir = train_run(tinygen, root, &out.join(format!("{family}-runs")), &all)?;
+    let threads = shipped_threads(family);
+    step(&format!(
+        "(RAYON_NUM_THREADS={threads}, as the shipped run)"
+    ));
+    let run_dir = train_run(
+        tinygen,
+        root,
+        &out.join(format!("{family}-runs")),
+        &all,
+        Some(threads),
+    )?;
     for q in ["f32", "int8"] {
         let file = models.join(format!("{family}-{q}.tgm"));
         export(tinygen, root, &run_dir, q, &file)?;
@@ -699,15 +698,36 @@ const GAN_EPOCHS: usize = 50;
 /// 0 (7-20 s each on 2 shared cores; 98.2 % on the 1,000 test images).
 const CLASSIFIER_EPOCHS: usize = 40;
 
-/// Runs `tinygen train <args> --seed 0 --out <dir>` in a fresh `dir` and
+/// Threads the shipped run of `family` trained with (`RAYON_NUM_THREADS`):
+/// candle's float reductions depend on the thread count, so reproducing a
+/// shipped model bit for bit needs the same one.
+fn shipped_threads(family: &str) -> &'static str {
+    match family {
+        "gan" | "classifier" => "1",
+        _ => "2",
+    }
+}
+
+/// Runs `tinygen train <args> --seed 0 --out <dir>` in a fresh `dir` (with
+/// `RAYON_NUM_THREADS=threads` if given, else the environment's) and
 /// returns the run directory.
-fn train_run(tinygen: &Path, root: &Path, dir: &Path, args: &[&str]) -> Result<PathBuf> {
+fn train_run(
+    tinygen: &Path,
+    root: &Path,
+    dir: &Path,
+    args: &[&str],
+    threads: Option<&str>,
+) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(dir);
     let mut all: Vec<&OsStr> = vec![OsStr::new("train")];
     all.extend(args.iter().map(OsStr::new));
     all.extend([OsStr::new("--seed"), OsStr::new("0"), OsStr::new("--out")]);
     all.push(dir.as_os_str());
-    run(root, tinygen.to_str().context("path")?, all)?;
+    let env: Vec<(&str, &str)> = threads
+        .map(|t| ("RAYON_NUM_THREADS", t))
+        .into_iter()
+        .collect();
+    run_env(root, tinygen.to_str().context("path")?, all, &env)?;
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
@@ -747,6 +767,7 @@ fn ae_gan_classifier_models(tinygen: &Path, root: &Path, out: &Path, models: &Pa
         root,
         &out.join("classifier-runs"),
         &["classifier", "--epochs", &cls_epochs, "--lr", "2e-3"],
+        Some(shipped_threads("classifier")),
     )?;
     std::fs::copy(
         cls.join("model.safetensors"),
@@ -824,7 +845,13 @@ fn training_section(tinygen: &Path, root: &Path, out: &Path) -> Result<String> {
         let e = epochs.to_string();
         args.push(&e);
         args.extend_from_slice(extra);
-        let dir = train_run(tinygen, root, &out.join(format!("train-{family}")), &args)?;
+        let dir = train_run(
+            tinygen,
+            root,
+            &out.join(format!("train-{family}")),
+            &args,
+            None,
+        )?;
         let secs = last_epoch_seconds(&dir)?;
         md.push_str(&format!(
             "| {family} | `tinygen train {}` | {secs:.1} |\n",

@@ -61,6 +61,61 @@ pub struct MaskedGeom {
     pub out_rows: usize,
 }
 
+/// Geometry of a two-stack masked convolution
+/// ([`crate::format::Op::StackConv2d`]): stride 1, output as large as the
+/// input. Buffers may hold only some rows, as for [`MaskedGeom`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackGeom {
+    /// Input channels.
+    pub in_c: usize,
+    /// Of which vertical (the first `in_v`; 0: every input is horizontal).
+    pub in_v: usize,
+    /// Output channels.
+    pub out_c: usize,
+    /// Of which vertical (the first `out_v`).
+    pub out_v: usize,
+    /// Image height.
+    pub h: usize,
+    /// Image width.
+    pub w: usize,
+    /// Kernel size (odd).
+    pub k: usize,
+    /// Mask B (centre tap of the horizontal kernel used) rather than A.
+    pub mask_b: bool,
+    /// Rows held by the input buffer (at least `max(k / 2 + 1, 2)`, or `h`).
+    pub in_rows: usize,
+    /// Rows held by the output buffer (at least 1).
+    pub out_rows: usize,
+}
+
+impl StackGeom {
+    /// Input channels the vertical outputs read: the vertical ones, or all
+    /// when there are none.
+    pub const fn v_src(&self) -> usize {
+        if self.in_v == 0 {
+            self.in_c
+        } else {
+            self.in_v
+        }
+    }
+    /// Horizontal taps per horizontal input channel (`k / 2`, `+ 1` with mask B).
+    pub const fn n_h(&self) -> usize {
+        self.k / 2 + self.mask_b as usize
+    }
+    /// Weights of one vertical output row: `[v_src][k / 2 + 1][k]`.
+    pub const fn v_row_len(&self) -> usize {
+        self.v_src() * (self.k / 2 + 1) * self.k
+    }
+    /// Weights of one horizontal output row: `[in_c - in_v][n_h]` then `[in_v]`.
+    pub const fn h_row_len(&self) -> usize {
+        (self.in_c - self.in_v) * self.n_h() + self.in_v
+    }
+    /// Elements of the whole weight blob.
+    pub const fn weight_len(&self) -> usize {
+        self.out_v * self.v_row_len() + (self.out_c - self.out_v) * self.h_row_len()
+    }
+}
+
 /// Geometry of a Row LSTM ([`crate::format::Op::RowLstm`]) over an image
 /// `h` x `w`.
 ///

@@ -188,6 +188,13 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                             let cell = layer_cell(c, cells, l, layer);
                             kernels::row_lstm_at_f32(src, &g, wt, layer.bias, dst, cell, y, x);
                         }
+                        Op::StackConv2d { .. } => {
+                            let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
+                            let relu = layer.act == Act::Relu;
+                            kernels::stack_conv2d_h_at_f32(
+                                src, &g, wt, layer.bias, dst, relu, y, x,
+                            );
+                        }
                         // Model::load admits nothing else.
                         _ => {}
                     }
@@ -197,6 +204,17 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                 pixels[y * w + x] = if on { 255 } else { 0 };
                 buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
                     if on { 1.0 } else { 0.0 };
+            }
+            // Row y is complete: the vertical stacks' outputs of row y,
+            // first layer first (each reads its input's row y).
+            for (l, layer) in net.layers.iter().enumerate() {
+                if let Op::StackConv2d { out_v: 1.., .. } = layer.op {
+                    let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
+                    let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
+                    let relu = layer.act == Act::Relu;
+                    let wt = weights(layer.weight);
+                    kernels::stack_conv2d_v_row_f32(src, &g, wt, layer.bias, dst, relu, y);
+                }
             }
         }
     }
@@ -249,6 +267,19 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                                 x,
                             );
                         }
+                        Op::StackConv2d { .. } => {
+                            let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
+                            kernels::stack_conv2d_h_at_i8(
+                                src,
+                                &g,
+                                layer.weight,
+                                layer.bias,
+                                &q,
+                                dst,
+                                y,
+                                x,
+                            );
+                        }
                         _ => {}
                     }
                 }
@@ -257,6 +288,15 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                 pixels[y * w + x] = if on { 255 } else { 0 };
                 buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
                     if on { q_on } else { q_off };
+            }
+            // Row y is complete: the vertical stacks' outputs of row y.
+            for (l, layer) in net.layers.iter().enumerate() {
+                if let Op::StackConv2d { out_v: 1.., .. } = layer.op {
+                    let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
+                    let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
+                    let q = net::requant(layer);
+                    kernels::stack_conv2d_v_row_i8(src, &g, layer.weight, layer.bias, &q, dst, y);
+                }
             }
         }
     }
@@ -348,6 +388,31 @@ mod tests {
     enum Spec {
         Conv(u16, u16, u8, Mask, Act),
         Lstm(u16, u16, u8, Mask, u8),
+        /// in_c, in_v, out_c, out_v, k, mask
+        Stack(u16, u16, u16, u16, u8, Mask),
+    }
+
+    /// A random two-stack PixelCNN as the trainer builds them: a mask A
+    /// stack layer of kernel `k0` from the image to `chans` vertical and
+    /// `chans` horizontal channels, `hidden` mask B stack layers of kernel
+    /// `k` (the last with horizontal outputs only), a 1x1 to one logit.
+    fn random_stacks(
+        seed: u64,
+        dtype: DType,
+        (h, w): (u16, u16),
+        chans: u16,
+        (k0, k, hidden): (u8, u8, usize),
+    ) -> Vec<u8> {
+        let c2 = 2 * chans;
+        let mut specs = Vec::new();
+        let last_v = if hidden == 0 { 0 } else { chans };
+        specs.push(Spec::Stack(1, 0, chans + last_v, last_v, k0, Mask::A));
+        for i in 0..hidden {
+            let out_v = if i + 1 == hidden { 0 } else { chans };
+            specs.push(Spec::Stack(c2, chans, chans + out_v, out_v, k, Mask::B));
+        }
+        specs.push(Spec::Conv(chans, 1, 1, Mask::B, Act::None));
+        random_net(seed, dtype, h, w, ModelKind::PixelCnn, &specs)
     }
 
     /// A random PixelCNN file: `chans` hidden channels, first kernel `k0`,
@@ -446,6 +511,20 @@ mod tests {
                         g * (in_c as usize * k_in as usize + hidden as usize * k_state as usize);
                     let fan = ((in_c as f32 * k_in as f32) + hidden as f32 * k_state as f32).sqrt();
                     (op, Act::None, n, 4 * hidden, fan, 8 * hidden)
+                }
+                Spec::Stack(in_c, in_v, out_c, out_v, k, mask) => {
+                    let op = Op::StackConv2d {
+                        in_c,
+                        in_v,
+                        out_c,
+                        out_v,
+                        k,
+                        mask,
+                    };
+                    let shape = Shape { c: in_c, h, w };
+                    let n = net::stack_geom(&op, shape, h, h).weight_len();
+                    let fan = (in_c as f32 * k as f32).sqrt();
+                    (op, Act::Relu, n, out_c, fan, out_c)
                 }
             };
             let lstm = matches!(op, Op::RowLstm { .. });
@@ -618,6 +697,110 @@ mod tests {
             check(&f, seed, 2);
         }
         check(&random_file(29, DType::I8, 28, 28, 4, 7, 2), 3, 1);
+    }
+
+    /// Two-stack shapes: (first kernel, hidden kernel, hidden layers).
+    const STACK_SHAPES: [(u8, u8, usize); 4] = [(5, 3, 2), (7, 3, 3), (3, 5, 1), (3, 1, 2)];
+
+    #[test]
+    fn stacks_incremental_equals_naive() {
+        for (i, &shape) in STACK_SHAPES.iter().enumerate() {
+            let i = i as u64;
+            for (j, dtype) in [DType::F32, DType::F16, DType::I8].into_iter().enumerate() {
+                let f = random_stacks(70 + 3 * i + j as u64, dtype, (9, 7), 3, shape);
+                check(&f, i, 2);
+            }
+        }
+        for dtype in [DType::F32, DType::I8] {
+            check(&random_stacks(89, dtype, (28, 28), 4, (7, 3, 3)), 3, 1);
+        }
+    }
+
+    #[test]
+    fn stacks_arena_and_macs() {
+        // 7x7 A 1 -> 16 + 16, 3x3 B 32 -> 16 + 16, 3x3 B 32 -> 16 (h only), 1x1 16 -> 1.
+        let f = random_stacks(3, DType::I8, (28, 28), 16, (7, 3, 2));
+        let m = Model::load(&f).unwrap();
+        // Rows: input 4 (7x7), two stack outputs read by 3x3 stacks 2 x 32,
+        // the last read by the 1x1: 1 x 16; logits 1.
+        assert_eq!(m.arena_bytes(), (4 + 2 * 2 * 32 + 16 + 1) * 28);
+        assert_eq!(m.macs_per_sample(), m.forward_macs());
+        // Interior MACs per position: first layer 16 x 4 x 7 (vertical) +
+        // 16 x 3 (horizontal, mask A); hidden: 16 x 16 x 2 x 3 + 16 x (16 x 2 + 16).
+        let g = net::stack_geom(
+            &m.file.decoder.layers[1].op,
+            Shape {
+                c: 32,
+                h: 28,
+                w: 28,
+            },
+            28,
+            28,
+        );
+        assert_eq!(g.v_row_len(), 16 * 2 * 3);
+        assert_eq!(g.h_row_len(), 16 * 2 + 16);
+        assert_eq!(
+            crate::plan::stack_macs_at(&m.file.decoder.layers[0].op, 28, 10, 10),
+            16 * 4 * 7 + 16 * 3
+        );
+        assert_eq!(
+            crate::plan::stack_macs_at(&m.file.decoder.layers[1].op, 28, 10, 10),
+            16 * 16 * 2 * 3 + 16 * (16 * 2 + 16)
+        );
+        // Row 0, column 0: one row, 2 (of 3) columns; no horizontal tap left
+        // of x, the centre only; no link.
+        assert_eq!(
+            crate::plan::stack_macs_at(&m.file.decoder.layers[1].op, 28, 0, 0),
+            16 * 16 * 2 + 16 * 16
+        );
+    }
+
+    /// Wirings that would let a logit see its own pixel or a later one are
+    /// refused at load.
+    #[test]
+    fn non_causal_stacks_are_refused() {
+        let load = |specs: &[Spec]| {
+            let f = random_net(1, DType::F32, 9, 7, ModelKind::PixelCnn, specs);
+            Model::load(&f).err()
+        };
+        let head = Spec::Conv(4, 1, 1, Mask::B, Act::None);
+        // Fine: A stack, B stack with horizontal outputs only, head.
+        assert_eq!(
+            load(&[
+                Spec::Stack(1, 0, 8, 4, 3, Mask::A),
+                Spec::Stack(8, 4, 4, 0, 3, Mask::B),
+                head
+            ]),
+            None
+        );
+        // The head reads vertical channels (the last stack keeps 4).
+        assert_eq!(
+            load(&[
+                Spec::Stack(1, 0, 8, 4, 3, Mask::A),
+                Spec::Stack(8, 4, 8, 4, 3, Mask::B),
+                Spec::Conv(8, 1, 1, Mask::B, Act::None)
+            ]),
+            Some(Error::PlanNotCausal { layer: 2 })
+        );
+        // A stack that calls vertical channels horizontal (in_v 0).
+        assert_eq!(
+            load(&[
+                Spec::Stack(1, 0, 8, 4, 3, Mask::A),
+                Spec::Stack(8, 0, 4, 0, 3, Mask::B),
+                head
+            ]),
+            Some(Error::PlanNotCausal { layer: 1 })
+        );
+        // No mask A anywhere: the logit sees its own pixel.
+        assert_eq!(
+            load(&[Spec::Stack(1, 0, 4, 0, 3, Mask::B), head]),
+            Some(Error::PlanNotCausal { layer: 2 })
+        );
+        // Plain masked stacks as before: mask B first is refused.
+        assert_eq!(
+            load(&[Spec::Conv(1, 4, 3, Mask::B, Act::Relu), head]),
+            Some(Error::PlanNotCausal { layer: 2 })
+        );
     }
 
     /// The PixelRNN shapes: conv first or Row LSTM first, one or two Row
