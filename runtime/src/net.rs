@@ -1,6 +1,6 @@
 //! Runs a validated [`Net`] over the arena's two activation buffers.
 
-use crate::format::{Act, Layer, Mask, Net, Op, Shape};
+use crate::format::{Act, Layer, Net, Op, Shape};
 use crate::kernels::{self, ConvGeom, FloatWeights, LstmGeom, MaskedGeom, RequantI8, StackGeom};
 use crate::plan::{conv_out, conv_t_out};
 
@@ -41,77 +41,19 @@ fn next_shape(op: &Op, inp: Shape) -> Shape {
 /// Geometry of a two-stack convolution (`op`, a [`Op::StackConv2d`]) on
 /// `inp` over buffers of `in_rows` and `out_rows` rows.
 pub(crate) fn stack_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> StackGeom {
-    let (in_v, out_c, out_v, k, mask) = match *op {
-        Op::StackConv2d {
-            in_v,
-            out_c,
-            out_v,
-            k,
-            mask,
-            ..
-        } => (in_v, out_c, out_v, k, mask),
-        _ => (0, 0, 0, 1, Mask::B),
-    };
-    StackGeom {
-        in_c: inp.c as usize,
-        in_v: in_v as usize,
-        out_c: out_c as usize,
-        out_v: out_v as usize,
-        h: inp.h as usize,
-        w: inp.w as usize,
-        k: k as usize,
-        mask_b: mask == Mask::B,
-        in_rows: in_rows as usize,
-        out_rows: out_rows as usize,
-    }
+    StackGeom::of(op, inp, in_rows, out_rows).unwrap_or_default()
 }
 
-/// Geometry of a masked convolution over buffers of `in_rows` and
-/// `out_rows` rows.
-pub(crate) fn masked_geom(
-    inp: Shape,
-    out_c: u16,
-    k: u8,
-    mask: Mask,
-    in_rows: u16,
-    out_rows: u16,
-) -> MaskedGeom {
-    MaskedGeom {
-        in_c: inp.c as usize,
-        out_c: out_c as usize,
-        h: inp.h as usize,
-        w: inp.w as usize,
-        k: k as usize,
-        mask_b: mask == Mask::B,
-        in_rows: in_rows as usize,
-        out_rows: out_rows as usize,
-    }
+/// Geometry of a masked convolution (`op`, a [`Op::MaskedConv2d`]) on
+/// `inp` over buffers of `in_rows` and `out_rows` rows.
+pub(crate) fn masked_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> MaskedGeom {
+    MaskedGeom::of(op, inp, in_rows, out_rows).unwrap_or_default()
 }
 
 /// Geometry of a Row LSTM (`op`, a [`Op::RowLstm`]) on `inp` over buffers
 /// of `in_rows` and `out_rows` rows.
 pub(crate) fn lstm_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> LstmGeom {
-    let (hidden, k_in, mask, k_state) = match *op {
-        Op::RowLstm {
-            hidden,
-            k_in,
-            mask,
-            k_state,
-            ..
-        } => (hidden, k_in, mask, k_state),
-        _ => (0, 1, Mask::B, 1),
-    };
-    LstmGeom {
-        in_c: inp.c as usize,
-        hidden: hidden as usize,
-        h: inp.h as usize,
-        w: inp.w as usize,
-        k_in: k_in as usize,
-        mask_b: mask == Mask::B,
-        k_state: k_state as usize,
-        in_rows: in_rows as usize,
-        out_rows: out_rows as usize,
-    }
+    LstmGeom::of(op, inp, in_rows, out_rows).unwrap_or_default()
 }
 
 fn geom(inp: Shape, out: Shape, k: u8, stride: u8, pad: u8) -> ConvGeom {
@@ -165,8 +107,8 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
                 let g = geom(shape, out, k, stride, pad);
                 kernels::conv_transpose2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            Op::MaskedConv2d { out_c, k, mask, .. } => {
-                let g = masked_geom(shape, out_c, k, mask, shape.h, shape.h);
+            Op::MaskedConv2d { .. } => {
+                let g = masked_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::masked_conv2d_f32(src, &g, w, layer.bias, dst, relu)
             }
             Op::RowLstm { .. } => {
@@ -235,8 +177,8 @@ pub(crate) fn forward_i8(
                 let g = geom(shape, out, k, stride, pad);
                 kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
             }
-            Op::MaskedConv2d { out_c, k, mask, .. } => {
-                let g = masked_geom(shape, out_c, k, mask, shape.h, shape.h);
+            Op::MaskedConv2d { .. } => {
+                let g = masked_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::masked_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
             }
             Op::RowLstm { .. } => {

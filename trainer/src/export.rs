@@ -158,54 +158,12 @@ fn geom(op: &Op, i: Shape, o: Shape) -> Option<ConvGeom> {
 
 /// Geometry of a two-stack convolution over a whole `s`-shaped input.
 fn stack_geom(op: &Op, s: Shape) -> Option<kernels::StackGeom> {
-    let Op::StackConv2d {
-        in_c,
-        in_v,
-        out_c,
-        out_v,
-        k,
-        mask,
-    } = *op
-    else {
-        return None;
-    };
-    Some(kernels::StackGeom {
-        in_c: in_c as usize,
-        in_v: in_v as usize,
-        out_c: out_c as usize,
-        out_v: out_v as usize,
-        h: s.h as usize,
-        w: s.w as usize,
-        k: k as usize,
-        mask_b: mask == format::Mask::B,
-        in_rows: s.h as usize,
-        out_rows: s.h as usize,
-    })
+    kernels::StackGeom::of(op, s, s.h, s.h)
 }
 
 /// Geometry of a Row LSTM over a whole `s`-shaped input.
 fn lstm_geom(op: &Op, s: Shape) -> Option<kernels::LstmGeom> {
-    let Op::RowLstm {
-        in_c,
-        hidden,
-        k_in,
-        mask,
-        k_state,
-    } = *op
-    else {
-        return None;
-    };
-    Some(kernels::LstmGeom {
-        in_c: in_c as usize,
-        hidden: hidden as usize,
-        h: s.h as usize,
-        w: s.w as usize,
-        k_in: k_in as usize,
-        mask_b: mask == format::Mask::B,
-        k_state: k_state as usize,
-        in_rows: s.h as usize,
-        out_rows: s.h as usize,
-    })
+    kernels::LstmGeom::of(op, s, s.h, s.h)
 }
 
 /// Largest |gate pre-activation| of a Row LSTM with input `x` (`[c][h][w]`)

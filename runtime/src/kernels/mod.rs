@@ -9,6 +9,8 @@
 
 pub mod reference;
 
+use crate::format::{Mask, Op, Shape};
+
 pub use reference::*;
 
 /// Geometry of a convolution or transposed convolution (square kernel).
@@ -41,7 +43,7 @@ pub struct ConvGeom {
 /// row caches of the incremental sampler): image row `y` of a buffer with
 /// `rows` rows is buffer row `y % rows`, laid out `[c][rows][w]`. A buffer
 /// with `rows == h` is a whole CHW tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MaskedGeom {
     /// Input channels.
     pub in_c: usize,
@@ -61,10 +63,31 @@ pub struct MaskedGeom {
     pub out_rows: usize,
 }
 
+impl MaskedGeom {
+    /// The geometry of `op` on an `inp`-shaped input over buffers of
+    /// `in_rows` and `out_rows` rows; `None` unless `op` is an
+    /// [`Op::MaskedConv2d`].
+    pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
+        let Op::MaskedConv2d { out_c, k, mask, .. } = *op else {
+            return None;
+        };
+        Some(MaskedGeom {
+            in_c: inp.c as usize,
+            out_c: out_c as usize,
+            h: inp.h as usize,
+            w: inp.w as usize,
+            k: k as usize,
+            mask_b: mask == Mask::B,
+            in_rows: in_rows as usize,
+            out_rows: out_rows as usize,
+        })
+    }
+}
+
 /// Geometry of a two-stack masked convolution
 /// ([`crate::format::Op::StackConv2d`]): stride 1, output as large as the
 /// input. Buffers may hold only some rows, as for [`MaskedGeom`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StackGeom {
     /// Input channels.
     pub in_c: usize,
@@ -89,6 +112,35 @@ pub struct StackGeom {
 }
 
 impl StackGeom {
+    /// The geometry of `op` on an `inp`-shaped input over buffers of
+    /// `in_rows` and `out_rows` rows (`inp.h` both: whole tensors); `None`
+    /// unless `op` is an [`Op::StackConv2d`].
+    pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
+        let Op::StackConv2d {
+            in_v,
+            out_c,
+            out_v,
+            k,
+            mask,
+            ..
+        } = *op
+        else {
+            return None;
+        };
+        Some(StackGeom {
+            in_c: inp.c as usize,
+            in_v: in_v as usize,
+            out_c: out_c as usize,
+            out_v: out_v as usize,
+            h: inp.h as usize,
+            w: inp.w as usize,
+            k: k as usize,
+            mask_b: mask == Mask::B,
+            in_rows: in_rows as usize,
+            out_rows: out_rows as usize,
+        })
+    }
+
     /// Input channels the vertical outputs read: the vertical ones, or all
     /// when there are none.
     pub const fn v_src(&self) -> usize {
@@ -124,7 +176,7 @@ impl StackGeom {
 /// `[c][rows][w]`. The output (the hidden states) also serves as the
 /// previous row's state, so it keeps at least two rows (or the whole
 /// image). The cell state is one row, `[hidden][w]`, updated in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LstmGeom {
     /// Input channels.
     pub in_c: usize,
@@ -147,6 +199,33 @@ pub struct LstmGeom {
 }
 
 impl LstmGeom {
+    /// The geometry of `op` on an `inp`-shaped input over buffers of
+    /// `in_rows` and `out_rows` rows; `None` unless `op` is an
+    /// [`Op::RowLstm`].
+    pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
+        let Op::RowLstm {
+            hidden,
+            k_in,
+            mask,
+            k_state,
+            ..
+        } = *op
+        else {
+            return None;
+        };
+        Some(LstmGeom {
+            in_c: inp.c as usize,
+            hidden: hidden as usize,
+            h: inp.h as usize,
+            w: inp.w as usize,
+            k_in: k_in as usize,
+            mask_b: mask == Mask::B,
+            k_state: k_state as usize,
+            in_rows: in_rows as usize,
+            out_rows: out_rows as usize,
+        })
+    }
+
     /// Elements of the input-to-state weights `w_is`; `w_ss` follows them.
     pub const fn w_is_len(&self) -> usize {
         4 * self.hidden * self.in_c * self.k_in

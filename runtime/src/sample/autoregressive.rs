@@ -178,8 +178,8 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let wt = weights(layer.weight);
                     match layer.op {
-                        Op::MaskedConv2d { out_c, k, mask, .. } => {
-                            let g = net::masked_geom(shape, out_c, k, mask, in_rows, out_rows);
+                        Op::MaskedConv2d { .. } => {
+                            let g = net::masked_geom(&layer.op, shape, in_rows, out_rows);
                             let relu = layer.act == Act::Relu;
                             kernels::masked_conv2d_at_f32(src, &g, wt, layer.bias, dst, relu, y, x);
                         }
@@ -239,8 +239,8 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let q = net::requant(layer);
                     match layer.op {
-                        Op::MaskedConv2d { out_c, k, mask, .. } => {
-                            let g = net::masked_geom(shape, out_c, k, mask, in_rows, out_rows);
+                        Op::MaskedConv2d { .. } => {
+                            let g = net::masked_geom(&layer.op, shape, in_rows, out_rows);
                             kernels::masked_conv2d_at_i8(
                                 src,
                                 &g,
