@@ -165,21 +165,48 @@ fn fmt(v: &serde_json::Value, digits: usize) -> String {
         .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
 }
 
-/// Evaluates every generative file of `models` (plus an f16 conversion of
-/// each f32 file, written under `out`) and returns the Markdown section.
+/// One file the bench measures: a shipped `models/*.tgm`, or the f16
+/// conversion of a shipped f32 file (written under the bench's `out`).
+#[derive(Debug, Clone)]
+pub struct BenchFile {
+    /// Model kind as `tinygen info --json` names it.
+    pub kind: String,
+    /// File stem without its dtype suffix (`vae`, `vae2d`, ..).
+    pub base: String,
+    /// `f32`, `f16` or `int8`.
+    pub dtype: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Converted by the bench (not shipped).
+    pub converted: bool,
+}
+
+impl BenchFile {
+    /// How the tables name it.
+    pub fn shown(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
+        if self.converted {
+            format!("{name} (converted from {}-f32.tgm)", self.base)
+        } else {
+            name
+        }
+    }
+}
+
+/// Every `models/*.tgm` plus, for each f32 file without a shipped f16
+/// twin, its `tinygen convert --quant f16` under `out`; in name order, each
+/// f16 conversion between its f32 and int8 files.
 ///
 /// # Errors
-/// If `tinygen convert` fails; a file whose evaluation fails gets a row
-/// saying so rather than stopping the bench.
-pub fn quality_section(
-    tinygen: &Path,
-    root: &Path,
-    out: &Path,
-    o: QualityOptions,
-) -> Result<String> {
+/// If `models/` cannot be read, `tinygen info` or `tinygen convert` fails.
+pub fn bench_files(tinygen: &Path, root: &Path, out: &Path) -> Result<Vec<BenchFile>> {
     let models = root.join("models");
-    // (kind, file stem without its dtype suffix, dtype, path)
-    let mut files: Vec<(String, String, String, PathBuf)> = Vec::new();
+    let mut files = Vec::new();
     let mut names: Vec<PathBuf> = std::fs::read_dir(&models)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "tgm"))
@@ -189,9 +216,6 @@ pub fn quality_section(
         let info = crate::info_json(tinygen, root, &p)?;
         let kind = info["kind"].as_str().unwrap_or("?").to_string();
         let dtype = info["dtype"].as_str().unwrap_or("?").to_string();
-        if !KINDS.contains(&kind.as_str()) {
-            continue;
-        }
         let stem = p
             .file_stem()
             .and_then(|n| n.to_str())
@@ -215,48 +239,73 @@ pub fn quality_section(
                     f16.as_os_str(),
                 ],
             )?;
-            files.push((kind.clone(), base.clone(), "f16".into(), f16));
+            files.push(BenchFile {
+                kind: kind.clone(),
+                base: base.clone(),
+                dtype: "f16".into(),
+                path: f16,
+                converted: true,
+            });
         }
-        files.push((kind, base, dtype, p));
+        files.push(BenchFile {
+            kind,
+            base,
+            dtype,
+            path: p,
+            converted: false,
+        });
     }
-    files.sort_by(|a, b| {
-        let key = |(k, base, d, _): &(String, String, String, PathBuf)| {
-            (
-                KINDS.iter().position(|x| x == k).unwrap_or(usize::MAX),
-                base.clone(),
-                dtype_rank(d),
-            )
-        };
-        key(a).cmp(&key(b))
+    files.sort_by(|a, b| (&a.base, dtype_rank(&a.dtype)).cmp(&(&b.base, dtype_rank(&b.dtype))));
+    Ok(files)
+}
+
+/// Evaluates every generative file of `files` (see [`bench_files`]) and
+/// returns the Markdown section.
+///
+/// # Errors
+/// Only writing the cache; a file whose evaluation fails gets a row saying
+/// so rather than stopping the bench.
+pub fn quality_section(
+    tinygen: &Path,
+    root: &Path,
+    out: &Path,
+    files: &[BenchFile],
+    o: QualityOptions,
+) -> Result<String> {
+    let mut files: Vec<&BenchFile> = files
+        .iter()
+        .filter(|f| KINDS.contains(&f.kind.as_str()))
+        .collect();
+    files.sort_by_key(|f| {
+        (
+            KINDS
+                .iter()
+                .position(|x| *x == f.kind)
+                .unwrap_or(usize::MAX),
+            f.base.clone(),
+            dtype_rank(&f.dtype),
+        )
     });
 
     let mut rows = String::new();
     let mut references: Vec<(bool, serde_json::Value)> = Vec::new();
     let mut n_cached = 0usize;
     let t_all = Instant::now();
-    for (kind, base, dtype, path) in &files {
+    for f in &files {
+        let (kind, dtype, path) = (&f.kind, &f.dtype, &f.path);
         crate::step(&format!(
             "quality: tinygen eval {} (k {}, {} samples)",
             path.display(),
             o.k,
             o.samples
         ));
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("?")
-            .to_string();
-        let shown = if path.starts_with(&models) {
-            name
-        } else {
-            format!("{name} (converted from {base}-f32.tgm)")
-        };
+        let shown = f.shown();
         let (j, secs, cached) = match eval_cached(tinygen, root, out, path, o) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("warning: {e:#}");
                 rows.push_str(&format!(
-                    "| {shown} | {dtype} | evaluation failed: {} | | | | | | |\n",
+                    "| {shown} | {dtype} | evaluation failed: {} | | | | | |\n",
                     format!("{e:#}").replace('|', "/")
                 ));
                 continue;
@@ -291,7 +340,7 @@ pub fn quality_section(
             })
             .unwrap_or_default();
         rows.push_str(&format!(
-            "| {shown} | {dtype} | {} | {} | {} | {} | {hist} | {} | {secs:.0} |\n",
+            "| {shown} | {dtype} | {} | {} | {} | {} | {hist} | {secs:.0} |\n",
             if extra.is_empty() {
                 nats
             } else {
@@ -300,7 +349,6 @@ pub fn quality_section(
             fmt(&j["fcd"], 2),
             fmt(&j["inception_score"], 2),
             fmt(&j["label_entropy"], 3),
-            fmt(&j["host_samples_per_s"], 0),
         ));
         let binarized = j["binarized"].as_bool().unwrap_or(false);
         if !references.iter().any(|(b, _)| *b == binarized) && j["reference"].is_object() {
@@ -322,10 +370,10 @@ pub fn quality_section(
          (seed 0) on the penultimate features and predictions of models/classifier.safetensors: Frechet classifier \
          distance to the test images (binarized for the binary families VAE, PixelCNN, PixelRNN; lower is better), \
          classifier inception score (max 10), entropy of the predicted-label histogram (ln 10 = 2.303: all digits equally present). \
-         Host samples/s: the runtime's sampler on one thread, timed inside eval (no process start-up). \
-         Eval seconds: the whole evaluation (likelihood on RAYON_NUM_THREADS = {threads}).\n\n\
-         | file | dtype | nats per image | FCD | IS | label entropy | labels 0..9 | host samples/s | eval s |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         Eval seconds: the whole evaluation (likelihood on RAYON_NUM_THREADS = {threads}); host samples/s are in \
+         the shipped-models table, from a run of their own.\n\n\
+         | file | dtype | nats per image | FCD | IS | label entropy | labels 0..9 | eval s |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         k = o.k,
         s = o.samples,
         flag = o
@@ -338,7 +386,7 @@ pub fn quality_section(
     md.push_str(&rows);
     for (binarized, r) in &references {
         md.push_str(&format!(
-            "| real data{}: FCD of {} training images to the test images; IS and entropy of the test images | - | - | {} | {} | {} | | | |\n",
+            "| real data{}: FCD of {} training images to the test images; IS and entropy of the test images | - | - | {} | {} | {} | | |\n",
             if *binarized { ", binarized" } else { ", grayscale" },
             r["train_images"],
             fmt(&r["fcd_train_vs_test"], 2),
@@ -373,7 +421,8 @@ pub fn quality_only(root: &Path, o: QualityOptions) -> Result<()> {
     let tinygen = crate::build_trainer(root)?;
     let out = root.join("out").join("bench");
     std::fs::create_dir_all(&out)?;
-    let md = quality_section(&tinygen, root, &out, o)?;
+    let files = bench_files(&tinygen, root, &out)?;
+    let md = quality_section(&tinygen, root, &out, &files, o)?;
     println!("\n{md}");
     Ok(())
 }
