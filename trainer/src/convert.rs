@@ -1,9 +1,11 @@
-//! Converting a model file between weight storages without its run: an f32
-//! `.tgm` becomes the f16 file `tinygen export RUN --quant f16` writes.
+//! Converting a model file without its run: an f32 `.tgm` becomes the f16
+//! file `tinygen export RUN --quant f16` writes; any file can drop its
+//! encoder (for a board that only samples).
 //!
 //! ```no_run
 //! let f32_bytes = std::fs::read("models/vae-f32.tgm")?;
 //! let f16_bytes = tinygen_trainer::convert::f32_to_f16(&f32_bytes)?;
+//! let sampling_only = tinygen_trainer::convert::without_encoder(&f16_bytes)?;
 //! # anyhow::Ok(())
 //! ```
 
@@ -68,6 +70,29 @@ pub fn f32_to_f16(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The same model file without its encoder: decoder, metadata, stored
+/// figures and prior byte for byte, for a board that only samples (the
+/// shipped int8 VAE's encoder is 134 KB of flash the sampler never runs).
+/// The stored figures stay those measured with the encoder; `tinygen eval`
+/// cannot compute a VAE's likelihood without it (a typed error says so).
+///
+/// # Errors
+/// If `bytes` is not a valid model file or has no encoder.
+pub fn without_encoder(bytes: &[u8]) -> Result<Vec<u8>> {
+    let model = Model::load(bytes).map_err(|e| anyhow!("{e}"))?;
+    if model.file.encoder.is_none() {
+        bail!("this model file has no encoder to drop");
+    }
+    let mut file = model.file.clone();
+    file.encoder = None;
+    let mut buf = vec![0u8; bytes.len()];
+    let out = format::encode(&file, &mut buf)
+        .map_err(|e| anyhow!("encoding the file: {e}"))?
+        .to_vec();
+    Model::load(&out).map_err(|e| anyhow!("the runtime rejects the file: {e}"))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +126,19 @@ mod tests {
         assert_eq!(converted, f16_file);
         // An f16 file does not convert again.
         assert!(f32_to_f16(&converted).is_err());
+
+        // Dropping the encoder keeps the decoder and everything else, and
+        // the file decodes the same latents to the same bytes.
+        let dec_only = without_encoder(&converted).unwrap();
+        assert!(dec_only.len() < converted.len());
+        let (a, b) = (
+            Model::load(&converted).unwrap(),
+            Model::load(&dec_only).unwrap(),
+        );
+        assert!(b.file.encoder.is_none());
+        assert_eq!(a.file.decoder, b.file.decoder);
+        assert_eq!(a.file.meta, b.file.meta);
+        assert_eq!((a.file.kind, a.file.dtype), (b.file.kind, b.file.dtype));
+        assert!(without_encoder(&dec_only).is_err());
     }
 }

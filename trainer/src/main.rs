@@ -39,7 +39,7 @@ enum Command {
     Interpolate(cmd::interpolate::InterpolateArgs),
     /// Measure a model file's quality through the runtime: nats per image, FCD, inception score, label histogram.
     Eval(cmd::eval::EvalArgs),
-    /// Re-encode an f32 model file with f16 weights (no run needed).
+    /// Re-encode a model file without its run: f32 to f16 weights, or without its encoder.
     Convert(cmd::convert::ConvertArgs),
 }
 
