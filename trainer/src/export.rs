@@ -447,9 +447,16 @@ fn channel_rows(op: &Op) -> Option<ChannelRows> {
         Op::MaskedConv2d { in_c, out_c, k, .. } => {
             blocks(1, out_c as usize, in_c as usize * k as usize * k as usize)
         }
-        Op::StackConv2d { .. } => {
+        Op::StackConv2d { in_c, .. } => {
             // The image size does not matter for the row lengths.
-            let g = stack_geom(op, Shape { c: 0, h: 1, w: 1 })?;
+            let g = stack_geom(
+                op,
+                Shape {
+                    c: in_c,
+                    h: 1,
+                    w: 1,
+                },
+            )?;
             let mut rows = vec![g.v_row_len(); g.out_v];
             rows.resize(g.out_c, g.h_row_len());
             Some(ChannelRows::Rows(rows))

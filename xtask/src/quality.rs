@@ -199,7 +199,7 @@ impl BenchFile {
 }
 
 /// Every `models/*.tgm` plus, for each f32 file without a shipped f16
-/// twin, its `tinygen convert --quant f16` under `out`; in name order, each
+/// twin, its `tinygen convert --quant f16` in `out/f16`; in name order, each
 /// f16 conversion between its f32 and int8 files.
 ///
 /// # Errors
@@ -226,7 +226,11 @@ pub fn bench_files(tinygen: &Path, root: &Path, out: &Path) -> Result<Vec<BenchF
             .unwrap_or(&stem)
             .to_string();
         if dtype == "f32" && !models.join(format!("{base}-f16.tgm")).exists() {
-            let f16 = out.join(format!("{base}-f16.tgm"));
+            // In a folder of their own: the bench's per-file folders are
+            // `out/<file name>`.
+            let dir = out.join("f16");
+            std::fs::create_dir_all(&dir)?;
+            let f16 = dir.join(format!("{base}-f16.tgm"));
             crate::run(
                 root,
                 tinygen.to_str().context("path")?,

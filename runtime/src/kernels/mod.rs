@@ -64,15 +64,21 @@ pub struct MaskedGeom {
 }
 
 impl MaskedGeom {
-    /// The geometry of `op` on an `inp`-shaped input over buffers of
-    /// `in_rows` and `out_rows` rows; `None` unless `op` is an
-    /// [`Op::MaskedConv2d`].
+    /// The geometry of `op` on an input of `inp`'s height and width (its
+    /// channels are the op's `in_c`) over buffers of `in_rows` and
+    /// `out_rows` rows; `None` unless `op` is an [`Op::MaskedConv2d`].
     pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
-        let Op::MaskedConv2d { out_c, k, mask, .. } = *op else {
+        let Op::MaskedConv2d {
+            in_c,
+            out_c,
+            k,
+            mask,
+        } = *op
+        else {
             return None;
         };
         Some(MaskedGeom {
-            in_c: inp.c as usize,
+            in_c: in_c as usize,
             out_c: out_c as usize,
             h: inp.h as usize,
             w: inp.w as usize,
@@ -112,23 +118,24 @@ pub struct StackGeom {
 }
 
 impl StackGeom {
-    /// The geometry of `op` on an `inp`-shaped input over buffers of
-    /// `in_rows` and `out_rows` rows (`inp.h` both: whole tensors); `None`
-    /// unless `op` is an [`Op::StackConv2d`].
+    /// The geometry of `op` on an input of `inp`'s height and width (its
+    /// channels are the op's `in_c`, which the plan checks against the
+    /// input's) over buffers of `in_rows` and `out_rows` rows (`inp.h` both:
+    /// whole tensors); `None` unless `op` is an [`Op::StackConv2d`].
     pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
         let Op::StackConv2d {
+            in_c,
             in_v,
             out_c,
             out_v,
             k,
             mask,
-            ..
         } = *op
         else {
             return None;
         };
         Some(StackGeom {
-            in_c: inp.c as usize,
+            in_c: in_c as usize,
             in_v: in_v as usize,
             out_c: out_c as usize,
             out_v: out_v as usize,
@@ -199,22 +206,22 @@ pub struct LstmGeom {
 }
 
 impl LstmGeom {
-    /// The geometry of `op` on an `inp`-shaped input over buffers of
-    /// `in_rows` and `out_rows` rows; `None` unless `op` is an
-    /// [`Op::RowLstm`].
+    /// The geometry of `op` on an input of `inp`'s height and width (its
+    /// channels are the op's `in_c`) over buffers of `in_rows` and
+    /// `out_rows` rows; `None` unless `op` is an [`Op::RowLstm`].
     pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
         let Op::RowLstm {
+            in_c,
             hidden,
             k_in,
             mask,
             k_state,
-            ..
         } = *op
         else {
             return None;
         };
         Some(LstmGeom {
-            in_c: inp.c as usize,
+            in_c: in_c as usize,
             hidden: hidden as usize,
             h: inp.h as usize,
             w: inp.w as usize,
