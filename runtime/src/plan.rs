@@ -200,27 +200,18 @@ pub(crate) fn lstm_macs_at(op: &Op, w: u16, y: u16, x: u16) -> u64 {
 /// (`y`, `x`) of an image `w` wide: every output channel, taps inside the
 /// image (the counts [`crate::kernels::stack_conv2d_f32`] performs).
 pub(crate) fn stack_macs_at(op: &Op, w: u16, y: u16, x: u16) -> u64 {
-    let Op::StackConv2d {
-        in_c,
-        in_v,
-        out_c,
-        out_v,
-        k,
-        mask,
-    } = *op
-    else {
+    // The image height does not matter for the taps at (y, x).
+    let shape = Shape { c: 0, h: 1, w };
+    let Some(g) = crate::kernels::StackGeom::of(op, shape, 1, 1) else {
         return 0;
     };
-    let c = k as u64 / 2;
-    let (y, x, w) = (y as u64, x as u64, w as u64);
-    let v_src = if in_v == 0 { in_c } else { in_v } as u64;
+    let (c, y, x) = (g.k / 2, y as usize, x as usize);
     let rows = c.min(y) + 1;
-    let cols = (k as u64).min(w + c - x) - c.saturating_sub(x);
-    let n_h = c + u64::from(mask == Mask::B);
-    let h_taps = n_h - c.saturating_sub(x).min(n_h);
-    let link = if y > 0 { in_v as u64 } else { 0 };
-    out_v as u64 * v_src * rows * cols
-        + (out_c - out_v) as u64 * ((in_c - in_v) as u64 * h_taps + link)
+    let cols = g.k.min(g.w + c - x) - c.saturating_sub(x);
+    let h_taps = g.n_h() - c.saturating_sub(x).min(g.n_h());
+    let link = if y > 0 { g.in_v } else { 0 };
+    (g.out_v * g.v_src() * rows * cols + (g.out_c - g.out_v) * ((g.in_c - g.in_v) * h_taps + link))
+        as u64
 }
 
 /// The output shape of `layer` applied to `inp`, its MACs and parameter
