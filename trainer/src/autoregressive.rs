@@ -9,7 +9,8 @@
 //! use tinygen_trainer::models::pixelcnn::{PixelCnn, PixelCnnConfig};
 //! use tinygen_trainer::train::TrainOptions;
 //! let opts = TrainOptions { epochs: 1, limit_train: Some(256), ..TrainOptions::default() };
-//! let outcome = train::<PixelCnn>(&opts, PixelCnnConfig::default())?;
+//! let decay_lr = true; // linearly to 0 over the run
+//! let outcome = train::<PixelCnn>(&opts, PixelCnnConfig::default(), decay_lr)?;
 //! let (config, model) = load::<PixelCnn>(&outcome.run_dir)?;
 //! # anyhow::Ok(())
 //! ```
@@ -54,10 +55,6 @@ pub trait Autoregressive: Sized {
     const KIND: ModelKind;
     /// Seed of the runtime sampler that draws `samples.png` (xor the run's seed).
     const SAMPLE_SEED: u64;
-    /// Whether the learning rate decays linearly from `--lr` to 0 over the
-    /// run (PixelCNN) or stays at `--lr` (PixelRNN, as the shipped model was
-    /// trained). Part of how shipped models are reproduced: do not change.
-    const DECAY_LR: bool;
 
     /// A freshly initialized model.
     ///
@@ -151,7 +148,14 @@ pub fn evaluate_nll<M: Autoregressive>(model: &M, x: &Tensor, batch_size: usize)
 /// Bad options, unreadable data, I/O errors, candle errors, or
 /// [`crate::run::NonFiniteTraining`] when a loss turns NaN or infinite (the
 /// last good checkpoint is kept).
-pub fn train<M: Autoregressive>(opts: &TrainOptions, cfg: M::Config) -> Result<Outcome<NllEpoch>> {
+///
+/// `decay_lr`: the learning rate decays linearly from `--lr` to 0 over the
+/// run; otherwise it stays at `--lr`.
+pub fn train<M: Autoregressive>(
+    opts: &TrainOptions,
+    cfg: M::Config,
+    decay_lr: bool,
+) -> Result<Outcome<NllEpoch>> {
     check_options(opts)?;
     let (x_train, x_test, n_train, n_test) = load_binarized_data(opts)?;
     let config = run_config(
@@ -170,7 +174,7 @@ pub fn train<M: Autoregressive>(opts: &TrainOptions, cfg: M::Config) -> Result<O
     ));
     let steps_per_epoch = n_train.div_ceil(opts.batch_size);
     let mut schedule = Schedule::new(opts, n_train, opts.batch_size, steps_per_epoch);
-    if M::DECAY_LR {
+    if decay_lr {
         schedule = schedule.with_linear_decay(opts.lr);
     }
     let mut metrics = Vec::new();
@@ -370,7 +374,7 @@ pub(crate) mod tests {
             layers: 1,
             ..PixelCnnConfig::default()
         };
-        let err = train::<PixelCnn>(&opts, cfg).unwrap_err();
+        let err = train::<PixelCnn>(&opts, cfg, true).unwrap_err();
         let nf = err.downcast_ref::<NonFiniteTraining>().unwrap();
         assert_eq!((nf.epoch, nf.step, nf.last_good_epoch), (1, Some(1), None));
         assert_eq!(nf.family, "pixelcnn");

@@ -9,6 +9,33 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// mimalloc's `mi_option_t` value of `mi_option_purge_delay` (15 in the v3
+// sources libmimalloc-sys 0.1.49 builds, and in v2): how long freed memory
+// waits before it goes back to the OS.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+extern "C" {
+    // Declared here rather than through libmimalloc-sys's `extended` feature,
+    // which names no constant for this option.
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// Never hand freed memory back to the OS. By default mimalloc purges freed
+/// pages after 10 ms, and candle frees and reallocates tensors of tens of MB
+/// every op: the kernel then zeroes fresh pages for each one (a quarter of a
+/// two-stack PixelCNN epoch in `perf`). With purging off the same training
+/// runs 1.45x faster (20.2 s instead of 29.2 s for five steps and a test
+/// pass, 2 threads) at 15 % more peak memory (7.0 GB instead of 6.2 at
+/// batch 128). Same as `MIMALLOC_PURGE_DELAY=-1`, which the user can still
+/// override by setting the variable to another value.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores the value in mimalloc's option
+        // table; any option index and value is accepted.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 /// Train small generative image models, export them for microcontrollers, and
 /// sample them on the host.
 #[derive(Debug, Parser)]
@@ -53,6 +80,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
+    keep_freed_memory();
     // Before anything touches candle (or rayon): use every core unless the user
     // chose a thread count.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {

@@ -48,7 +48,6 @@ impl Autoregressive for PixelCnn {
     const NAME: &'static str = "PixelCNN";
     const KIND: ModelKind = ModelKind::PixelCnn;
     const SAMPLE_SEED: u64 = SAMPLE_SEED;
-    const DECAY_LR: bool = true;
 
     fn new(cfg: PixelCnnConfig, seed: u64, device: &Device) -> candle_core::Result<Self> {
         PixelCnn::new(cfg, seed, device)
@@ -88,7 +87,7 @@ impl Autoregressive for PixelCnn {
 /// # Errors
 /// As [`autoregressive::train`].
 pub fn train_pixelcnn(opts: &TrainOptions, cfg: PixelCnnConfig) -> Result<PixelCnnOutcome> {
-    autoregressive::train::<PixelCnn>(opts, cfg)
+    autoregressive::train::<PixelCnn>(opts, cfg, true)
 }
 
 /// Loads a PixelCNN run: its configuration and the model with the checkpoint's weights.

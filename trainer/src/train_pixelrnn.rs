@@ -7,13 +7,13 @@
 //! use tinygen_trainer::train::TrainOptions;
 //! use tinygen_trainer::train_pixelrnn::{load_pixelrnn, train_pixelrnn};
 //! let opts = TrainOptions { epochs: 1, limit_train: Some(256), ..TrainOptions::default() };
-//! let outcome = train_pixelrnn(&opts, PixelRnnConfig::default())?;
+//! let outcome = train_pixelrnn(&opts, PixelRnnConfig::default(), false)?;
 //! let (config, model) = load_pixelrnn(&outcome.run_dir)?; // what the exporter does
 //! # anyhow::Ok(())
 //! ```
 //!
-//! The learning rate stays at `--lr` for the whole run (how the shipped
-//! PixelRNN was trained; PixelCNN decays it).
+//! The learning rate stays at `--lr` for the whole run unless `decay_lr`
+//! (`--lr-decay`) makes it decay linearly to 0, as PixelCNN's always does.
 
 use std::path::Path;
 
@@ -47,7 +47,6 @@ impl Autoregressive for PixelRnn {
     const NAME: &'static str = "PixelRNN";
     const KIND: ModelKind = ModelKind::PixelRnn;
     const SAMPLE_SEED: u64 = SAMPLE_SEED;
-    const DECAY_LR: bool = false;
 
     fn new(cfg: PixelRnnConfig, seed: u64, device: &Device) -> candle_core::Result<Self> {
         PixelRnn::new(cfg, seed, device)
@@ -85,12 +84,17 @@ impl Autoregressive for PixelRnn {
     }
 }
 
-/// Trains a PixelRNN (Row LSTM) on binarized MNIST.
+/// Trains a PixelRNN (Row LSTM) on binarized MNIST; with `decay_lr` the
+/// learning rate decays linearly from `opts.lr` to 0, else it stays.
 ///
 /// # Errors
 /// As [`autoregressive::train`].
-pub fn train_pixelrnn(opts: &TrainOptions, cfg: PixelRnnConfig) -> Result<PixelRnnOutcome> {
-    autoregressive::train::<PixelRnn>(opts, cfg)
+pub fn train_pixelrnn(
+    opts: &TrainOptions,
+    cfg: PixelRnnConfig,
+    decay_lr: bool,
+) -> Result<PixelRnnOutcome> {
+    autoregressive::train::<PixelRnn>(opts, cfg, decay_lr)
 }
 
 /// Loads a PixelRNN run: its configuration and the model with the checkpoint's weights.
@@ -114,7 +118,7 @@ mod tests {
             hidden: 3,
             layers: 1,
         };
-        let o = train_pixelrnn(&tiny_opts(out.path()), cfg).unwrap();
+        let o = train_pixelrnn(&tiny_opts(out.path()), cfg, false).unwrap();
         check_run(&o);
         let (config, model) = load_pixelrnn(&o.run_dir).unwrap();
         assert_eq!(config.model, ModelConfig::PixelRnn(cfg));

@@ -178,6 +178,11 @@ pub struct PixelRnnArgs {
     /// Number of Row LSTM layers.
     #[arg(long, default_value_t = PixelRnnConfig::default().layers, value_name = "N")]
     pub layers: usize,
+
+    /// Decay the learning rate linearly from --lr to 0 over the run (as
+    /// PixelCNN always does); without it the rate stays at --lr.
+    #[arg(long)]
+    pub lr_decay: bool,
 }
 
 /// `tinygen train ae`.
@@ -366,6 +371,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
                     hidden: args.hidden,
                     layers: args.layers,
                 },
+                args.lr_decay,
             )?;
             if args.common.quiet {
                 println!("{}", outcome.run_dir.display());

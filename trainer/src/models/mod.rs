@@ -20,6 +20,7 @@ pub mod conv;
 pub mod gan;
 pub mod pixelcnn;
 pub mod pixelrnn;
+pub mod taps;
 pub mod vae;
 
 use std::sync::Mutex;

@@ -64,6 +64,7 @@ use candle_core::{Device, Result, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
+use super::taps::{self, TapGroup, Taps};
 use super::vae::bce_with_logits;
 use super::{conv, seeded_var_builder};
 
@@ -316,6 +317,30 @@ impl MaskedConv {
         }
     }
 
+    /// The layer on a channels-last `(b * h * w, in)` matrix of
+    /// pre-activations (ReLU'd first when `relu_in`), for 1x1 kernels only
+    /// (the two-stack PixelCNN's head); output `(b * h * w, out)` before this
+    /// layer's own ReLU.
+    fn forward_rows(&self, x: &Tensor, (h, w): (usize, usize), relu_in: bool) -> Result<Tensor> {
+        let (out, in_c, k, _) = self.weight.dims4()?;
+        if k != 1 {
+            candle_core::bail!("channels-last masked conv: only 1x1 kernels, got {k}x{k}");
+        }
+        let gather = Taps::new(
+            h,
+            w,
+            in_c,
+            vec![TapGroup::new(0, in_c, vec![(0, 0)])],
+            relu_in,
+            true,
+        );
+        taps::affine(
+            &x.apply_op1(gather)?,
+            &self.weight.reshape((out, in_c))?,
+            &self.bias,
+        )
+    }
+
     /// Masked weight `[out][in][k][k]`, flattened.
     fn runtime_weight(&self) -> Result<Vec<f32>> {
         self.weight
@@ -389,7 +414,61 @@ impl StackConv {
         })
     }
 
+    /// The layer on a channels-last `(b * h * w, in_c)` matrix (vertical
+    /// channels first) of pre-activations, ReLU'd first when `relu_in`:
+    /// `(b * h * w, out_c)`, before this layer's own ReLU. The same
+    /// arithmetic as [`StackConv::forward`] (the tests compare both), without
+    /// its copies: see [`super::taps`].
+    fn forward_rows(&self, x: &Tensor, (h, w): (usize, usize), relu_in: bool) -> Result<Tensor> {
+        let StackSplit { in_v, out_v } = self.split;
+        let (k, in_c, out_c) = (self.spec.k, self.spec.in_c, self.spec.out_c);
+        let c = k / 2;
+        let in_h = in_c - in_v;
+        let n_h = self.spec.mask.row_taps(k);
+        let mut parts = Vec::with_capacity(2);
+        if let Some(wv) = &self.v_weight {
+            // Rows y - c ..= y, the whole width: the blob's [|V|][k/2 + 1][k].
+            let offsets = (0..=c)
+                .flat_map(|ky| {
+                    (0..k).map(move |kx| (ky as isize - c as isize, kx as isize - c as isize))
+                })
+                .collect();
+            let group = TapGroup::new(0, self.spec.v_src(), offsets);
+            let cols = x.apply_op1(Taps::new(h, w, in_c, vec![group], relu_in, true))?;
+            let wv = wv
+                .narrow(2, 0, c + 1)?
+                .reshape((out_v, self.spec.v_row_len()))?;
+            parts.push(taps::affine(&cols, &wv, &self.bias.narrow(0, 0, out_v)?)?);
+        }
+        // Row y at columns x - c .. x - c + n_h, then the vertical inputs at
+        // (y - 1, x): the blob's [in_h][n_h] then [in_v].
+        let mut groups = Vec::with_capacity(2);
+        if in_h > 0 && n_h > 0 {
+            let offsets = (0..n_h).map(|t| (0, t as isize - c as isize)).collect();
+            groups.push(TapGroup::new(in_v, in_h, offsets));
+        }
+        if in_v > 0 {
+            groups.push(TapGroup::new(0, in_v, vec![(-1, 0)]));
+        }
+        let cols = x.apply_op1(Taps::new(h, w, in_c, groups, relu_in, true))?;
+        let out_h = out_c - out_v;
+        let wh = self.h_weight.reshape((out_h, self.spec.h_row_len()))?;
+        parts.push(taps::affine(
+            &cols,
+            &wh,
+            &self.bias.narrow(0, out_v, out_h)?,
+        )?);
+        if parts.len() == 1 {
+            Ok(parts.swap_remove(0))
+        } else {
+            Tensor::cat(&parts, 1)
+        }
+    }
+
     /// Output (b, out_c, h, w), vertical channels first, after the ReLU.
+    /// The NCHW formulation, kept as the reference of
+    /// [`StackConv::forward_rows`].
+    #[cfg(test)]
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
         let StackSplit { in_v, out_v } = self.split;
@@ -468,10 +547,29 @@ enum Layer {
 }
 
 impl Layer {
+    /// NCHW forward (the plain PixelCNN; the two-stack one in tests).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Layer::Masked(l) => l.forward(x),
+            #[cfg(test)]
             Layer::Stack(l) => l.forward(x),
+            #[cfg(not(test))]
+            Layer::Stack(_) => candle_core::bail!("two-stack layers run channels-last"),
+        }
+    }
+
+    /// Channels-last forward (the two-stack PixelCNN), before this layer's ReLU.
+    fn forward_rows(&self, x: &Tensor, hw: (usize, usize), relu_in: bool) -> Result<Tensor> {
+        match self {
+            Layer::Masked(l) => l.forward_rows(x, hw, relu_in),
+            Layer::Stack(l) => l.forward_rows(x, hw, relu_in),
+        }
+    }
+
+    fn relu(&self) -> bool {
+        match self {
+            Layer::Masked(l) => l.relu,
+            Layer::Stack(l) => l.spec.relu,
         }
     }
 
@@ -596,11 +694,39 @@ impl PixelCnn {
     /// # Errors
     /// On a wrong input shape.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        if self.config.arch == PixelCnnArch::Stacks {
+            return self.logits_rows(x);
+        }
+        self.logits_nchw(x)
+    }
+
+    /// Every layer through [`Layer::forward`] (NCHW).
+    fn logits_nchw(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for l in &self.layers {
             h = l.forward(&h)?;
         }
         Ok(h)
+    }
+
+    /// Every layer through [`Layer::forward_rows`] (channels-last, each
+    /// layer's ReLU applied by the next one's gather).
+    fn logits_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if c != 1 {
+            candle_core::bail!("PixelCNN input must have one channel, got {c}");
+        }
+        let mut t = x.reshape((b * h * w, 1))?;
+        // The image's values are 0 or 1: no ReLU before the first layer.
+        let mut relu_in = false;
+        for l in &self.layers {
+            t = l.forward_rows(&t, (h, w), relu_in)?;
+            relu_in = l.relu();
+        }
+        if relu_in {
+            t = t.relu()?;
+        }
+        t.reshape((b, (), h, w))
     }
 
     /// Exact negative log-likelihood of binarized `x` (batch, 1, 28, 28), a
@@ -726,6 +852,41 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap()
+    }
+
+    /// The channels-last two-stack graph (what trains) computes the NCHW
+    /// one's logits and gradients (kernels 1, 3 and 5).
+    #[test]
+    fn stacks_channels_last_matches_nchw() {
+        for (seed, kernel) in [(1u64, 3usize), (2, 5), (3, 1)] {
+            let m = PixelCnn::new(stacks(3, 2, kernel), seed, &Device::Cpu).unwrap();
+            let imgs: Vec<f32> = (0..2).flat_map(|i| random_image(seed * 10 + i)).collect();
+            let x = Tensor::from_vec(imgs, (2, 1, 28, 28), &Device::Cpu).unwrap();
+            let (a, b) = (m.logits_rows(&x).unwrap(), m.logits_nchw(&x).unwrap());
+            let d = (&a - &b).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(
+                d.to_scalar::<f32>().unwrap() < 1e-4,
+                "k {kernel}: logits differ"
+            );
+            let loss = |l: &Tensor| bce_with_logits(l, &x).unwrap().sum_all().unwrap();
+            let (ga, gb) = (loss(&a).backward().unwrap(), loss(&b).backward().unwrap());
+            for v in m.varmap().all_vars() {
+                let (da, db) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
+                let scale = db
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let d = (da - db).unwrap().abs().unwrap().max_all().unwrap();
+                let d = d.to_scalar::<f32>().unwrap();
+                assert!(
+                    d <= 1e-4 * scale.max(1.0),
+                    "k {kernel}: gradient differs by {d}"
+                );
+            }
+        }
     }
 
     #[test]
