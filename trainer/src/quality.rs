@@ -152,6 +152,10 @@ pub struct SampleQuality {
     pub label_histogram: Vec<usize>,
     /// Entropy of the label histogram, nats (ln 10 = 2.303: all digits equally present).
     pub label_entropy: f64,
+    /// Share of the samples the classifier gives one digit a probability of
+    /// at least [`CONFIDENT`]: a direct reading of "recognizable digits"
+    /// (the real test images' share is in [`Reference`]).
+    pub confident_share: f64,
     /// Host samples per second (the runtime's sampler, one thread, sampling only).
     pub host_samples_per_s: f64,
 }
@@ -168,6 +172,12 @@ pub struct Reference {
     pub inception_score_test: f64,
     /// Label entropy of the test images' predicted labels, nats.
     pub label_entropy_test: f64,
+    /// [`SampleQuality::confident_share`] of the test images.
+    pub confident_share_test: f64,
+    /// The judge itself: the classifier's accuracy on the grayscale test
+    /// images against their labels (what it was trained on; the binarized
+    /// images the binary families are compared with are a little harder).
+    pub classifier_accuracy_test: f64,
 }
 
 /// Every figure of one file. Absent figures are omitted from the JSON,
@@ -314,6 +324,20 @@ pub fn classify(classifier: &Classifier, images: &[u8]) -> Result<Classified> {
         }
     }
     Ok(out)
+}
+
+/// Top-class probability from which a sample counts as a confidently
+/// recognized digit ([`SampleQuality::confident_share`]).
+pub const CONFIDENT: f64 = 0.9;
+
+/// Share of `c`'s images whose most likely class has probability >= [`CONFIDENT`].
+pub fn confident_share(c: &Classified) -> f64 {
+    let n = c
+        .probs
+        .iter()
+        .filter(|p| p.iter().copied().fold(0.0, f64::max) >= CONFIDENT)
+        .count();
+    n as f64 / c.probs.len().max(1) as f64
 }
 
 /// FCD, inception score and label histogram of `samples` against `reference`.
@@ -685,6 +709,7 @@ pub fn evaluate(bytes: &[u8], label: &str, opts: &EvalOptions) -> Result<EvalRep
             inception_score: is,
             label_histogram: hist,
             label_entropy: h,
+            confident_share: confident_share(&samples),
             host_samples_per_s: per_s,
         });
         // Real images through the same pipeline: what a perfect model's
@@ -698,11 +723,25 @@ pub fn evaluate(bytes: &[u8], label: &str, opts: &EvalOptions) -> Result<EvalRep
         };
         let train = classify(&classifier, &train)?;
         let (fcd_train, _, _, _) = compare(&train, &reference);
+        let gray = if binary {
+            classify(&classifier, test)?
+        } else {
+            reference.clone()
+        };
+        let labels = &mnist.test_labels[..n_test];
+        let correct = gray
+            .labels
+            .iter()
+            .zip(labels)
+            .filter(|(&p, &l)| p == usize::from(l))
+            .count();
         report.reference = Some(Reference {
+            classifier_accuracy_test: correct as f64 / n_test.max(1) as f64,
             fcd_train_vs_test: fcd_train,
             train_images: n_train,
             inception_score_test: inception_score(&reference.probs),
             label_entropy_test: entropy(&label_histogram(&reference.labels, CLASSES)),
+            confident_share_test: confident_share(&reference),
         });
         report.samples_seconds = t.elapsed().as_secs_f64();
     }

@@ -294,6 +294,9 @@ pub fn quality_section(
     let mut rows = String::new();
     let mut references: Vec<(bool, serde_json::Value)> = Vec::new();
     let mut n_cached = 0usize;
+    // The classifier's own test accuracy (evaluations cached before the
+    // field existed lack it).
+    let mut judge_accuracy: Option<f64> = None;
     let t_all = Instant::now();
     for f in &files {
         let (kind, dtype, path) = (&f.kind, &f.dtype, &f.path);
@@ -358,6 +361,9 @@ pub fn quality_section(
         if !references.iter().any(|(b, _)| *b == binarized) && j["reference"].is_object() {
             references.push((binarized, j["reference"].clone()));
         }
+        if judge_accuracy.is_none() {
+            judge_accuracy = j["reference"]["classifier_accuracy_test"].as_f64();
+        }
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
         std::thread::available_parallelism()
@@ -396,6 +402,12 @@ pub fn quality_section(
             fmt(&r["fcd_train_vs_test"], 2),
             fmt(&r["inception_score_test"], 2),
             fmt(&r["label_entropy_test"], 3),
+        ));
+    }
+    if let Some(acc) = judge_accuracy {
+        md.push_str(&format!(
+            "\nThe judge, models/classifier.safetensors, labels {:.1} % of the grayscale test images correctly.\n",
+            100.0 * acc
         ));
     }
     md.push_str(&format!(

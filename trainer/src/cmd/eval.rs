@@ -153,6 +153,13 @@ fn print_table(r: &EvalReport) {
             format!("{:.3}", s.label_entropy),
         );
         row(
+            &format!(
+                "confident (top class >= {})",
+                tinygen_trainer::quality::CONFIDENT
+            ),
+            format!("{:.1} % of the samples", 100.0 * s.confident_share),
+        );
+        row(
             "label histogram 0..9",
             s.label_histogram
                 .iter()
@@ -169,8 +176,19 @@ fn print_table(r: &EvalReport) {
         row(
             "real data (train vs test)",
             format!(
-                "FCD {:.2} ({} training images), IS {:.2}, label entropy {:.3}",
-                x.fcd_train_vs_test, x.train_images, x.inception_score_test, x.label_entropy_test
+                "FCD {:.2} ({} training images), IS {:.2}, label entropy {:.3}, confident {:.1} %",
+                x.fcd_train_vs_test,
+                x.train_images,
+                x.inception_score_test,
+                x.label_entropy_test,
+                100.0 * x.confident_share_test
+            ),
+        );
+        row(
+            "the classifier's test accuracy",
+            format!(
+                "{:.1} % (grayscale test images)",
+                100.0 * x.classifier_accuracy_test
             ),
         );
     }
