@@ -7,6 +7,10 @@
 //!   against the shell's working directory. Default `models/vae-int8.tgm`.
 //! - `TINYGEN_SAMPLES`: images to generate, at least 1. Default 16.
 //! - `TINYGEN_SEED`: seed of the one `Rng` stream. Default 1.
+//! - `TINYGEN_TEMPERATURE`: sampling temperature of a PixelCNN or PixelRNN
+//!   (every logit divided by it before the sigmoid; `tinygen sample
+//!   --temperature`). A finite number above 0; default 1 (the model's own
+//!   distribution). Other kinds accept only 1.
 //! - `TINYGEN_RAW_OUT`: (QEMU) host file the pixels are written to, relative
 //!   to QEMU's working directory. Default `tinygen-samples.raw`.
 //!
@@ -51,6 +55,7 @@ const NRF52840DK: Board = Board {
 const DEFAULT_MODEL: &str = "models/vae-int8.tgm";
 const DEFAULT_SAMPLES: u32 = 16;
 const DEFAULT_SEED: u64 = 1;
+const DEFAULT_TEMPERATURE: f32 = 1.0;
 const DEFAULT_RAW_OUT: &str = "tinygen-samples.raw";
 
 /// Stops the build with `msg` shown as cargo's error.
@@ -165,6 +170,18 @@ fn main() {
         fail("TINYGEN_SAMPLES=0: generate at least one sample");
     }
     let seed: u64 = parse_env("TINYGEN_SEED", DEFAULT_SEED);
+    let temperature: f32 = parse_env("TINYGEN_TEMPERATURE", DEFAULT_TEMPERATURE);
+    if !(temperature.is_finite() && temperature > 0.0) {
+        fail(&format!(
+            "TINYGEN_TEMPERATURE={temperature}: the temperature must be a finite number above 0"
+        ));
+    }
+    if temperature != 1.0 && !matches!(kind, ModelKind::PixelCnn | ModelKind::PixelRnn) {
+        fail(&format!(
+            "{shown}: TINYGEN_TEMPERATURE={temperature}: a sampling temperature applies to \
+             PixelCnn and PixelRnn models only, not to a {kind:?}"
+        ));
+    }
     let raw_out = env_var("TINYGEN_RAW_OUT").unwrap_or_else(|| DEFAULT_RAW_OUT.to_owned());
     if raw_out.contains('\0') {
         fail("TINYGEN_RAW_OUT must not contain a NUL byte");
@@ -187,6 +204,8 @@ fn main() {
          pub const SAMPLES: u32 = {samples};\n\
          /// Seed of the one random stream all samples are drawn from.\n\
          pub const SEED: u64 = {seed};\n\
+         /// Sampling temperature (autoregressive models; 1 for the others).\n\
+         pub const TEMPERATURE: f32 = {temperature:?};\n\
          /// Host file for the pixels (QEMU), NUL-terminated for semihosting.\n\
          #[allow(dead_code)]\n\
          pub const RAW_OUT: &str = {raw_out_z:?};\n\

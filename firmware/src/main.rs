@@ -47,7 +47,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
 use tinygen_runtime::{Arena, AutoregressiveSampler, Decoder, Model, ModelKind, Rng};
 
-use config::{ARENA_BYTES, IMAGE_BYTES, SAMPLES, SEED};
+use config::{ARENA_BYTES, IMAGE_BYTES, SAMPLES, SEED, TEMPERATURE};
 
 /// Why a run failed.
 #[derive(Debug, Clone, Copy, defmt::Format)]
@@ -74,6 +74,9 @@ impl From<tinygen_runtime::Error> for Failure {
 }
 
 /// The sampler the embedded model's kind calls for, chosen at run time.
+// One lives on main's stack for the whole run; the autoregressive variant's
+// extra ~260 bytes (its tempered int8 table) cost nothing to move around.
+#[allow(clippy::large_enum_variant)]
 enum Sampler<'m, 'a> {
     /// VAE, GAN, AutoEncoder: z -> image.
     Decoder(Decoder<'m, 'a>),
@@ -151,7 +154,13 @@ fn run(
         );
     }
     let mut sampler = if autoregressive {
-        Sampler::Autoregressive(AutoregressiveSampler::new(&model, arena)?)
+        let mut s = AutoregressiveSampler::new(&model, arena)?;
+        // build.rs checked it (finite, above 0; 1 for decoder models).
+        s.set_temperature(TEMPERATURE)?;
+        if TEMPERATURE != 1.0 {
+            defmt::info!("sampling temperature {=f32}", TEMPERATURE);
+        }
+        Sampler::Autoregressive(s)
     } else {
         Sampler::Decoder(Decoder::new(&model, arena)?)
     };

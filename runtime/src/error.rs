@@ -74,6 +74,8 @@ pub enum Error {
     PlanArenaMisaligned,
     /// This model kind has no such operation (e.g. `decode` on a PixelCNN).
     CallUnsupported,
+    /// A sampling temperature that is not a finite number above 0.
+    CallTemperature,
     /// A caller's buffer has the wrong length.
     CallBufferLen {
         /// Elements expected.
@@ -128,6 +130,9 @@ impl fmt::Display for Error {
             }
             Error::PlanArenaMisaligned => f.write_str("arena is not 4-byte aligned"),
             Error::CallUnsupported => f.write_str("operation not supported by this model kind"),
+            Error::CallTemperature => {
+                f.write_str("sampling temperature must be a finite number above 0")
+            }
             Error::CallBufferLen { expected, found } => {
                 write!(f, "buffer length {found}, expected {expected}")
             }

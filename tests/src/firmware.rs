@@ -59,6 +59,21 @@ pub struct FirmwareRun {
 /// If cargo fails (the message includes cargo's output, which names a model
 /// that does not load or does not fit).
 pub fn build(model: &Path, samples: u32, seed: u64, out_dir: &Path) -> Result<PathBuf, String> {
+    build_at(model, samples, seed, 1.0, out_dir)
+}
+
+/// [`build`] with sampling temperature `temperature` (`TINYGEN_TEMPERATURE`).
+///
+/// # Errors
+///
+/// As [`build`].
+pub fn build_at(
+    model: &Path,
+    samples: u32,
+    seed: u64,
+    temperature: f32,
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
     let model =
         std::fs::canonicalize(model).map_err(|e| format!("model file {}: {e}", model.display()))?;
     let fw = project_root().join("firmware");
@@ -69,6 +84,7 @@ pub fn build(model: &Path, samples: u32, seed: u64, out_dir: &Path) -> Result<Pa
         .env("TINYGEN_MODEL", &model)
         .env("TINYGEN_SAMPLES", samples.to_string())
         .env("TINYGEN_SEED", seed.to_string())
+        .env("TINYGEN_TEMPERATURE", format!("{temperature:?}"))
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

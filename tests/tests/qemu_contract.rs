@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tinygen_runtime::Model;
 use tinygen_tests::firmware;
-use tinygen_trainer::sample::sample_model;
+use tinygen_trainer::sample::sample_model_at;
 
 const SAMPLES: u32 = 4;
 const SEED: u64 = 7;
@@ -19,6 +19,12 @@ fn contract(model_file: &str) {
 }
 
 fn contract_at(path: &std::path::Path, model_file: &str) {
+    contract_at_temperature(path, model_file, 1.0);
+}
+
+/// [`contract_at`] with the firmware built for, and the host sampling at,
+/// temperature `t`.
+fn contract_at_temperature(path: &std::path::Path, model_file: &str, t: f32) {
     assert!(
         firmware::qemu_available(),
         "qemu-system-arm is not installed: apt-get install -y qemu-system-arm (cargo xtask test does this)"
@@ -26,17 +32,22 @@ fn contract_at(path: &std::path::Path, model_file: &str) {
     let path = path.to_path_buf();
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let work = tempfile::tempdir().unwrap();
-    let elf = firmware::build(&path, SAMPLES, SEED, work.path()).unwrap();
+    let elf = firmware::build_at(&path, SAMPLES, SEED, t, work.path()).unwrap();
     let run = firmware::run_qemu(&elf, work.path(), Duration::from_secs(600)).unwrap();
     let model = Model::load(&bytes).unwrap();
     // The sampler the file's kind calls for, as the firmware picks it.
-    let host = sample_model(&model, SAMPLES as usize, SEED).unwrap();
+    let host = sample_model_at(&model, SAMPLES as usize, SEED, t).unwrap();
     assert_eq!(run.pixels.len(), host.len(), "{model_file}: pixel count");
     let first_diff = run.pixels.iter().zip(&host).position(|(a, b)| a != b);
     assert_eq!(
         first_diff, None,
         "{model_file}: QEMU and host bytes differ (first at byte {first_diff:?})"
     );
+    // A firmware that ignored the temperature would then fail.
+    if t != 1.0 {
+        let plain = sample_model_at(&model, SAMPLES as usize, SEED, 1.0).unwrap();
+        assert_ne!(host, plain, "{model_file}: the temperature changed nothing");
+    }
     // A model that produced nothing but one value would pass vacuously.
     assert!(
         host.iter().any(|&p| p != host[0]),
@@ -131,6 +142,10 @@ fn random_pixelrnn_f32_qemu_equals_host() {
 /// the two-stack kernels (horizontal outputs pixel by pixel, vertical ones
 /// once a row is complete) give the host's bytes on the Cortex-M4 too.
 fn random_stacks_contract(dtype: tinygen_runtime::DType) {
+    random_stacks_contract_at(dtype, 1.0);
+}
+
+fn random_stacks_contract_at(dtype: tinygen_runtime::DType, t: f32) {
     use tinygen_tests::pixelrnn::{random_stacks, StackShape};
     let shape = StackShape {
         chans: 8,
@@ -144,7 +159,7 @@ fn random_stacks_contract(dtype: tinygen_runtime::DType) {
     let name = format!("random-stacks-{}.tgm", dtype.name());
     let path = dir.path().join(&name);
     std::fs::write(&path, bytes).unwrap();
-    contract_at(&path, &name);
+    contract_at_temperature(&path, &name, t);
 }
 
 #[test]
@@ -157,4 +172,19 @@ fn random_stacks_int8_qemu_equals_host() {
 #[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
 fn random_stacks_f32_qemu_equals_host() {
     random_stacks_contract(tinygen_runtime::DType::F32);
+}
+
+/// At a sampling temperature other than 1 (`TINYGEN_TEMPERATURE`), the board
+/// still draws the host's bytes: the f32 path divides logits the same way,
+/// and the int8 path builds the same tempered table.
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn tempered_stacks_int8_qemu_equals_host() {
+    random_stacks_contract_at(tinygen_runtime::DType::I8, 0.6);
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn tempered_stacks_f32_qemu_equals_host() {
+    random_stacks_contract_at(tinygen_runtime::DType::F32, 0.6);
 }

@@ -48,7 +48,7 @@ use crate::metrics::{
     log_diag_normal_from_eps, log_mean_exp, log_standard_normal, softmax, GaussianFit,
 };
 use crate::models::classifier::{Classifier, ClassifierConfig, CLASSES};
-use crate::sample::sample_model;
+use crate::sample::sample_model_at;
 use crate::train::{load_run, load_vae, ModelConfig};
 
 /// Why a file cannot be evaluated.
@@ -95,6 +95,9 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Evaluate only the first this many test images (all if `None`).
     pub test_images: Option<usize>,
+    /// Sampling temperature of the sample figures (PixelCNN/PixelRNN only;
+    /// the likelihood is always the model's own, at 1).
+    pub temperature: f32,
     /// Show a progress bar on stderr for the long parts.
     pub progress: bool,
 }
@@ -108,6 +111,7 @@ impl Default for EvalOptions {
             samples: 1000,
             seed: 0,
             test_images: None,
+            temperature: 1.0,
             progress: false,
         }
     }
@@ -202,6 +206,9 @@ pub struct EvalReport {
     pub k: Option<usize>,
     /// Samples drawn for the sample figures.
     pub samples: usize,
+    /// Their sampling temperature (omitted at 1, the model's own distribution).
+    #[serde(skip_serializing_if = "is_one")]
+    pub temperature: f32,
     /// VAE likelihood.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub vae: Option<VaeLikelihood>,
@@ -324,6 +331,10 @@ pub fn classify(classifier: &Classifier, images: &[u8]) -> Result<Classified> {
         }
     }
     Ok(out)
+}
+
+fn is_one(t: &f32) -> bool {
+    *t == 1.0
 }
 
 /// Top-class probability from which a sample counts as a confidently
@@ -651,6 +662,7 @@ pub fn evaluate(bytes: &[u8], label: &str, opts: &EvalOptions) -> Result<EvalRep
         seed: opts.seed,
         k: None,
         samples: opts.samples,
+        temperature: opts.temperature,
         vae: None,
         nll_nats: None,
         bits_per_dim: None,
@@ -699,7 +711,7 @@ pub fn evaluate(bytes: &[u8], label: &str, opts: &EvalOptions) -> Result<EvalRep
             eprintln!("sampling {} images with the runtime ...", opts.samples);
         }
         let t_sample = Instant::now();
-        let pixels = sample_model(&model, opts.samples, opts.seed)?;
+        let pixels = sample_model_at(&model, opts.samples, opts.seed, opts.temperature)?;
         let per_s = opts.samples as f64 / t_sample.elapsed().as_secs_f64();
         let reference = classify(&classifier, &reference_images)?;
         let samples = classify(&classifier, &pixels)?;

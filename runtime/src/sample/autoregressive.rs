@@ -54,6 +54,19 @@
 //! `p = lut[q + 128] / 255` from the file's sigmoid table (so p moves in
 //! steps of 1/255). Pixel = 255 if `rng.bernoulli(p)`, else 0; one uniform
 //! number per pixel.
+//!
+//! # Temperature
+//!
+//! [`AutoregressiveSampler::set_temperature`] divides every logit by `T`
+//! before the sigmoid: `T < 1` sharpens each pixel's Bernoulli towards its
+//! more likely value (fewer stray pixels and broken strokes, less variety),
+//! `T > 1` flattens it; `T = 1` (the default) is the model's own
+//! distribution, the one its likelihood is measured on. f32/f16:
+//! `p = sigmoid(logit * (1 / T))`. int8: a table of the same form as the
+//! file's, `round(255 * sigmoid(scale * (q - zp) / T))` with the logits'
+//! output scale and zero point, built by `set_temperature` in f32 (the
+//! file's own table is used at `T = 1`). Host and board run the same code,
+//! so they still draw the same bytes.
 
 use crate::arena;
 use crate::error::{Error, Result};
@@ -71,6 +84,11 @@ pub struct AutoregressiveSampler<'m, 'a> {
     model: &'m Model<'a>,
     cache: &'m CachePlan,
     arena: &'m mut [u8],
+    /// `1 / T` (f32/f16 logits are multiplied by it).
+    inv_t: f32,
+    /// int8: the logit -> probability table at this temperature (the
+    /// file's at `T = 1`); unused for float files.
+    lut: [u8; 256],
 }
 
 /// The sampler's former name, from when it sampled PixelCNN files only.
@@ -130,11 +148,53 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
             return Err(Error::CallUnsupported);
         };
         arena::check_bytes(cache.arena_bytes, arena)?;
+        let mut lut = [0u8; 256];
+        if let Head::SigmoidLut(t) = model.file.decoder.head {
+            // Plan::new checked it holds 256 entries.
+            lut.copy_from_slice(t);
+        }
         Ok(AutoregressiveSampler {
             model,
             cache,
             arena,
+            inv_t: 1.0,
+            lut,
         })
+    }
+
+    /// Samples at temperature `t` from now on (see the module docs): every
+    /// logit is divided by `t` before the sigmoid. 1.0 is the model's own
+    /// distribution.
+    ///
+    /// # Errors
+    ///
+    /// `CallTemperature` unless `t` is finite and above 0 (the sampler keeps
+    /// its temperature).
+    pub fn set_temperature(&mut self, t: f32) -> Result<()> {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Error::CallTemperature);
+        }
+        let inv_t = 1.0 / t;
+        let net = &self.model.file.decoder;
+        if let Head::SigmoidLut(file_lut) = net.head {
+            let q = net.layers.last().and_then(|l| l.quant);
+            match q {
+                Some(q) if t != 1.0 => {
+                    for (i, p) in self.lut.iter_mut().enumerate() {
+                        let logit = q.out_scale * (i as i32 - 128 - i32::from(q.out_zp)) as f32;
+                        *p = kernels::prob_to_u8(kernels::sigmoid_f32(logit * inv_t));
+                    }
+                }
+                _ => self.lut.copy_from_slice(file_lut),
+            }
+        }
+        self.inv_t = inv_t;
+        Ok(())
+    }
+
+    /// The sampling temperature (1.0 unless [`Self::set_temperature`] changed it).
+    pub fn temperature(&self) -> f32 {
+        1.0 / self.inv_t
     }
 
     /// Number of pixels of one image.
@@ -200,7 +260,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     }
                 }
                 let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
-                let on = rng.bernoulli(kernels::sigmoid_f32(logit));
+                let on = rng.bernoulli(kernels::sigmoid_f32(logit * self.inv_t));
                 pixels[y * w + x] = if on { 255 } else { 0 };
                 buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
                     if on { 1.0 } else { 0.0 };
@@ -223,9 +283,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
         let c = self.cache;
         let (h, w) = (c.h as usize, c.w as usize);
         let net = &self.model.file.decoder;
-        let Head::SigmoidLut(lut) = net.head else {
-            return; // Plan::new admits only a table head for int8.
-        };
+        let lut = &self.lut;
         let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
         let (q_on, q_off) = (net::quantize(1.0, scale, zp), net::quantize(0.0, scale, zp));
         let (caches, cells) =
@@ -322,15 +380,12 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
         for i in 0..pixels.len() {
             let input = pixels.iter().map(|&p| if p >= 128 { 1.0 } else { 0.0 });
             let in_a = net::run(net, f.dtype, plan, scratch, input);
-            let p = match (f.dtype, net.head) {
-                (DType::I8, Head::SigmoidLut(lut)) => {
-                    let (a, b) = arena::split_i8(plan, scratch);
-                    prob_i8(lut, if in_a { a[i] } else { b[i] })
-                }
-                _ => {
-                    let (a, b) = arena::split_f32(plan, scratch);
-                    kernels::sigmoid_f32(if in_a { a[i] } else { b[i] })
-                }
+            let p = if f.dtype == DType::I8 {
+                let (a, b) = arena::split_i8(plan, scratch);
+                prob_i8(&self.lut, if in_a { a[i] } else { b[i] })
+            } else {
+                let (a, b) = arena::split_f32(plan, scratch);
+                kernels::sigmoid_f32(if in_a { a[i] } else { b[i] } * self.inv_t)
             };
             pixels[i] = if rng.bernoulli(p) { 255 } else { 0 };
         }
@@ -649,12 +704,18 @@ mod tests {
     /// does exactly the MACs it reports: one forward pass in all. The
     /// arenas start dirty (not zeroed), as a board's may.
     fn check(file: &[u8], seed: u64, samples: usize) {
+        check_at(file, seed, samples, 1.0);
+    }
+
+    /// [`check`] at sampling temperature `t`.
+    fn check_at(file: &[u8], seed: u64, samples: usize, t: f32) {
         let model = Model::load(file).unwrap();
         let mut a = arena(model.arena_bytes());
         let mut s = arena(model.forward_arena_bytes());
         a.iter_mut().for_each(|v| *v = 0x7f3a_55c1);
         s.iter_mut().for_each(|v| *v = 0xc1c1_7f7f);
         let mut sampler = AutoregressiveSampler::new(&model, bytes(&mut a)).unwrap();
+        sampler.set_temperature(t).unwrap();
         let n = sampler.image_len();
         let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
         let mut ones = 0;
@@ -831,6 +892,69 @@ mod tests {
         for (i, &shape) in RNN_SHAPES.iter().enumerate() {
             let f = random_rnn(50 + i as u64, DType::F16, 8, 6, 3, 3, shape);
             check(&f, i as u64, 2);
+        }
+    }
+
+    /// At other temperatures too, for every layer kind and dtype.
+    #[test]
+    fn temperature_incremental_equals_naive() {
+        for (i, t) in [0.6f32, 1.7].into_iter().enumerate() {
+            let i = i as u64;
+            for dtype in [DType::F32, DType::F16, DType::I8] {
+                check_at(&random_file(100 + i, dtype, 9, 7, 3, 5, 2), i, 2, t);
+                check_at(
+                    &random_stacks(110 + i, dtype, (9, 7), 3, (5, 3, 2)),
+                    i,
+                    2,
+                    t,
+                );
+                check_at(
+                    &random_rnn(120 + i, dtype, 9, 7, 3, 4, RNN_SHAPES[0]),
+                    i,
+                    2,
+                    t,
+                );
+            }
+        }
+    }
+
+    /// A temperature changes the samples, approaches argmax sampling as it
+    /// falls (the same image whatever the seed), and must be finite and
+    /// above 0.
+    #[test]
+    fn temperature_sharpens_and_is_checked() {
+        for dtype in [DType::F32, DType::I8] {
+            let file = random_stacks(130, dtype, (9, 7), 3, (5, 3, 2));
+            let model = Model::load(&file).unwrap();
+            let mut a = arena(model.arena_bytes());
+            let mut sampler = AutoregressiveSampler::new(&model, bytes(&mut a)).unwrap();
+            let draw = |s: &mut AutoregressiveSampler<'_, '_>, seed| {
+                let mut img = std::vec![0u8; 63];
+                s.sample(&mut Rng::new(seed), &mut img).unwrap();
+                img
+            };
+            let plain: Vec<_> = (0..8).map(|seed| draw(&mut sampler, seed)).collect();
+            assert_eq!(sampler.temperature(), 1.0);
+            for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+                assert_eq!(sampler.set_temperature(bad), Err(Error::CallTemperature));
+            }
+            assert_eq!(
+                sampler.temperature(),
+                1.0,
+                "a refused temperature is not kept"
+            );
+            sampler.set_temperature(1e-4).unwrap();
+            let cold: Vec<_> = (0..8).map(|seed| draw(&mut sampler, seed)).collect();
+            assert!(
+                cold.iter().all(|img| *img == cold[0]),
+                "{dtype:?}: cold samples differ"
+            );
+            assert!(
+                plain.iter().any(|img| *img != plain[0]),
+                "{dtype:?}: no randomness"
+            );
+            sampler.set_temperature(1.0).unwrap();
+            assert_eq!(draw(&mut sampler, 3), plain[3], "{dtype:?}: back at T = 1");
         }
     }
 

@@ -53,6 +53,10 @@ pub struct EvalArgs {
     /// Evaluate only the first N test images [default: all].
     #[arg(long, value_name = "N")]
     pub test_images: Option<usize>,
+    /// Sampling temperature of the sample figures (PixelCNN/PixelRNN; see
+    /// `tinygen sample --temperature`); the likelihood is the model's own.
+    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    pub temperature: f32,
 }
 
 /// Runs `tinygen eval`.
@@ -72,6 +76,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         samples: args.samples,
         seed: args.seed,
         test_images: args.test_images,
+        temperature: args.temperature,
         progress: !args.json || std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let label = args.file.display().to_string();
@@ -141,7 +146,14 @@ fn print_table(r: &EvalReport) {
     }
     if let Some(s) = &r.sample_quality {
         row(
-            &format!("FCD ({} samples vs test)", r.samples),
+            &if r.temperature == 1.0 {
+                format!("FCD ({} samples vs test)", r.samples)
+            } else {
+                format!(
+                    "FCD ({} samples at T = {} vs test)",
+                    r.samples, r.temperature
+                )
+            },
             format!("{:.2}", s.fcd),
         );
         row(

@@ -7,7 +7,7 @@ use clap::Args;
 use tinygen_runtime::Model;
 
 use tinygen_trainer::report::write_grid_png;
-use tinygen_trainer::sample::sample_model;
+use tinygen_trainer::sample::sample_model_at;
 
 /// Generate images from a .tgm file with the runtime's kernels (the same code the
 /// microcontroller runs; not candle), as a PNG grid and optionally raw bytes.
@@ -30,6 +30,12 @@ pub struct SampleArgs {
     /// Images per grid row [default: 8, or fewer for small n].
     #[arg(long)]
     pub cols: Option<usize>,
+    /// PixelCNN/PixelRNN: divide every logit by T before the sigmoid (the
+    /// firmware's TINYGEN_TEMPERATURE). Below 1 each pixel leans further to
+    /// its more likely value: cleaner strokes, less variety; 1 is the
+    /// model's own distribution.
+    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    pub temperature: f32,
 }
 
 /// Runs `tinygen sample`.
@@ -45,11 +51,17 @@ pub fn run(args: SampleArgs) -> Result<()> {
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let model = Model::load(&bytes).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
     // Decoder models (VAE, GAN, AutoEncoder) or PixelCNN, by the file's kind.
-    let pixels = sample_model(&model, args.n, args.seed)?;
+    let pixels = sample_model_at(&model, args.n, args.seed, args.temperature)
+        .with_context(|| format!("sampling {}", args.file.display()))?;
     let cols = args.cols.unwrap_or(8).clamp(1, args.n);
     write_grid_png(&args.output, &pixels, args.n, cols)?;
+    let temperature = if args.temperature == 1.0 {
+        String::new()
+    } else {
+        format!(", temperature {}", args.temperature)
+    };
     println!(
-        "wrote {} ({} images, seed {})",
+        "wrote {} ({} images, seed {}{temperature})",
         args.output.display(),
         args.n,
         args.seed

@@ -178,7 +178,7 @@ impl CustomOp1 for Taps {
                 for (p, row) in o.chunks_exact_mut(k).enumerate() {
                     self.each_tap(p / self.w, p % self.w, |col, src| {
                         let v = xi[src];
-                        row[col] = if self.relu && !(v > 0.0) { 0.0 } else { v };
+                        row[col] = if self.relu && v <= 0.0 { 0.0 } else { v };
                     });
                     if self.ones {
                         row[k - 1] = 1.0;
