@@ -267,27 +267,8 @@ pub fn conv_transpose2d(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-    use rand::SeedableRng;
-
-    fn randn(seed: u64, shape: &[usize]) -> Tensor {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        crate::models::standard_normal(&mut rng, shape.to_vec(), &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
+    use crate::models::test_util::{max_diff, randn};
+    use candle_core::Var;
 
     /// Compares value and gradients (wrt x, w, bias) of `ours` and `theirs` on a
     /// random weighting of the outputs.

@@ -169,6 +169,32 @@ pub fn varmap_from_tensors<I: IntoIterator<Item = (String, Tensor)>>(tensors: I)
     Ok(varmap)
 }
 
+/// Helpers of the layer tests (conv, taps).
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle_core::{Device, Tensor};
+    use rand::SeedableRng;
+
+    /// A standard-normal tensor of `shape` from a generator seeded with `seed`.
+    pub fn randn(seed: u64, shape: &[usize]) -> Tensor {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        super::standard_normal(&mut rng, shape.to_vec(), &Device::Cpu).unwrap()
+    }
+
+    /// Largest absolute difference of two tensors of the same shape.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

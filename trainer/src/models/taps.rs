@@ -251,13 +251,8 @@ pub fn affine(cols: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{max_diff, randn};
     use candle_core::{Device, Var};
-    use rand::SeedableRng;
-
-    fn randn(seed: u64, shape: &[usize]) -> Tensor {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        crate::models::standard_normal(&mut rng, shape.to_vec(), &Device::Cpu).unwrap()
-    }
 
     /// The gather by candle ops on an NCHW view: pad, narrow, ReLU, cat.
     fn reference(x: &Tensor, t: &Taps) -> Tensor {
@@ -306,20 +301,6 @@ mod tests {
             out = Tensor::cat(&[&out, &ones], 1).unwrap();
         }
         out
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]
