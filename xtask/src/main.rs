@@ -637,7 +637,7 @@ fn latent_pictures(tinygen: &Path, root: &Path, out: &Path, models: &Path) -> Re
 
 /// Epochs of the shipped PixelCNN: two stacks of 32 channels each, a 7x7
 /// mask-A layer and eight 5x5 layers, AdamW 3e-3 decaying linearly to 0,
-/// batch 128 (about 130 s per epoch on 2 idle cores).
+/// batch 128 (157 s per epoch of training steps on 2 idle cores).
 const PIXELCNN_EPOCHS: usize = 20;
 /// The shipped PixelCNN's shape (with `PIXELCNN_EPOCHS`).
 const PIXELCNN_ARGS: [&str; 10] = [
@@ -654,7 +654,8 @@ const PIXELCNN_ARGS: [&str; 10] = [
 ];
 
 /// Epochs of the shipped PixelRNN: three Row LSTM layers of 48 hidden
-/// channels, Adam 2e-3 decaying linearly to 0, batch 64.
+/// channels, Adam 2e-3 decaying linearly to 0, batch 64, one thread (about
+/// 155 s per epoch beside another training run).
 const PIXELRNN_EPOCHS: usize = 16;
 /// The shipped PixelRNN's shape (with `PIXELRNN_EPOCHS`).
 const PIXELRNN_ARGS: [&str; 11] = [
