@@ -16,10 +16,21 @@ pub fn sample_decoder(model: &Model<'_>, n: usize, seed: u64) -> Result<Vec<u8>>
     let mut arena = HostArena::new(model.arena_bytes());
     let mut dec = Decoder::new(model, arena.bytes()).map_err(|e| anyhow!("{e}"))?;
     let len = dec.image_len();
+    draw(n, len, seed, |rng, img| dec.sample(rng, img))
+}
+
+/// `n` images of `len` pixels from one [`Rng`] stream seeded with `seed`,
+/// in order, each by `sample`.
+fn draw(
+    n: usize,
+    len: usize,
+    seed: u64,
+    mut sample: impl FnMut(&mut Rng, &mut [u8]) -> tinygen_runtime::Result<()>,
+) -> Result<Vec<u8>> {
     let mut rng = Rng::new(seed);
     let mut out = vec![0u8; n * len];
     for img in out.chunks_exact_mut(len) {
-        dec.sample(&mut rng, img).map_err(|e| anyhow!("{e}"))?;
+        sample(&mut rng, img).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(out)
 }
@@ -53,12 +64,7 @@ pub fn sample_autoregressive(
     s.set_temperature(temperature)
         .map_err(|e| anyhow!("{e} (got {temperature})"))?;
     let len = s.image_len();
-    let mut rng = Rng::new(seed);
-    let mut out = vec![0u8; n * len];
-    for img in out.chunks_exact_mut(len) {
-        s.sample(&mut rng, img).map_err(|e| anyhow!("{e}"))?;
-    }
-    Ok(out)
+    draw(n, len, seed, |rng, img| s.sample(rng, img))
 }
 
 /// `n` images from any generative model file: dispatches on its kind
