@@ -356,8 +356,6 @@ struct StackConv {
     split: StackSplit,
     /// (out_v, |V|, k, k), used rows `0..=k/2`; `None` when `out_v = 0`.
     v_weight: Option<Tensor>,
-    /// (1, 1, k, k): 1.0 on rows `0..=k/2`.
-    v_mask: Tensor,
     /// (out_h, in_h * n_h + in_v, 1, 1).
     h_weight: Tensor,
     /// (out_c,), vertical outputs first.
@@ -368,7 +366,6 @@ impl StackConv {
     fn new(spec: LayerSpec, split: StackSplit, vb: &candle_nn::VarBuilder) -> Result<Self> {
         use candle_nn::Init;
         let k = spec.k;
-        let c = k / 2;
         let out_h = spec.out_c - split.out_v;
         // Kaiming normal by fan-in with the ReLU gain (candle_nn::conv2d's
         // default), each part by its own fan-in: the taps it really reads.
@@ -400,15 +397,10 @@ impl StackConv {
                 up: bound,
             },
         )?;
-        let rows: Vec<f32> = (0..k * k)
-            .map(|i| f32::from(u8::from(i / k <= c)))
-            .collect();
-        let v_mask = Tensor::from_vec(rows, (1, 1, k, k), vb.device())?;
         Ok(Self {
             spec,
             split,
             v_weight,
-            v_mask,
             h_weight,
             bias,
         })
@@ -483,7 +475,12 @@ impl StackConv {
             } else {
                 x.narrow(1, 0, in_v)?
             };
-            let wv = wv.broadcast_mul(&self.v_mask)?;
+            // Rows below the centre masked to zero.
+            let rows: Vec<f32> = (0..k * k)
+                .map(|i| f32::from(u8::from(i / k <= c)))
+                .collect();
+            let mask = Tensor::from_vec(rows, (1, 1, k, k), x.device())?;
+            let wv = wv.broadcast_mul(&mask)?;
             let bv = self.bias.narrow(0, 0, out_v)?;
             parts.push(conv::conv2d(&v_src, &wv, Some(&bv), 1, c)?);
         }
@@ -529,8 +526,8 @@ impl StackConv {
     /// `[in_h * n_h + in_v]`.
     fn runtime_weight(&self) -> Result<Vec<f32>> {
         let mut w = match &self.v_weight {
+            // Only rows 0..=k/2 are read (forward_rows gathers no others).
             Some(wv) => wv
-                .broadcast_mul(&self.v_mask)?
                 .narrow(2, 0, self.spec.k / 2 + 1)?
                 .flatten_all()?
                 .to_vec1::<f32>()?,
