@@ -1,7 +1,8 @@
 //! The caller's arena, split into typed activation buffers.
 //!
 //! This is one of the two places with `unsafe` (the other being
-//! `kernels/cortex_m`): reinterpreting aligned bytes as `f32` or `i8`.
+//! `kernels/fast/engine.rs`): reinterpreting aligned bytes as `f32`, `i8`
+//! or `i32`, and scratch words as bytes.
 
 use crate::error::{Error, Result};
 use crate::plan::Plan;
@@ -118,13 +119,24 @@ pub(crate) fn split_f32_cell<'x>(
     (as_f32(a), as_f32(b), as_f32(c))
 }
 
-/// Buffers A and B as i8 and the cell scratch as i32.
+/// Buffers A and B as i8, the cell scratch as i32 and the kernels'
+/// scratch as u32 words.
 pub(crate) fn split_i8_cell<'x>(
     plan: &Plan,
     arena: &'x mut [u8],
-) -> (&'x mut [i8], &'x mut [i8], &'x mut [i32]) {
-    let (a, b, c) = split_cell(plan, arena);
-    (as_i8(a), as_i8(b), as_i32(c))
+) -> (&'x mut [i8], &'x mut [i8], &'x mut [i32], &'x mut [u32]) {
+    let (ab, rest) = arena.split_at_mut(plan.scratch_offset() as usize);
+    let (a, b, c) = split_cell(plan, ab);
+    (as_i8(a), as_i8(b), as_i32(c), as_u32(&mut rest[..plan.scratch as usize]))
+}
+
+pub(crate) fn as_u32(bytes: &mut [u8]) -> &mut [u32] {
+    // SAFETY: every bit pattern is a valid u32, and `align_to_mut` only
+    // returns the correctly aligned middle part; callers pass 4-aligned
+    // regions of a 4-aligned arena whose length is a multiple of 4.
+    let (pre, mid, _) = unsafe { bytes.align_to_mut::<u32>() };
+    debug_assert!(pre.is_empty());
+    mid
 }
 
 pub(crate) fn as_i32(bytes: &mut [u8]) -> &mut [i32] {
@@ -141,4 +153,13 @@ pub(crate) fn as_i32(bytes: &mut [u8]) -> &mut [i32] {
 pub(crate) fn split_i8<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [i8], &'x mut [i8]) {
     let (a, b) = split(plan, arena);
     (as_i8(a), as_i8(b))
+}
+
+/// Scratch words as bytes (the optimized transposed convolution gathers
+/// weights into them).
+pub(crate) fn words_as_bytes(words: &[u32]) -> &[u8] {
+    // SAFETY: u8 has no alignment or validity requirements, and the byte
+    // length of `words` is 4 * len; the borrow keeps the words alive and
+    // unaliased by writers.
+    unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 4 * words.len()) }
 }

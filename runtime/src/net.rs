@@ -144,12 +144,13 @@ pub(crate) fn requant<'w>(layer: &Layer<'w>) -> RequantI8<'w> {
 }
 
 /// Runs an int8 `net`; the quantized input must already be in `a`; `cell`
-/// is the Row LSTM scratch.
+/// is the Row LSTM scratch, `scratch` the kernels' ([`crate::Plan::scratch`]).
 pub(crate) fn forward_i8(
     net: &Net<'_>,
     a: &mut [i8],
     b: &mut [i8],
     cell: &mut [i32],
+    scratch: &mut [u32],
 ) -> (Shape, bool) {
     let mut shape = net.input;
     let mut in_a = true;
@@ -168,26 +169,28 @@ pub(crate) fn forward_i8(
         let dst = &mut dst[..out.numel() as usize];
         let q = requant(layer);
         match layer.op {
-            Op::Dense { .. } => kernels::dense_i8(src, layer.weight, layer.bias, &q, dst),
+            Op::Dense { .. } => {
+                kernels::dense_i8(src, layer.weight, layer.bias, &q, dst, scratch)
+            }
             Op::Conv2d { k, stride, pad, .. } => {
                 let g = geom(shape, out, k, stride, pad);
-                kernels::conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+                kernels::conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
             Op::ConvTranspose2d { k, stride, pad, .. } => {
                 let g = geom(shape, out, k, stride, pad);
-                kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+                kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
             Op::MaskedConv2d { .. } => {
                 let g = masked_geom(&layer.op, shape, shape.h, shape.h);
-                kernels::masked_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+                kernels::masked_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
             Op::RowLstm { .. } => {
                 let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
-                kernels::row_lstm_i8(src, &g, layer.weight, layer.bias, &q, dst, cell)
+                kernels::row_lstm_i8(src, &g, layer.weight, layer.bias, &q, dst, cell, scratch)
             }
             Op::StackConv2d { .. } => {
                 let g = stack_geom(&layer.op, shape, shape.h, shape.h);
-                kernels::stack_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst)
+                kernels::stack_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
             Op::Reshape(_) => {}
         }
@@ -229,13 +232,13 @@ pub(crate) fn run(
             }
         }
         DType::I8 => {
-            let (a, b, cell) = crate::arena::split_i8_cell(plan, arena);
+            let (a, b, cell, scratch) = crate::arena::split_i8_cell(plan, arena);
             // The plan guarantees input_q for int8 networks.
             let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
             for (d, x) in a.iter_mut().zip(input) {
                 *d = quantize(x, scale, zp);
             }
-            forward_i8(net, a, b, cell).1
+            forward_i8(net, a, b, cell, scratch).1
         }
     }
 }

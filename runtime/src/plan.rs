@@ -7,7 +7,10 @@
 //! that lands in it, so the arena is exact, not a worst case:
 //! `arena_bytes = align4(A) + B`. A network with [`Op::RowLstm`] layers also
 //! needs one row of cell state (`hidden * w` f32 or i32) as scratch, the
-//! largest of its layers', after B: `align4(A) + align4(B) + cell`.
+//! largest of its layers', after B: `align4(A) + align4(B) + cell`. An int8
+//! network also needs the optimized kernels' scratch (their columns and
+//! gathered weights, [`crate::kernels::fast`]), the largest of its
+//! layers', after that: `align4(A) + align4(B) + cell + scratch`.
 
 use crate::error::{Error, Result};
 use crate::format::{
@@ -27,6 +30,10 @@ pub struct Plan {
     /// layer's `hidden * w`, 4 bytes each), at `align4(buf_a) +
     /// align4(buf_b)`; 0 without a Row LSTM.
     pub cell: u32,
+    /// Bytes of the int8 kernels' scratch (columns, gathered weights), the
+    /// largest any layer needs, at [`Plan::scratch_offset`]; 0 for f32 and
+    /// f16 networks.
+    pub scratch: u32,
     /// Multiply-accumulates of one forward pass.
     pub macs: u64,
     /// Weights and biases.
@@ -38,11 +45,15 @@ pub struct Plan {
 impl Plan {
     /// Exact arena bytes for this network.
     pub const fn arena_bytes(&self) -> u32 {
-        if self.cell == 0 {
+        if self.cell == 0 && self.scratch == 0 {
             align4(self.buf_a) + self.buf_b
         } else {
-            self.cell_offset() + self.cell
+            self.scratch_offset() + self.scratch
         }
+    }
+    /// Offset of the kernels' scratch in the arena (after the cell row).
+    pub const fn scratch_offset(&self) -> u32 {
+        self.cell_offset() + self.cell
     }
     /// Offset of the cell-state scratch in the arena.
     pub const fn cell_offset(&self) -> u32 {
@@ -212,6 +223,38 @@ pub(crate) fn stack_macs_at(op: &Op, w: u16, y: u16, x: u16) -> u64 {
     let link = if y > 0 { g.in_v } else { 0 };
     (g.out_v * g.v_src() * rows * cols + (g.out_c - g.out_v) * ((g.in_c - g.in_v) * h_taps + link))
         as u64
+}
+
+/// Scratch words the optimized int8 kernel of `op` needs on `inp` (giving
+/// `out`); the plan has checked the layer, so every size is bounded by its
+/// weight blob or tensors.
+pub(crate) fn scratch_words(op: &Op, inp: Shape, out: Shape) -> usize {
+    use crate::kernels::fast;
+    let conv = |k: u8, stride: u8, pad: u8| crate::kernels::ConvGeom {
+        in_c: inp.c as usize,
+        in_h: inp.h as usize,
+        in_w: inp.w as usize,
+        out_c: out.c as usize,
+        out_h: out.h as usize,
+        out_w: out.w as usize,
+        k: k as usize,
+        stride: stride as usize,
+        pad: pad as usize,
+    };
+    match *op {
+        Op::Dense { .. } => fast::dense_scratch_words(inp.numel() as usize),
+        Op::Conv2d { k, stride, pad, .. } => fast::conv2d_scratch_words(&conv(k, stride, pad)),
+        Op::ConvTranspose2d { k, stride, pad, .. } => {
+            fast::conv_transpose2d_scratch_words(&conv(k, stride, pad))
+        }
+        Op::MaskedConv2d { .. } => crate::kernels::MaskedGeom::of(op, inp, 1, 1)
+            .map_or(0, |g| fast::masked_scratch_words(&g)),
+        Op::StackConv2d { .. } => crate::kernels::StackGeom::of(op, inp, 1, 1)
+            .map_or(0, |g| fast::stack_scratch_words(&g)),
+        Op::RowLstm { .. } => crate::kernels::LstmGeom::of(op, inp, 1, 1)
+            .map_or(0, |g| fast::lstm_scratch_words(&g)),
+        Op::Reshape(_) => 0,
+    }
 }
 
 /// The output shape of `layer` applied to `inp`, its MACs and parameter
@@ -439,12 +482,16 @@ impl Plan {
         let mut macs = 0u64;
         let mut params = 0u64;
         let mut cell = 0u64;
+        let mut scratch = 0u64;
         for (i, layer) in net.layers.iter().enumerate() {
             if let Op::RowLstm { hidden, .. } = layer.op {
                 // One row of cell state, f32 or i32.
                 cell = cell.max(hidden as u64 * shape.w as u64 * 4);
             }
             let (out, m, p) = layer_shape(i as u16, layer, shape, dtype)?;
+            if dtype == DType::I8 {
+                scratch = scratch.max(4 * scratch_words(&layer.op, shape, out) as u64);
+            }
             shape = out;
             macs += m;
             params += p;
@@ -464,6 +511,7 @@ impl Plan {
             buf_a: a as u32,
             buf_b: b as u32,
             cell: cell as u32,
+            scratch: u32::try_from(scratch).map_err(|_| Error::PlanInput)?,
             macs,
             params: u32::try_from(params).map_err(|_| Error::PlanInput)?,
             output: shape,
@@ -514,6 +562,10 @@ pub struct CachePlan {
     pub cells: [u32; MAX_LAYERS],
     /// Bytes of the caches: the cell rows start here.
     pub caches_bytes: u32,
+    /// Offset of the int8 kernels' scratch (after the cell rows).
+    pub scratch_offset: u32,
+    /// Bytes of the int8 kernels' scratch (0 for f32 and f16).
+    pub scratch: u32,
     /// Caches used (layers + 1).
     pub n: u8,
     /// Image height.
@@ -608,16 +660,30 @@ impl CachePlan {
             offset_bytes = (offset_bytes + cache.elems(w) as u64 * eb + 3) & !3;
         }
         let caches_bytes = offset_bytes;
+        let mut scratch = 0u64;
+        let mut shape = net.input;
         for (l, layer) in net.layers.iter().enumerate() {
             if let Op::RowLstm { hidden, .. } = layer.op {
                 cells[l] = u32::try_from(offset_bytes).map_err(|_| Error::PlanInput)?;
                 offset_bytes += hidden as u64 * w as u64 * 4;
             }
+            let out = Shape {
+                c: caches[l + 1].c,
+                ..shape
+            };
+            if dtype == DType::I8 {
+                scratch = scratch.max(4 * scratch_words(&layer.op, shape, out) as u64);
+            }
+            shape = out;
         }
+        let scratch_offset = offset_bytes;
+        offset_bytes += scratch;
         Ok(CachePlan {
             caches,
             cells,
             caches_bytes: u32::try_from(caches_bytes).map_err(|_| Error::PlanInput)?,
+            scratch_offset: u32::try_from(scratch_offset).map_err(|_| Error::PlanInput)?,
+            scratch: u32::try_from(scratch).map_err(|_| Error::PlanInput)?,
             n: (n + 1) as u8,
             h,
             w,

@@ -233,7 +233,7 @@ fn test(root: &Path) -> Result<()> {
             "--target",
             "thumbv7em-none-eabihf",
             "--features",
-            "defmt,cortex-m-dsp",
+            "defmt",
             "--",
             "-D",
             "warnings",

@@ -2,15 +2,26 @@
 //! convolution and Row LSTM, in f32, f16-weight and int8, plus the
 //! activations.
 //!
-//! [`mod@reference`](mod@reference) holds plain, obviously correct loops: they are the spec, and
-//! the host and the board run the same ones, which is what makes their output
-//! bytes identical. Kernels take slices and a geometry that [`crate::Plan`]
-//! has already checked; they cannot fail.
+//! The seam, as in TFLite Micro: [`mod@reference`] holds plain, obviously
+//! correct loops, one file per op: the specification. [`fast`] holds the
+//! optimized int8 kernels (blocked, SMLAD on cores with the DSP
+//! extension), which equal the reference bit for bit (int8 arithmetic is
+//! exact; property tests check every kernel). The names re-exported here
+//! are the ones the samplers run, on the host and on the board alike,
+//! which is what makes their output bytes identical: the optimized int8
+//! kernels, and the reference f32/f16 kernels. The reference stays
+//! callable everywhere as the test oracle. Kernels take slices and a
+//! geometry that [`crate::Plan`] has already checked; they cannot fail.
 
+pub mod fast;
 pub mod reference;
 
 use crate::format::{Mask, Op, Shape};
 
+pub use fast::{
+    conv2d_i8, conv_transpose2d_i8, dense_i8, masked_conv2d_at_i8, masked_conv2d_i8,
+    row_lstm_at_i8, row_lstm_i8, stack_conv2d_h_at_i8, stack_conv2d_i8, stack_conv2d_v_row_i8,
+};
 pub use reference::*;
 
 /// Geometry of a convolution or transposed convolution (square kernel).

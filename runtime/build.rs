@@ -1,0 +1,27 @@
+//! Selects the int8 kernels' engine for the target: `cfg(tinygen_dsp)` on
+//! cores with the Cortex-M DSP extension (SMLAD, SXTB16), which stable Rust
+//! cannot test with `cfg(target_feature)` on ARM.
+//!
+//! - thumbv7em-* (Cortex-M4, M7): always has it.
+//! - thumbv8m.main-* (Cortex-M33, M35P, M55): the extension is optional in
+//!   the architecture; set `TINYGEN_DSP=1` when building for a core that
+//!   has it (the RP2350, nRF5340, STM32U5 and most M33 parts do), together
+//!   with `RUSTFLAGS="-C target-feature=+dsp"` so the assembler accepts the
+//!   instructions.
+//! - everything else (thumbv6m Cortex-M0/M0+, the host): the portable
+//!   engine. `TINYGEN_DSP=0` forces it anywhere.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(tinygen_dsp)");
+    println!("cargo::rerun-if-env-changed=TINYGEN_DSP");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let forced = std::env::var("TINYGEN_DSP").ok();
+    let dsp = match forced.as_deref() {
+        Some("0") => false,
+        Some("1") => target.starts_with("thumbv7em") || target.starts_with("thumbv8m.main"),
+        _ => target.starts_with("thumbv7em"),
+    };
+    if dsp {
+        println!("cargo::rustc-cfg=tinygen_dsp");
+    }
+}

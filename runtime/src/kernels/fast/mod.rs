@@ -1,0 +1,772 @@
+//! Optimized int8 kernels: the same results as [`super::reference`], bit
+//! for bit, computed as blocked dot products over columns (see
+//! [`engine`]): each kernel writes the (zero-point-shifted, widened)
+//! activations an output reads into a column in scratch memory once, then
+//! runs every output channel over it, two or four at a time.
+//!
+//! Each kernel takes `scratch`, u32 words of the arena the plan sized with
+//! the matching `*_scratch_words` function, and is generic over the
+//! [`Engine`] (the `*_with` forms; the plain names use
+//! [`engine::Native`]). Geometries are the reference kernels'; layouts are
+//! unchanged (CHW activations, the file's weight order).
+
+pub mod engine;
+#[cfg(test)]
+mod tests;
+
+use super::{ConvGeom, LstmGeom, MaskedGeom, RequantI8, StackGeom};
+use crate::format::i32_at;
+use engine::{col_words, ColWriter, Engine, Native};
+
+/// Runs `n_rows` output rows over one or two columns: rows `o` in blocks
+/// of four (one column) or two (two columns), the dot product of weight
+/// row `o` (`w[base + o * stride ..][..n]`) with each column, started from
+/// `bias(o)`, handed to `put(o, accs)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows<E: Engine, const C: usize>(
+    n_rows: usize,
+    w: &[u8],
+    base: usize,
+    stride: usize,
+    n: usize,
+    bias: &[u8],
+    bias0: usize,
+    cols: [&[u32]; C],
+    mut put: impl FnMut(usize, [i32; C]),
+) {
+    let row = |o: usize| &w[base + o * stride..base + o * stride + n];
+    let b = |o: usize| i32_at(bias, bias0 + o);
+    let mut o = 0;
+    if C == 1 {
+        while o + 4 <= n_rows {
+            let mut acc = [[b(o); C], [b(o + 1); C], [b(o + 2); C], [b(o + 3); C]];
+            E::mac(&mut acc, [row(o), row(o + 1), row(o + 2), row(o + 3)], cols, n);
+            for (j, a) in acc.into_iter().enumerate() {
+                put(o + j, a);
+            }
+            o += 4;
+        }
+    }
+    while o + 2 <= n_rows {
+        let mut acc = [[b(o); C], [b(o + 1); C]];
+        E::mac(&mut acc, [row(o), row(o + 1)], cols, n);
+        put(o, acc[0]);
+        put(o + 1, acc[1]);
+        o += 2;
+    }
+    if o < n_rows {
+        let mut acc = [[b(o); C]];
+        E::mac(&mut acc, [row(o)], cols, n);
+        put(o, acc[0]);
+    }
+}
+
+/// Scratch words of [`dense_i8`] for `n` inputs.
+pub const fn dense_scratch_words(n: usize) -> usize {
+    col_words(n)
+}
+
+/// Dense layer, int8 (see [`super::reference::dense_i8`]).
+pub fn dense_i8(
+    x: &[i8],
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    dense_i8_with::<Native>(x, w, bias, q, out, scratch)
+}
+
+/// [`dense_i8`] with engine `E`.
+pub fn dense_i8_with<E: Engine>(
+    x: &[i8],
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let n = x.len();
+    let col = &mut scratch[..col_words(n)];
+    let mut wr = ColWriter::new(col);
+    for &v in x {
+        wr.push(v as i32 - q.in_zp);
+    }
+    wr.end_segment();
+    rows::<E, 1>(out.len(), w, 0, n, n, bias, 0, [col], |o, a| {
+        out[o] = q.apply(a[0], o)
+    });
+}
+
+/// Scratch words of [`conv2d_i8`]: two columns of `in_c * k * k`.
+pub const fn conv2d_scratch_words(g: &ConvGeom) -> usize {
+    2 * col_words(g.in_c * g.k * g.k)
+}
+
+/// Column of output pixel `p` (raster index) of a convolution: taps in the
+/// weight order (input channel, kernel row, kernel column), zeros outside.
+#[inline(always)]
+fn conv_col(x: &[i8], g: &ConvGeom, zp: i32, p: usize, col: &mut [u32]) {
+    let (oy, ox) = (p / g.out_w, p % g.out_w);
+    let mut wr = ColWriter::new(col);
+    let y0 = (oy * g.stride) as isize - g.pad as isize;
+    let x0 = (ox * g.stride) as isize - g.pad as isize;
+    for i in 0..g.in_c {
+        for ky in 0..g.k {
+            let iy = y0 + ky as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                wr.zeros(g.k);
+                continue;
+            }
+            let row = &x[(i * g.in_h + iy as usize) * g.in_w..][..g.in_w];
+            for kx in 0..g.k {
+                let ix = x0 + kx as isize;
+                if ix < 0 || ix >= g.in_w as isize {
+                    wr.push(0);
+                } else {
+                    wr.push(row[ix as usize] as i32 - zp);
+                }
+            }
+        }
+    }
+    wr.end_segment();
+}
+
+/// 2-D convolution, int8 (see [`super::reference::conv2d_i8`]).
+pub fn conv2d_i8(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    conv2d_i8_with::<Native>(x, g, w, bias, q, out, scratch)
+}
+
+/// [`conv2d_i8`] with engine `E`.
+pub fn conv2d_i8_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let n = g.in_c * g.k * g.k;
+    let cw = col_words(n);
+    let (c0, rest) = scratch.split_at_mut(cw);
+    let c1 = &mut rest[..cw];
+    let npix = g.out_h * g.out_w;
+    let mut p = 0;
+    while p < npix {
+        conv_col(x, g, q.in_zp, p, c0);
+        if p + 1 < npix {
+            conv_col(x, g, q.in_zp, p + 1, c1);
+            rows::<E, 2>(g.out_c, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
+                out[o * npix + p] = q.apply(a[0], o);
+                out[o * npix + p + 1] = q.apply(a[1], o);
+            });
+        } else {
+            rows::<E, 1>(g.out_c, w, 0, n, n, bias, 0, [c0], |o, a| {
+                out[o * npix + p] = q.apply(a[0], o);
+            });
+        }
+        p += 2;
+    }
+}
+
+/// Kernel taps along one axis of a transposed convolution's phase `r`
+/// (outputs `o` with `(o + pad) % s == r` read taps `r, r + s, ...`).
+const fn phase_taps(r: usize, s: usize, k: usize) -> usize {
+    if r >= k {
+        0
+    } else {
+        (k - r).div_ceil(s)
+    }
+}
+
+/// Values of the largest phase column of a transposed convolution.
+const fn conv_t_col_len(g: &ConvGeom) -> usize {
+    let t = phase_taps(0, g.stride, g.k);
+    g.in_c * t * t
+}
+
+/// Scratch words of [`conv_transpose2d_i8`]: the weights of one phase for
+/// every output channel, gathered contiguous, and two columns.
+pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> usize {
+    let n = conv_t_col_len(g);
+    (g.out_c * n).div_ceil(4) + 2 * col_words(n)
+}
+
+/// 2-D transposed convolution, int8 (see
+/// [`super::reference::conv_transpose2d_i8`]).
+pub fn conv_transpose2d_i8(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    conv_transpose2d_i8_with::<Native>(x, g, w, bias, q, out, scratch)
+}
+
+/// Column of output pixel (`y`, `x`) of a transposed convolution in phase
+/// (`ry`, `rx`) with `ny` x `nx` taps: (input channel, tap row, tap
+/// column), zeros outside the input.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn conv_t_col(
+    xs: &[i8],
+    g: &ConvGeom,
+    zp: i32,
+    (y, x): (usize, usize),
+    (ry, rx): (usize, usize),
+    (ny, nx): (usize, usize),
+    col: &mut [u32],
+) {
+    let s = g.stride;
+    // Tap a reads input (y + pad - ry) / s - a.
+    let iy0 = ((y + g.pad - ry) / s) as isize;
+    let ix0 = ((x + g.pad - rx) / s) as isize;
+    let mut wr = ColWriter::new(col);
+    for i in 0..g.in_c {
+        for a in 0..ny {
+            let iy = iy0 - a as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                wr.zeros(nx);
+                continue;
+            }
+            let row = &xs[(i * g.in_h + iy as usize) * g.in_w..][..g.in_w];
+            for b in 0..nx {
+                let ix = ix0 - b as isize;
+                if ix < 0 || ix >= g.in_w as isize {
+                    wr.push(0);
+                } else {
+                    wr.push(row[ix as usize] as i32 - zp);
+                }
+            }
+        }
+    }
+    wr.end_segment();
+}
+
+/// [`conv_transpose2d_i8`] with engine `E`: phase by phase (the s x s
+/// classes of output pixels that read the same kernel taps), the phase's
+/// weights gathered once into scratch, then pairs of its pixels.
+pub fn conv_transpose2d_i8_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let s = g.stride;
+    let nmax = conv_t_col_len(g);
+    let (wg, rest) = scratch.split_at_mut((g.out_c * nmax).div_ceil(4));
+    let cw = col_words(nmax);
+    let (c0, rest) = rest.split_at_mut(cw);
+    let c1 = &mut rest[..cw];
+    let plane = g.out_h * g.out_w;
+    for ry in 0..s {
+        let ny = phase_taps(ry, s, g.k);
+        // Output rows of this phase: (y + pad) % s == ry.
+        let y_first = (ry + s - g.pad % s) % s;
+        for rx in 0..s {
+            let nx = phase_taps(rx, s, g.k);
+            let n = g.in_c * ny * nx;
+            let x_first = (rx + s - g.pad % s) % s;
+            if y_first >= g.out_h || x_first >= g.out_w {
+                continue;
+            }
+            // Gather: row o = [i][a][b] of w[i][o][ry + a s][rx + b s].
+            let mut word = 0u32;
+            let mut t = 0usize;
+            for o in 0..g.out_c {
+                for i in 0..g.in_c {
+                    let base = (i * g.out_c + o) * g.k * g.k;
+                    for a in 0..ny {
+                        for b in 0..nx {
+                            let v = w[base + (ry + a * s) * g.k + rx + b * s] as u32;
+                            word |= v << (8 * (t & 3));
+                            t += 1;
+                            if t & 3 == 0 {
+                                wg[t / 4 - 1] = word;
+                                word = 0;
+                            }
+                        }
+                    }
+                }
+            }
+            if t & 3 != 0 {
+                wg[t / 4] = word;
+            }
+            let wb = super::super::arena::words_as_bytes(wg);
+            // Pixels of the phase in raster order, two at a time.
+            let nx_pix = (g.out_w - x_first).div_ceil(s);
+            let ny_pix = (g.out_h - y_first).div_ceil(s);
+            let npix = nx_pix * ny_pix;
+            let at = |p: usize| (y_first + (p / nx_pix) * s, x_first + (p % nx_pix) * s);
+            let mut p = 0;
+            while p < npix {
+                let p0 = at(p);
+                conv_t_col(x, g, q.in_zp, p0, (ry, rx), (ny, nx), c0);
+                let i0 = p0.0 * g.out_w + p0.1;
+                if p + 1 < npix {
+                    let p1 = at(p + 1);
+                    conv_t_col(x, g, q.in_zp, p1, (ry, rx), (ny, nx), c1);
+                    let i1 = p1.0 * g.out_w + p1.1;
+                    rows::<E, 2>(g.out_c, wb, 0, n, n, bias, 0, [c0, c1], |o, a| {
+                        out[o * plane + i0] = q.apply(a[0], o);
+                        out[o * plane + i1] = q.apply(a[1], o);
+                    });
+                } else {
+                    rows::<E, 1>(g.out_c, wb, 0, n, n, bias, 0, [c0], |o, a| {
+                        out[o * plane + i0] = q.apply(a[0], o);
+                    });
+                }
+                p += 2;
+            }
+        }
+    }
+}
+
+/// Masked convolution segments: `(segments, values per segment, weight
+/// stride between segments)`. Each input channel's taps on kernel rows
+/// `0..=k/2` are contiguous in the weights; a 1x1 kernel's are contiguous
+/// across channels, so it is one segment.
+const fn masked_segs(g: &MaskedGeom) -> (usize, usize, usize) {
+    if g.k == 1 {
+        (1, g.in_c, 0)
+    } else {
+        (g.in_c, (g.k / 2 + 1) * g.k, g.k * g.k)
+    }
+}
+
+/// Scratch words of [`masked_conv2d_at_i8`] and [`masked_conv2d_i8`].
+pub const fn masked_scratch_words(g: &MaskedGeom) -> usize {
+    let (n_seg, len, _) = masked_segs(g);
+    n_seg * col_words(len)
+}
+
+/// Masked convolution, int8, at one position (see
+/// [`super::reference::masked_conv2d_at_i8`]).
+#[allow(clippy::too_many_arguments)]
+pub fn masked_conv2d_at_i8(
+    x: &[i8],
+    g: &MaskedGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    y: usize,
+    xp: usize,
+    scratch: &mut [u32],
+) {
+    masked_conv2d_at_i8_with::<Native>(x, g, w, bias, q, out, y, xp, scratch)
+}
+
+/// [`masked_conv2d_at_i8`] with engine `E`.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_conv2d_at_i8_with<E: Engine>(
+    x: &[i8],
+    g: &MaskedGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    y: usize,
+    xp: usize,
+    scratch: &mut [u32],
+) {
+    let c = g.k / 2;
+    let (n_seg, len, seg_stride) = masked_segs(g);
+    let sw = col_words(len);
+    let col = &mut scratch[..n_seg * sw];
+    {
+        let mut wr = ColWriter::new(col);
+        for i in 0..g.in_c {
+            for ky in 0..=c {
+                if y + ky < c {
+                    wr.zeros(g.k);
+                    continue;
+                }
+                let iy = y + ky - c;
+                let row = &x[(i * g.in_rows + iy % g.in_rows) * g.w..][..g.w];
+                // Centre row: columns < c (mask A) or <= c (mask B).
+                let kx_end = if ky == c { c + g.mask_b as usize } else { g.k };
+                for kx in 0..g.k {
+                    let ix = (xp + kx) as isize - c as isize;
+                    if kx >= kx_end || ix < 0 || ix >= g.w as isize {
+                        wr.push(0);
+                    } else {
+                        wr.push(row[ix as usize] as i32 - q.in_zp);
+                    }
+                }
+            }
+            if n_seg > 1 {
+                wr.end_segment();
+            }
+        }
+        wr.end_segment();
+    }
+    let orow = y % g.out_rows;
+    let row_stride = g.in_c * g.k * g.k;
+    let mut o = 0;
+    let put = |out: &mut [i8], o: usize, a: i32| {
+        out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o);
+    };
+    while o < g.out_c {
+        let nr = (g.out_c - o).min(4);
+        let mut acc = [[0i32; 1]; 4];
+        for (j, a) in acc.iter_mut().enumerate().take(nr) {
+            a[0] = i32_at(bias, o + j);
+        }
+        for s in 0..n_seg {
+            let cs = &col[s * sw..(s + 1) * sw];
+            let wrow = |j: usize| {
+                let r = (o + j).min(g.out_c - 1);
+                &w[r * row_stride + s * seg_stride..][..len]
+            };
+            // Rows past out_c repeat the last one; their sums are dropped.
+            E::mac(&mut acc, [wrow(0), wrow(1), wrow(2), wrow(3)], [cs], len);
+        }
+        for (j, a) in acc.iter().enumerate().take(nr) {
+            put(out, o + j, a[0]);
+        }
+        o += nr;
+    }
+}
+
+/// Masked convolution, int8, over the whole image.
+pub fn masked_conv2d_i8(
+    x: &[i8],
+    g: &MaskedGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    for y in 0..g.h {
+        for xp in 0..g.w {
+            masked_conv2d_at_i8(x, g, w, bias, q, out, y, xp, scratch);
+        }
+    }
+}
+
+/// Scratch words of the two-stack kernels: two vertical columns, or one
+/// horizontal one (only for the outputs the layer has).
+pub const fn stack_scratch_words(g: &StackGeom) -> usize {
+    let v = if g.out_v > 0 {
+        2 * col_words(g.v_row_len())
+    } else {
+        0
+    };
+    let h = if g.out_v < g.out_c {
+        col_words(g.h_row_len())
+    } else {
+        0
+    };
+    if v > h {
+        v
+    } else {
+        h
+    }
+}
+
+/// Two-stack convolution, int8: the horizontal outputs of pixel (`y`,
+/// `x`) (see [`super::reference::stack_conv2d_h_at_i8`]).
+#[allow(clippy::too_many_arguments)]
+pub fn stack_conv2d_h_at_i8(
+    x: &[i8],
+    g: &StackGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    y: usize,
+    xp: usize,
+    scratch: &mut [u32],
+) {
+    stack_conv2d_h_at_i8_with::<Native>(x, g, w, bias, q, out, y, xp, scratch)
+}
+
+/// [`stack_conv2d_h_at_i8`] with engine `E`.
+#[allow(clippy::too_many_arguments)]
+pub fn stack_conv2d_h_at_i8_with<E: Engine>(
+    x: &[i8],
+    g: &StackGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    y: usize,
+    xp: usize,
+    scratch: &mut [u32],
+) {
+    if g.out_v == g.out_c {
+        return;
+    }
+    let c = g.k / 2;
+    let n = g.h_row_len();
+    let col = &mut scratch[..col_words(n)];
+    {
+        let mut wr = ColWriter::new(col);
+        let n_h = g.n_h();
+        for i in g.in_v..g.in_c {
+            let row = &x[(i * g.in_rows + y % g.in_rows) * g.w..][..g.w];
+            for t in 0..n_h {
+                // t < n_h <= c + 1: never right of x.
+                if xp + t < c {
+                    wr.push(0);
+                } else {
+                    wr.push(row[xp + t - c] as i32 - q.in_zp);
+                }
+            }
+        }
+        for i in 0..g.in_v {
+            if y == 0 {
+                wr.push(0);
+            } else {
+                let v = x[(i * g.in_rows + (y - 1) % g.in_rows) * g.w + xp];
+                wr.push(v as i32 - q.in_zp);
+            }
+        }
+        wr.end_segment();
+    }
+    let orow = y % g.out_rows;
+    let base = g.out_v * g.v_row_len();
+    rows::<E, 1>(g.out_c - g.out_v, w, base, n, n, bias, g.out_v, [col], |j, a| {
+        let o = g.out_v + j;
+        out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a[0], o);
+    });
+}
+
+/// Column of vertical taps at (`y`, `x`): (input channel, kernel row
+/// `0..=k/2`, kernel column), zeros outside the image.
+#[inline(always)]
+fn stack_v_col(x: &[i8], g: &StackGeom, zp: i32, y: usize, xp: usize, col: &mut [u32]) {
+    let c = g.k / 2;
+    let mut wr = ColWriter::new(col);
+    for i in 0..g.v_src() {
+        for ky in 0..=c {
+            if y + ky < c {
+                wr.zeros(g.k);
+                continue;
+            }
+            let iy = y + ky - c;
+            let row = &x[(i * g.in_rows + iy % g.in_rows) * g.w..][..g.w];
+            for kx in 0..g.k {
+                let ix = (xp + kx) as isize - c as isize;
+                if ix < 0 || ix >= g.w as isize {
+                    wr.push(0);
+                } else {
+                    wr.push(row[ix as usize] as i32 - zp);
+                }
+            }
+        }
+    }
+    wr.end_segment();
+}
+
+/// Two-stack convolution, int8: the vertical outputs of row `y` (see
+/// [`super::reference::stack_conv2d_v_row_i8`]).
+#[allow(clippy::too_many_arguments)]
+pub fn stack_conv2d_v_row_i8(
+    x: &[i8],
+    g: &StackGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    y: usize,
+    scratch: &mut [u32],
+) {
+    stack_conv2d_v_row_i8_with::<Native>(x, g, w, bias, q, out, y, scratch)
+}
+
+/// [`stack_conv2d_v_row_i8`] with engine `E`.
+#[allow(clippy::too_many_arguments)]
+pub fn stack_conv2d_v_row_i8_with<E: Engine>(
+    x: &[i8],
+    g: &StackGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    y: usize,
+    scratch: &mut [u32],
+) {
+    if g.out_v == 0 {
+        return;
+    }
+    let n = g.v_row_len();
+    let cw = col_words(n);
+    let (c0, rest) = scratch.split_at_mut(cw);
+    let c1 = &mut rest[..cw];
+    let orow = y % g.out_rows;
+    let at = |o: usize, xp: usize| (o * g.out_rows + orow) * g.w + xp;
+    let mut xp = 0;
+    while xp < g.w {
+        stack_v_col(x, g, q.in_zp, y, xp, c0);
+        if xp + 1 < g.w {
+            stack_v_col(x, g, q.in_zp, y, xp + 1, c1);
+            rows::<E, 2>(g.out_v, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
+                out[at(o, xp)] = q.apply(a[0], o);
+                out[at(o, xp + 1)] = q.apply(a[1], o);
+            });
+        } else {
+            rows::<E, 1>(g.out_v, w, 0, n, n, bias, 0, [c0], |o, a| {
+                out[at(o, xp)] = q.apply(a[0], o);
+            });
+        }
+        xp += 2;
+    }
+}
+
+/// Two-stack convolution, int8, over the whole image.
+pub fn stack_conv2d_i8(
+    x: &[i8],
+    g: &StackGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    for y in 0..g.h {
+        for xp in 0..g.w {
+            stack_conv2d_h_at_i8(x, g, w, bias, q, out, y, xp, scratch);
+        }
+        stack_conv2d_v_row_i8(x, g, w, bias, q, out, y, scratch);
+    }
+}
+
+/// Scratch words of the Row LSTM kernels: the input column
+/// (`in_c * k_in`) and the state column (`hidden * k_state`).
+pub const fn lstm_scratch_words(g: &LstmGeom) -> usize {
+    col_words(g.in_c * g.k_in) + col_words(g.hidden * g.k_state)
+}
+
+/// Row LSTM, int8, at one position (see
+/// [`super::reference::row_lstm_at_i8`]).
+#[allow(clippy::too_many_arguments)]
+pub fn row_lstm_at_i8(
+    x: &[i8],
+    g: &LstmGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    h: &mut [i8],
+    cell: &mut [i32],
+    y: usize,
+    xp: usize,
+    scratch: &mut [u32],
+) {
+    row_lstm_at_i8_with::<Native>(x, g, w, bias, q, h, cell, y, xp, scratch)
+}
+
+/// [`row_lstm_at_i8`] with engine `E`.
+#[allow(clippy::too_many_arguments)]
+pub fn row_lstm_at_i8_with<E: Engine>(
+    x: &[i8],
+    g: &LstmGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    h: &mut [i8],
+    cell: &mut [i32],
+    y: usize,
+    xp: usize,
+    scratch: &mut [u32],
+) {
+    let hid = g.hidden;
+    let (n_is, n_ss) = (g.in_c * g.k_in, hid * g.k_state);
+    let (col_is, rest) = scratch.split_at_mut(col_words(n_is));
+    let col_ss = &mut rest[..col_words(n_ss)];
+    let (ci, cs) = (g.k_in / 2, g.k_state / 2);
+    {
+        // Input-to-state: taps t < ci (mask A) or <= ci (mask B) inside
+        // the row.
+        let t1 = ci + g.mask_b as usize;
+        let irow = y % g.in_rows;
+        let mut wr = ColWriter::new(col_is);
+        for i in 0..g.in_c {
+            let row = &x[(i * g.in_rows + irow) * g.w..][..g.w];
+            for t in 0..g.k_in {
+                if t >= t1 || xp + t < ci {
+                    wr.push(0);
+                } else {
+                    wr.push(row[xp + t - ci] as i32 - q.in_zp);
+                }
+            }
+        }
+        wr.end_segment();
+    }
+    if y > 0 {
+        let prow = (y - 1) % g.out_rows;
+        let mut wr = ColWriter::new(col_ss);
+        for j in 0..hid {
+            let row = &h[(j * g.out_rows + prow) * g.w..][..g.w];
+            for t in 0..g.k_state {
+                let ix = xp + t;
+                if ix < cs || ix - cs >= g.w {
+                    wr.push(0);
+                } else {
+                    wr.push(row[ix - cs] as i32);
+                }
+            }
+        }
+        wr.end_segment();
+    }
+    let orow = y % g.out_rows;
+    let w_ss = g.w_is_len();
+    for j in 0..hid {
+        let r = [j, hid + j, 2 * hid + j, 3 * hid + j];
+        let mut a_is = r.map(|r| [i32_at(bias, r)]);
+        E::mac(&mut a_is, r.map(|r| &w[r * n_is..][..n_is]), [&*col_is], n_is);
+        let mut a_ss = [[0i32]; 4];
+        if y > 0 {
+            E::mac(
+                &mut a_ss,
+                r.map(|r| &w[w_ss + r * n_ss..][..n_ss]),
+                [&*col_ss],
+                n_ss,
+            );
+        }
+        let acc = core::array::from_fn(|k| (a_is[k][0], a_ss[k][0]));
+        let cix = j * g.w + xp;
+        let c_prev = if y > 0 { cell[cix] } else { 0 };
+        let (c, hv) = super::reference::lstm_unit_i8(g, w, q, j, acc, c_prev);
+        cell[cix] = c;
+        h[(j * g.out_rows + orow) * g.w + xp] = hv;
+    }
+}
+
+/// Row LSTM, int8, over the whole image.
+#[allow(clippy::too_many_arguments)]
+pub fn row_lstm_i8(
+    x: &[i8],
+    g: &LstmGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    cell: &mut [i32],
+    scratch: &mut [u32],
+) {
+    for y in 0..g.h {
+        for xp in 0..g.w {
+            row_lstm_at_i8(x, g, w, bias, q, out, cell, y, xp, scratch);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Optimized == reference, bit for bit, on random shapes and values, for
+//! both engines (the DSP engine's arithmetic emulated on the host), full
+//! tensors and the incremental sampler's per-pixel and per-row paths over
+//! ring buffers.
+
+use super::engine::{Dsp, Portable};
+use super::*;
+use crate::kernels::reference as r;
+use crate::Rng;
+use proptest::prelude::*;
+use std::vec::Vec;
+
+/// Owned requantization data.
+struct Q {
+    in_zp: i32,
+    out_zp: i32,
+    mult: Vec<u8>,
+    shift: Vec<u8>,
+    relu: bool,
+}
+
+impl Q {
+    fn new(rng: &mut Rng, channels: usize, sum_scale: u32) -> Q {
+        let in_zp = (rng.next_u32() % 256) as i32 - 128;
+        let out_zp = (rng.next_u32() % 256) as i32 - 128;
+        let mut mult = Vec::new();
+        let mut shift = Vec::new();
+        for _ in 0..channels {
+            // Scales around 1 / sum_scale: outputs spread over the range.
+            let m = (1u32 << 30) + rng.next_u32() % (1 << 30);
+            mult.extend_from_slice(&(m as i32).to_le_bytes());
+            shift.push((31 + sum_scale.max(1).ilog2() + rng.next_u32() % 3) as u8);
+        }
+        Q {
+            in_zp,
+            out_zp,
+            mult,
+            shift,
+            relu: rng.next_u32() % 2 == 0,
+        }
+    }
+    fn rq(&self) -> RequantI8<'_> {
+        RequantI8 {
+            in_zp: self.in_zp,
+            out_zp: self.out_zp,
+            multiplier: &self.mult,
+            shift: &self.shift,
+            min: if self.relu { self.out_zp } else { -128 },
+            max: 127,
+        }
+    }
+}
+
+fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next_u32() as u8).collect()
+}
+fn acts(rng: &mut Rng, n: usize) -> Vec<i8> {
+    (0..n).map(|_| rng.next_u32() as i8).collect()
+}
+fn bias(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| ((rng.next_u32() % 20001) as i32 - 10000).to_le_bytes())
+        .collect()
+}
+/// Scratch words, dirty (a board's arena need not be zeroed).
+fn scratch(words: usize) -> Vec<u32> {
+    std::vec![0xa5a5_5a5au32; words]
+}
+
+/// Runs `f` with each engine; each result must equal `want`.
+fn both<T: PartialEq + core::fmt::Debug>(want: &T, mut f: impl FnMut(bool) -> T) {
+    assert_eq!(&f(true), want, "DSP engine (emulated)");
+    assert_eq!(&f(false), want, "portable engine");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dense(n in 1usize..70, out in 1usize..11, seed in 0u64..10_000) {
+        let mut g = Rng::new(seed);
+        let (x, w, b) = (acts(&mut g, n), bytes(&mut g, n * out), bias(&mut g, out));
+        let q = Q::new(&mut g, out, (n * 64) as u32);
+        let mut want = std::vec![0i8; out];
+        r::dense_i8(&x, &w, &b, &q.rq(), &mut want);
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; out];
+            let mut s = scratch(dense_scratch_words(n));
+            if dsp {
+                dense_i8_with::<Dsp>(&x, &w, &b, &q.rq(), &mut got, &mut s);
+            } else {
+                dense_i8_with::<Portable>(&x, &w, &b, &q.rq(), &mut got, &mut s);
+            }
+            got
+        });
+    }
+
+    #[test]
+    fn conv(
+        in_c in 1usize..5, out_c in 1usize..7, h in 1usize..9, w in 1usize..9,
+        k in 1usize..6, stride in 1usize..4, pad in 0usize..3, seed in 0u64..10_000,
+    ) {
+        prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
+        let g = ConvGeom {
+            in_c, in_h: h, in_w: w, out_c,
+            out_h: (h + 2 * pad - k) / stride + 1, out_w: (w + 2 * pad - k) / stride + 1,
+            k, stride, pad,
+        };
+        let mut rng = Rng::new(seed);
+        let x = acts(&mut rng, in_c * h * w);
+        let wt = bytes(&mut rng, out_c * in_c * k * k);
+        let b = bias(&mut rng, out_c);
+        let q = Q::new(&mut rng, out_c, (in_c * k * k * 64) as u32);
+        let n = out_c * g.out_h * g.out_w;
+        let mut want = std::vec![0i8; n];
+        r::conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; n];
+            let mut s = scratch(conv2d_scratch_words(&g));
+            if dsp {
+                conv2d_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
+            } else {
+                conv2d_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
+            }
+            got
+        });
+    }
+
+    #[test]
+    fn conv_transpose(
+        in_c in 1usize..5, out_c in 1usize..6, h in 1usize..7, w in 1usize..7,
+        k in 1usize..6, stride in 1usize..4, pad in 0usize..3, out_pad in 0usize..3,
+        seed in 0u64..10_000,
+    ) {
+        let out_pad = out_pad % stride;
+        let oh = (h as isize - 1) * stride as isize + k as isize + out_pad as isize - 2 * pad as isize;
+        let ow = (w as isize - 1) * stride as isize + k as isize + out_pad as isize - 2 * pad as isize;
+        prop_assume!(oh > 0 && ow > 0);
+        let g = ConvGeom {
+            in_c, in_h: h, in_w: w, out_c, out_h: oh as usize, out_w: ow as usize, k, stride, pad,
+        };
+        let mut rng = Rng::new(seed);
+        let x = acts(&mut rng, in_c * h * w);
+        let wt = bytes(&mut rng, out_c * in_c * k * k);
+        let b = bias(&mut rng, out_c);
+        let q = Q::new(&mut rng, out_c, (in_c * 4 * 64) as u32);
+        let n = out_c * g.out_h * g.out_w;
+        let mut want = std::vec![0i8; n];
+        r::conv_transpose2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; n];
+            let mut s = scratch(conv_transpose2d_scratch_words(&g));
+            if dsp {
+                conv_transpose2d_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
+            } else {
+                conv_transpose2d_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
+            }
+            got
+        });
+    }
+
+    /// Every position of a masked convolution over ring buffers of
+    /// `in_rows` and `out_rows` rows (whole tensors when they equal `h`).
+    #[test]
+    fn masked(
+        in_c in 1usize..5, out_c in 1usize..8, h in 1usize..8, w in 1usize..8,
+        kh in 0usize..4, mask_b: bool, ring: bool, seed in 0u64..10_000,
+    ) {
+        let k = 2 * kh + 1;
+        let (in_rows, out_rows) = if ring { ((k / 2 + 1).min(h), 1) } else { (h, h) };
+        let g = MaskedGeom { in_c, out_c, h, w, k, mask_b, in_rows, out_rows };
+        let mut rng = Rng::new(seed);
+        let x = acts(&mut rng, in_c * in_rows * w);
+        let wt = bytes(&mut rng, out_c * in_c * k * k);
+        let b = bias(&mut rng, out_c);
+        let q = Q::new(&mut rng, out_c, (in_c * k * k * 32) as u32);
+        let n = out_c * out_rows * w;
+        let (y, xp) = ((seed as usize / 7) % h, (seed as usize / 3) % w);
+        // The ring buffers hold rows y - in_rows + 1 ..= y.
+        let mut want = std::vec![0i8; n];
+        r::masked_conv2d_at_i8(&x, &g, &wt, &b, &q.rq(), &mut want, y, xp);
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; n];
+            let mut s = scratch(masked_scratch_words(&g));
+            if dsp {
+                masked_conv2d_at_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, y, xp, &mut s);
+            } else {
+                masked_conv2d_at_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, y, xp, &mut s);
+            }
+            got
+        });
+        if !ring {
+            let mut want = std::vec![0i8; n];
+            r::masked_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
+            let mut got = std::vec![0i8; n];
+            let mut s = scratch(masked_scratch_words(&g));
+            masked_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    /// The two-stack convolution: whole tensors, and the horizontal
+    /// outputs of one pixel and the vertical outputs of one row over ring
+    /// buffers.
+    #[test]
+    fn stack(
+        in_c in 1usize..6, in_v in 0usize..4, out_c in 1usize..8, out_v in 0usize..8,
+        h in 1usize..8, w in 1usize..8, kh in 0usize..4, mask_b: bool, ring: bool,
+        seed in 0u64..10_000,
+    ) {
+        let in_v = in_v.min(in_c - 1);
+        let out_v = out_v.min(out_c);
+        let k = 2 * kh + 1;
+        let (in_rows, out_rows) = if ring { ((k / 2 + 1).max(2).min(h), 1) } else { (h, h) };
+        let g = StackGeom { in_c, in_v, out_c, out_v, h, w, k, mask_b, in_rows, out_rows };
+        let mut rng = Rng::new(seed);
+        let x = acts(&mut rng, in_c * in_rows * w);
+        let wt = bytes(&mut rng, g.weight_len());
+        let b = bias(&mut rng, out_c);
+        let q = Q::new(&mut rng, out_c, (g.v_row_len().max(g.h_row_len()) * 32) as u32);
+        let n = out_c * out_rows * w;
+        let (y, xp) = ((seed as usize / 7) % h, (seed as usize / 3) % w);
+        let mut want = std::vec![0i8; n];
+        r::stack_conv2d_h_at_i8(&x, &g, &wt, &b, &q.rq(), &mut want, y, xp);
+        r::stack_conv2d_v_row_i8(&x, &g, &wt, &b, &q.rq(), &mut want, y);
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; n];
+            let mut s = scratch(stack_scratch_words(&g));
+            if dsp {
+                stack_conv2d_h_at_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, y, xp, &mut s);
+                stack_conv2d_v_row_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, y, &mut s);
+            } else {
+                stack_conv2d_h_at_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, y, xp, &mut s);
+                stack_conv2d_v_row_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, y, &mut s);
+            }
+            got
+        });
+        if !ring {
+            let mut want = std::vec![0i8; n];
+            r::stack_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
+            let mut got = std::vec![0i8; n];
+            let mut s = scratch(stack_scratch_words(&g));
+            stack_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    /// The Row LSTM over a whole image (hidden states and cell row), with
+    /// random tables.
+    #[test]
+    fn row_lstm(
+        in_c in 1usize..5, hidden in 1usize..6, h in 1usize..6, w in 1usize..8,
+        ki in 0usize..3, ks in 0usize..3, mask_b: bool, dsp: bool, seed in 0u64..10_000,
+    ) {
+        let g = LstmGeom {
+            in_c, hidden, h, w, k_in: 2 * ki + 1, mask_b, k_state: 2 * ks + 1,
+            in_rows: h, out_rows: h,
+        };
+        let mut rng = Rng::new(seed);
+        let x = acts(&mut rng, in_c * h * w);
+        let wt = bytes(&mut rng, g.w_is_len() + g.w_ss_len() + 1024);
+        let b = bias(&mut rng, 4 * hidden);
+        let q = Q::new(&mut rng, 8 * hidden, (in_c * 3 * 32) as u32);
+        let n = hidden * h * w;
+        let mut want = (std::vec![0i8; n], std::vec![0i32; hidden * w]);
+        r::row_lstm_i8(&x, &g, &wt, &b, &q.rq(), &mut want.0, &mut want.1);
+        let mut got = (std::vec![0i8; n], std::vec![0i32; hidden * w]);
+        let mut s = scratch(lstm_scratch_words(&g));
+        for y in 0..h {
+            for xp in 0..w {
+                if dsp {
+                    row_lstm_at_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got.0, &mut got.1, y, xp, &mut s);
+                } else {
+                    row_lstm_at_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got.0, &mut got.1, y, xp, &mut s);
+                }
+            }
+        }
+        prop_assert_eq!(got, want);
+    }
+}
+
+/// The outputs are not all clamped (or the comparisons above would be
+/// weak): a dense layer of typical size spreads over the int8 range.
+#[test]
+fn random_requantization_spreads_outputs() {
+    let mut g = Rng::new(5);
+    let (n, out) = (64, 64);
+    let (x, w, b) = (acts(&mut g, n), bytes(&mut g, n * out), bias(&mut g, out));
+    let mut q = Q::new(&mut g, out, (n * 64) as u32);
+    q.relu = false;
+    let mut y = std::vec![0i8; out];
+    r::dense_i8(&x, &w, &b, &q.rq(), &mut y);
+    let distinct = y.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let clamped = y.iter().filter(|&&v| v == 127 || v == -128).count();
+    assert!(distinct > 20 && clamped < out / 4, "{y:?}");
+}
