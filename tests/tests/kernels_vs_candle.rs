@@ -318,14 +318,14 @@ impl Case {
     fn run_i8(&self, x: &[i8], w: &[u8], bias: &[u8], q: &RequantI8<'_>) -> Vec<i8> {
         let mut out = vec![0i8; self.n_out()];
         match self.kind {
-            Kind::Dense => kernels::dense_i8(x, w, bias, q, &mut out),
-            Kind::Conv => kernels::conv2d_i8(x, &self.geom(), w, bias, q, &mut out),
-            Kind::ConvT => kernels::conv_transpose2d_i8(x, &self.geom(), w, bias, q, &mut out),
+            Kind::Dense => kernels::reference::dense_i8(x, w, bias, q, &mut out),
+            Kind::Conv => kernels::reference::conv2d_i8(x, &self.geom(), w, bias, q, &mut out),
+            Kind::ConvT => kernels::reference::conv_transpose2d_i8(x, &self.geom(), w, bias, q, &mut out),
             Kind::Masked(_) => {
-                kernels::masked_conv2d_i8(x, &self.masked_geom(), w, bias, q, &mut out)
+                kernels::reference::masked_conv2d_i8(x, &self.masked_geom(), w, bias, q, &mut out)
             }
             Kind::Stack(..) => {
-                kernels::stack_conv2d_i8(x, &self.stack_geom(), w, bias, q, &mut out)
+                kernels::reference::stack_conv2d_i8(x, &self.stack_geom(), w, bias, q, &mut out)
             }
         }
         out
@@ -969,13 +969,13 @@ fn stack_incremental_case(c: &Case) {
             max: 127,
         };
         let mut want = vec![0i8; c.n_out()];
-        kernels::stack_conv2d_i8(&q.x, &full, &q.w, &bias, &rq, &mut want);
+        kernels::reference::stack_conv2d_i8(&q.x, &full, &q.w, &bias, &rq, &mut want);
         let got = stack_rows(
             &g,
             &q.x,
             i8::MIN,
-            |x, o, y, xp| kernels::stack_conv2d_h_at_i8(x, &g, &q.w, &bias, &rq, o, y, xp),
-            |x, o, y| kernels::stack_conv2d_v_row_i8(x, &g, &q.w, &bias, &rq, o, y),
+            |x, o, y, xp| kernels::reference::stack_conv2d_h_at_i8(x, &g, &q.w, &bias, &rq, o, y, xp),
+            |x, o, y| kernels::reference::stack_conv2d_v_row_i8(x, &g, &q.w, &bias, &rq, o, y),
         );
         assert_eq!(got, want, "{what}: int8");
     }
@@ -1194,7 +1194,7 @@ mod row_lstm {
         };
         let mut out = vec![99i8; c.hidden * c.h * c.w];
         let mut cell = vec![i32::MIN; c.hidden * c.w];
-        kernels::row_lstm_i8(
+        kernels::reference::row_lstm_i8(
             &q.x,
             &c.geom(),
             &w,

@@ -19,12 +19,13 @@
 //!
 //! Two engines implement [`Engine`]:
 //! - [`Dsp`]: the Cortex-M4/M7/M33 DSP extension (SXTB16 + SMLAD, two
-//!   16-bit multiply-accumulates per instruction), through `asm!` on
-//!   targets that have it (see `build.rs`) and emulated exactly in plain
-//!   Rust elsewhere, so the host tests run the very arithmetic the board
-//!   does;
-//! - [`Portable`]: plain Rust with the same blocking, for cores without
-//!   the DSP extension (Cortex-M0/M0+) and for the host.
+//!   16-bit multiply-accumulates per instruction). On targets that have it
+//!   (see `build.rs`) the inner loops are hand-scheduled `asm!` (two groups
+//!   of four taps per iteration, no spills); elsewhere the same arithmetic
+//!   runs emulated exactly in plain Rust, so the host tests check the very
+//!   arithmetic the board does (the QEMU contract test checks the `asm!`);
+//! - [`Portable`]: plain Rust, for cores without the DSP extension
+//!   (Cortex-M0/M0+) and for the host.
 //!
 //! Accumulation is i32 with wrapping adds, as in the reference kernels:
 //! integer addition in any order gives the same bits.
@@ -37,40 +38,32 @@ pub const fn col_words(n: usize) -> usize {
 
 /// Writes values into a column in order (see the module doc for the
 /// packing).
+///
+/// Values are stored as i16 in tap order (one store each, the cheap part of
+/// building a column); [`ColWriter::finish`] then swaps the middle two of
+/// every group of four into the SXTB16 order.
 pub struct ColWriter<'c> {
-    col: &'c mut [u32],
-    /// Values written so far.
-    n: usize,
-    /// The pending group.
-    v: [i32; 4],
+    /// The column's words as i16 halves.
+    h: &'c mut [i16],
+    /// Next half to write.
+    p: usize,
 }
 
 impl<'c> ColWriter<'c> {
-    /// A writer at the start of `col`.
+    /// A writer at the start of column `col`.
     #[inline(always)]
     pub fn new(col: &'c mut [u32]) -> Self {
         ColWriter {
-            col,
-            n: 0,
-            v: [0; 4],
+            h: crate::arena::words_as_halves(col),
+            p: 0,
         }
-    }
-
-    #[inline(always)]
-    fn flush(&mut self) {
-        let g = self.n.div_ceil(4) * 2 - 2;
-        self.col[g] = pack(self.v[0], self.v[2]);
-        self.col[g + 1] = pack(self.v[1], self.v[3]);
     }
 
     /// Appends one value (in i16 range).
     #[inline(always)]
     pub fn push(&mut self, v: i32) {
-        self.v[self.n & 3] = v;
-        self.n += 1;
-        if self.n & 3 == 0 {
-            self.flush();
-        }
+        self.h[self.p] = v as i16;
+        self.p += 1;
     }
 
     /// Appends `k` zeros.
@@ -81,20 +74,101 @@ impl<'c> ColWriter<'c> {
         }
     }
 
-    /// Ends a segment: pads the last group with zeros, so that the next
-    /// value starts a new group. Returns the values written (excluding
-    /// padding) since the writer was made.
+    /// Appends `x[i] - zp` for each `i8` of `x`.
     #[inline(always)]
-    pub fn end_segment(&mut self) -> usize {
-        let n = self.n;
-        if n & 3 != 0 {
-            for j in n & 3..4 {
-                self.v[j] = 0;
-            }
-            self.flush();
-            self.n = n.div_ceil(4) * 4;
+    pub fn run(&mut self, x: &[i8], zp: i32) {
+        let dst = &mut self.h[self.p..self.p + x.len()];
+        for (d, &v) in dst.iter_mut().zip(x) {
+            *d = (v as i32 - zp) as i16;
         }
-        n
+        self.p += x.len();
+    }
+
+    /// Appends `k` taps of `row` starting at column `x0` (which may be
+    /// negative): `row[x0 + j] - zp` for the taps `j < valid` inside the
+    /// row, zero for the others (outside the row, or masked).
+    #[inline(always)]
+    pub fn taps(&mut self, row: &[i8], x0: isize, k: usize, valid: usize, zp: i32) {
+        let len = row.len() as isize;
+        if x0 >= 0 && x0 + k as isize <= len && valid >= k {
+            // The common case: every tap inside and unmasked.
+            let from = x0 as usize;
+            self.run(&row[from..from + k], zp);
+            return;
+        }
+        let lo = (-x0).clamp(0, k as isize) as usize;
+        let hi = ((len - x0).clamp(0, k as isize) as usize).min(valid).max(lo);
+        self.zeros(lo);
+        if hi > lo {
+            let from = (x0 + lo as isize) as usize;
+            self.run(&row[from..from + (hi - lo)], zp);
+        }
+        self.zeros(k - hi);
+    }
+
+    /// Appends a patch of the CHW tensor `x`: for each of `n_i` channels
+    /// (`ch_stride` apart) and each of `n_a` rows (row `a` starting at
+    /// `row(a)` within the channel, `None` for a row outside the image: all
+    /// zeros), the `n_j` taps from column `x0`: `x[.. + x0 + j] - zp` for
+    /// `j` in `js` (the taps inside the row), zero for the others.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn patch(
+        &mut self,
+        x: &[i8],
+        n_i: usize,
+        ch_stride: usize,
+        n_a: usize,
+        row: impl Fn(usize) -> Option<usize>,
+        n_j: usize,
+        x0: isize,
+        (jlo, jhi): (usize, usize),
+        zp: i32,
+    ) {
+        let total = n_i * n_a * n_j;
+        let out = &mut self.h[self.p..self.p + total];
+        self.p += total;
+        let mut o = 0;
+        for i in 0..n_i {
+            for a in 0..n_a {
+                let dst = &mut out[o..o + n_j];
+                o += n_j;
+                match row(a) {
+                    None => dst.iter_mut().for_each(|d| *d = 0),
+                    Some(r) => {
+                        dst[..jlo].iter_mut().for_each(|d| *d = 0);
+                        if jhi > jlo {
+                            // Inside the row: r + x0 + jlo >= r >= 0.
+                            let start = ((i * ch_stride + r) as isize + x0 + jlo as isize) as usize;
+                            let src = &x[start..start + (jhi - jlo)];
+                            for (d, &v) in dst[jlo..jhi].iter_mut().zip(src) {
+                                *d = (v as i32 - zp) as i16;
+                            }
+                        }
+                        dst[jhi..].iter_mut().for_each(|d| *d = 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a segment: pads the last group with zeros, so that the next
+    /// value starts a new group.
+    #[inline(always)]
+    pub fn end_segment(&mut self) {
+        while self.p & 3 != 0 {
+            self.push(0);
+        }
+    }
+
+    /// Ends the column: pads the last group and puts every group in the
+    /// SXTB16 order.
+    #[inline(always)]
+    pub fn finish(mut self) {
+        self.end_segment();
+        for g in self.h[..self.p].chunks_exact_mut(4) {
+            g.swap(1, 2);
+        }
     }
 }
 
@@ -103,33 +177,40 @@ const fn pack(lo: i32, hi: i32) -> u32 {
     (lo as u16 as u32) | ((hi as u16 as u32) << 16)
 }
 
-/// Value `t` of a column (the packing of the module doc).
+/// The taps `j < n_j` from column `x0` that read inside a row `w` wide
+/// (and, with `valid`, are not masked): `(first, end)`.
+#[inline(always)]
+pub fn inside(x0: isize, n_j: usize, w: usize, valid: usize) -> (usize, usize) {
+    let lo = (-x0).clamp(0, n_j as isize) as usize;
+    let hi = ((w as isize - x0).clamp(0, n_j as isize) as usize).min(valid);
+    (lo, hi.max(lo))
+}
+
+/// Value `t` of a column.
 #[inline(always)]
 fn col_at(col: &[u32], t: usize) -> i32 {
     let j = t & 3;
-    let word = col[(t & !3) / 2 + (j & 1)];
+    let word = col[(t / 4) * 2 + (j & 1)];
     (if j < 2 { word as u16 } else { (word >> 16) as u16 }) as i16 as i32
 }
 
 /// Blocked dot products of int8 weight rows with columns.
 pub trait Engine {
-    /// Adds to `acc[r][c]` the dot product of weight row `w[r]` (its first
-    /// `n` bytes, int8) with column `col[c]` (its first `n` values, packed;
-    /// at least [`col_words`]`(n)` words), wrapping.
-    fn mac<const R: usize, const C: usize>(
-        acc: &mut [[i32; C]; R],
-        w: [&[u8]; R],
-        col: [&[u32]; C],
-        n: usize,
-    );
+    /// Adds to `acc[r]` the dot product of weight row `w[r]` (its first `n`
+    /// bytes, int8) with the column `col` (its first `n` values; at least
+    /// [`col_words`]`(n)` words), wrapping. `R` is 1, 2 or 3.
+    fn rows<const R: usize>(acc: &mut [i32; R], w: [&[u8]; R], col: &[u32], n: usize);
+    /// Adds to `acc[c]` the dot product of weight row `w` with column
+    /// `col[c]`, wrapping.
+    fn cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], n: usize);
 }
 
 /// The partial last group: weights read one by one.
 #[inline(always)]
-fn mac_tail<const R: usize, const C: usize>(
+fn tail<const R: usize, const C: usize>(
     acc: &mut [[i32; C]; R],
-    w: &[&[u8]; R],
-    col: &[&[u32]; C],
+    w: [&[u8]; R],
+    col: [&[u32]; C],
     from: usize,
     n: usize,
 ) {
@@ -224,94 +305,300 @@ unsafe fn word_at(w: &[u8], i: usize) -> u32 {
     unsafe { core::ptr::read_unaligned(w.as_ptr().add(i).cast::<u32>()) }.to_le()
 }
 
+/// Word `i` of `col`.
+///
+/// # Safety
+///
+/// `i < col.len()`.
+#[inline(always)]
+unsafe fn cw(col: &[u32], i: usize) -> u32 {
+    // SAFETY: the caller guarantees `i` is in bounds.
+    unsafe { *col.get_unchecked(i) }
+}
+
 /// The DSP engine (see the module doc).
 #[derive(Debug, Clone, Copy)]
 pub struct Dsp;
 
+/// Groups `from..to` of [`Dsp::rows`] through the (native or emulated)
+/// instructions one at a time.
+#[inline(always)]
+fn dsp_rows_groups<const R: usize>(
+    a: &mut [i32; R],
+    w: &[&[u8]; R],
+    col: &[u32],
+    from: usize,
+    to: usize,
+) {
+    for g in from..to {
+        // SAFETY: g < n / 4 for the callers' n: 2g + 1 < col_words(n) <=
+        // col.len() and 4g + 4 <= n <= w[r].len().
+        let (c0, c1) = unsafe { (cw(col, 2 * g), cw(col, 2 * g + 1)) };
+        for r in 0..R {
+            // SAFETY: as above.
+            let word = unsafe { word_at(w[r], 4 * g) };
+            a[r] = dsp::smlad(dsp::sxtb16(word), c0, a[r]);
+            a[r] = dsp::smlad(dsp::sxtb16_ror8(word), c1, a[r]);
+        }
+    }
+}
+
+/// Groups `from..to` of [`Dsp::cols2`] one at a time.
+#[inline(always)]
+fn dsp_cols2_groups(a: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], from: usize, to: usize) {
+    for g in from..to {
+        // SAFETY: g < n / 4: 2g + 1 < col_words(n) <= col[c].len() and
+        // 4g + 4 <= n <= w.len().
+        let (word, c) = unsafe {
+            (
+                word_at(w, 4 * g),
+                [cw(col[0], 2 * g), cw(col[0], 2 * g + 1), cw(col[1], 2 * g), cw(col[1], 2 * g + 1)],
+            )
+        };
+        let (lo, hi) = (dsp::sxtb16(word), dsp::sxtb16_ror8(word));
+        a[0] = dsp::smlad(hi, c[1], dsp::smlad(lo, c[0], a[0]));
+        a[1] = dsp::smlad(hi, c[3], dsp::smlad(lo, c[2], a[1]));
+    }
+}
+
 impl Engine for Dsp {
     #[inline(always)]
-    fn mac<const R: usize, const C: usize>(
-        acc: &mut [[i32; C]; R],
-        w: [&[u8]; R],
-        col: [&[u32]; C],
-        n: usize,
-    ) {
-        let groups = n / 4;
-        // Bounds once, outside the loop (a failure here is a kernel bug).
+    fn rows<const R: usize>(acc: &mut [i32; R], w: [&[u8]; R], col: &[u32], n: usize) {
+        // Bounds once, outside the loops (a failure here is a kernel bug).
         let w = w.map(|r| &r[..n]);
-        let col = col.map(|c| &c[..col_words(n)]);
+        let col = &col[..col_words(n)];
+        let groups = n / 4;
+        #[cfg(tinygen_dsp)]
+        let done = if R == 3 && groups >= 2 {
+            let pairs = groups / 2;
+            // SAFETY: reads `pairs` * 8 weight bytes from each row and
+            // `pairs` * 16 column bytes, within the slices bounded above
+            // (2 * pairs <= n / 4); registers only otherwise.
+            unsafe { asm_rows3(acc, &w, col, pairs) };
+            2 * pairs
+        } else {
+            0
+        };
+        #[cfg(not(tinygen_dsp))]
+        let done = 0;
         let mut a = *acc;
-        for g in 0..groups {
-            let mut cw = [(0u32, 0u32); C];
-            for c in 0..C {
-                // SAFETY: g < n / 4, so 2g + 1 < col_words(n) = col[c].len().
-                cw[c] = unsafe {
-                    (
-                        *col[c].get_unchecked(2 * g),
-                        *col[c].get_unchecked(2 * g + 1),
-                    )
-                };
-            }
-            for r in 0..R {
-                // SAFETY: 4g + 4 <= n = w[r].len().
-                let word = unsafe { word_at(w[r], 4 * g) };
-                let (lo, hi) = (dsp::sxtb16(word), dsp::sxtb16_ror8(word));
-                for c in 0..C {
-                    a[r][c] = dsp::smlad(lo, cw[c].0, a[r][c]);
-                    a[r][c] = dsp::smlad(hi, cw[c].1, a[r][c]);
-                }
-            }
-        }
-        mac_tail(&mut a, &w, &col, groups * 4, n);
-        *acc = a;
+        dsp_rows_groups(&mut a, &w, col, done, groups);
+        let mut t = a.map(|v| [v]);
+        tail(&mut t, w, [col], groups * 4, n);
+        *acc = t.map(|v| v[0]);
     }
+
+    #[inline(always)]
+    fn cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], n: usize) {
+        let w = &w[..n];
+        let col = col.map(|c| &c[..col_words(n)]);
+        let groups = n / 4;
+        #[cfg(tinygen_dsp)]
+        let done = if groups >= 2 {
+            let pairs = groups / 2;
+            // SAFETY: reads `pairs` * 8 weight bytes and `pairs` * 16
+            // bytes of each column, within the slices bounded above.
+            unsafe { asm_cols2(acc, w, col, pairs) };
+            2 * pairs
+        } else {
+            0
+        };
+        #[cfg(not(tinygen_dsp))]
+        let done = 0;
+        dsp_cols2_groups(acc, w, col, done, groups);
+        let mut t = [*acc];
+        tail(&mut t, [w], col, groups * 4, n);
+        *acc = t[0];
+    }
+}
+
+/// Three weight rows over one column, two groups of four taps per
+/// iteration: 34 instructions per 24 multiply-accumulates.
+///
+/// # Safety
+///
+/// Each `w[r]` holds at least `8 * pairs` bytes and `col` at least
+/// `4 * pairs` words; `pairs >= 1`.
+#[cfg(tinygen_dsp)]
+#[inline(always)]
+unsafe fn asm_rows3<const R: usize>(acc: &mut [i32; R], w: &[&[u8]; R], col: &[u32], pairs: usize) {
+    let (mut a0, mut a1, mut a2) = (acc[0], acc[1], acc[2]);
+    // SAFETY: the caller bounds the reads; every register written is an
+    // output or clobber; no stack use.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldrd {c0}, {c1}, [{cp}], #8",
+            "ldr {t}, [{w0}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {c0}, {a0}",
+            "smlad {a0}, {t}, {c1}, {a0}",
+            "ldr {t}, [{w1}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a1}, {u}, {c0}, {a1}",
+            "smlad {a1}, {t}, {c1}, {a1}",
+            "ldr {t}, [{w2}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a2}, {u}, {c0}, {a2}",
+            "smlad {a2}, {t}, {c1}, {a2}",
+            "ldrd {c0}, {c1}, [{cp}], #8",
+            "ldr {t}, [{w0}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {c0}, {a0}",
+            "smlad {a0}, {t}, {c1}, {a0}",
+            "ldr {t}, [{w1}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a1}, {u}, {c0}, {a1}",
+            "smlad {a1}, {t}, {c1}, {a1}",
+            "ldr {t}, [{w2}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a2}, {u}, {c0}, {a2}",
+            "smlad {a2}, {t}, {c1}, {a2}",
+            "subs {k}, {k}, #1",
+            "bne 2b",
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            w0 = inout(reg) w[0].as_ptr() => _,
+            w1 = inout(reg) w[1].as_ptr() => _,
+            w2 = inout(reg) w[2].as_ptr() => _,
+            cp = inout(reg) col.as_ptr() => _,
+            k = inout(reg) pairs => _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            t = out(reg) _,
+            u = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+}
+
+/// One weight row over two columns, two groups per iteration: 20
+/// instructions per 16 multiply-accumulates.
+///
+/// # Safety
+///
+/// `w` holds at least `8 * pairs` bytes and each column at least
+/// `4 * pairs` words; `pairs >= 1`.
+#[cfg(tinygen_dsp)]
+#[inline(always)]
+unsafe fn asm_cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], pairs: usize) {
+    let (mut a0, mut a1) = (acc[0], acc[1]);
+    // SAFETY: the caller bounds the reads; registers only otherwise.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldrd {x0}, {x1}, [{ca}], #8",
+            "ldrd {y0}, {y1}, [{cb}], #8",
+            "ldr {t}, [{wp}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {x0}, {a0}",
+            "smlad {a0}, {t}, {x1}, {a0}",
+            "smlad {a1}, {u}, {y0}, {a1}",
+            "smlad {a1}, {t}, {y1}, {a1}",
+            "ldrd {x0}, {x1}, [{ca}], #8",
+            "ldrd {y0}, {y1}, [{cb}], #8",
+            "ldr {t}, [{wp}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {x0}, {a0}",
+            "smlad {a0}, {t}, {x1}, {a0}",
+            "smlad {a1}, {u}, {y0}, {a1}",
+            "smlad {a1}, {t}, {y1}, {a1}",
+            "subs {k}, {k}, #1",
+            "bne 2b",
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            wp = inout(reg) w.as_ptr() => _,
+            ca = inout(reg) col[0].as_ptr() => _,
+            cb = inout(reg) col[1].as_ptr() => _,
+            k = inout(reg) pairs => _,
+            t = out(reg) _,
+            u = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            y0 = out(reg) _,
+            y1 = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    acc[0] = a0;
+    acc[1] = a1;
 }
 
 /// The portable engine (see the module doc).
 #[derive(Debug, Clone, Copy)]
 pub struct Portable;
 
+/// Four packed column values of group `g`, in tap order.
+#[inline(always)]
+fn group(col: &[u32], g: usize) -> [i32; 4] {
+    let at = 2 * g;
+    // SAFETY: callers pass g < n / 4, so at + 1 < col_words(n) <=
+    // col.len().
+    let (w0, w1) = unsafe { (cw(col, at), cw(col, at + 1)) };
+    [
+        w0 as u16 as i16 as i32,
+        w1 as u16 as i16 as i32,
+        (w0 >> 16) as u16 as i16 as i32,
+        (w1 >> 16) as u16 as i16 as i32,
+    ]
+}
+
+/// Four weights of group `g`, sign-extended.
+#[inline(always)]
+fn weights(w: &[u8], g: usize) -> [i32; 4] {
+    // SAFETY: callers pass g < n / 4 <= w.len() / 4.
+    let b = unsafe { w.get_unchecked(4 * g..4 * g + 4) };
+    [b[0] as i8 as i32, b[1] as i8 as i32, b[2] as i8 as i32, b[3] as i8 as i32]
+}
+
+#[inline(always)]
+fn dot4(w: [i32; 4], c: [i32; 4]) -> i32 {
+    w[0] * c[0] + w[1] * c[1] + w[2] * c[2] + w[3] * c[3]
+}
+
 impl Engine for Portable {
     #[inline(always)]
-    fn mac<const R: usize, const C: usize>(
-        acc: &mut [[i32; C]; R],
-        w: [&[u8]; R],
-        col: [&[u32]; C],
-        n: usize,
-    ) {
-        let groups = n / 4;
+    fn rows<const R: usize>(acc: &mut [i32; R], w: [&[u8]; R], col: &[u32], n: usize) {
         let w = w.map(|r| &r[..n]);
-        let col = col.map(|c| &c[..col_words(n)]);
+        let col = &col[..col_words(n)];
+        let groups = n / 4;
         let mut a = *acc;
         for g in 0..groups {
-            let mut cv = [[0i32; 4]; C];
-            for c in 0..C {
-                // SAFETY: g < n / 4, so 2g + 1 < col_words(n) = col[c].len().
-                let (w0, w1) = unsafe {
-                    (
-                        *col[c].get_unchecked(2 * g),
-                        *col[c].get_unchecked(2 * g + 1),
-                    )
-                };
-                cv[c] = [
-                    w0 as u16 as i16 as i32,
-                    w1 as u16 as i16 as i32,
-                    (w0 >> 16) as u16 as i16 as i32,
-                    (w1 >> 16) as u16 as i16 as i32,
-                ];
-            }
+            let c = group(col, g);
             for r in 0..R {
-                // SAFETY: 4g + 4 <= n = w[r].len().
-                let b = unsafe { w[r].get_unchecked(4 * g..4 * g + 4) };
-                let b = [b[0] as i8 as i32, b[1] as i8 as i32, b[2] as i8 as i32, b[3] as i8 as i32];
-                for c in 0..C {
-                    let s = b[0] * cv[c][0] + b[1] * cv[c][1] + b[2] * cv[c][2] + b[3] * cv[c][3];
-                    a[r][c] = a[r][c].wrapping_add(s);
-                }
+                a[r] = a[r].wrapping_add(dot4(weights(w[r], g), c));
             }
         }
-        mac_tail(&mut a, &w, &col, groups * 4, n);
-        *acc = a;
+        let mut t = a.map(|v| [v]);
+        tail(&mut t, w, [col], groups * 4, n);
+        *acc = t.map(|v| v[0]);
+    }
+
+    #[inline(always)]
+    fn cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], n: usize) {
+        let w = &w[..n];
+        let col = col.map(|c| &c[..col_words(n)]);
+        let groups = n / 4;
+        for g in 0..groups {
+            let wv = weights(w, g);
+            acc[0] = acc[0].wrapping_add(dot4(wv, group(col[0], g)));
+            acc[1] = acc[1].wrapping_add(dot4(wv, group(col[1], g)));
+        }
+        let mut t = [*acc];
+        tail(&mut t, [w], col, groups * 4, n);
+        *acc = t[0];
     }
 }
 
@@ -336,7 +623,7 @@ mod tests {
             for t in 0..n {
                 wr.push(t as i32 * 37 - 200);
             }
-            assert_eq!(wr.end_segment(), n);
+            wr.finish();
             for t in 0..n {
                 assert_eq!(col_at(&col, t), t as i32 * 37 - 200);
             }
@@ -348,11 +635,33 @@ mod tests {
     }
 
     #[test]
+    fn taps_zero_outside_and_masked() {
+        let row = [1i8, 2, 3, 4, 5];
+        for x0 in -6isize..7 {
+            for k in 0..6 {
+                for valid in 0..=k {
+                    let mut col = [0x5555_5555u32; 4];
+                    let mut wr = ColWriter::new(&mut col);
+                    wr.taps(&row, x0, k, valid, 10);
+                    wr.finish();
+                    for j in 0..k {
+                        let ix = x0 + j as isize;
+                        let want = if j < valid && (0..5).contains(&ix) {
+                            row[ix as usize] as i32 - 10
+                        } else {
+                            0
+                        };
+                        assert_eq!(col_at(&col, j), want, "x0 {x0} k {k} valid {valid} j {j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn dsp_emulation_matches_definition() {
         let a = 0x80ff_7f01u32;
         assert_eq!(dsp::sxtb16(a), 0xffff_0001);
-        assert_eq!(dsp::sxtb16(a) as u16 as i16, 1);
-        assert_eq!((dsp::sxtb16(a) >> 16) as u16 as i16, -1);
         assert_eq!(dsp::sxtb16_ror8(a) as u16 as i16, 127);
         assert_eq!((dsp::sxtb16_ror8(a) >> 16) as u16 as i16, -128);
         let x = pack(-255, 300);
@@ -362,50 +671,67 @@ mod tests {
         assert_eq!(dsp::smlad(x, y, i32::MAX), i32::MAX.wrapping_add(255 * 128 + 300 * 127));
     }
 
-    fn engines_agree<const R: usize, const C: usize>(seed: u64, n: usize) {
+    /// Random rows and columns, and the plain dot products.
+    fn data(seed: u64, rows: usize, cols: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<i32>>) {
         let mut rng = crate::Rng::new(seed);
-        let w: std::vec::Vec<std::vec::Vec<u8>> = (0..R)
+        let w = (0..rows)
             .map(|_| (0..n).map(|_| rng.next_u32() as u8).collect())
             .collect();
-        let vals: std::vec::Vec<std::vec::Vec<i32>> = (0..C)
+        let v = (0..cols)
             .map(|_| (0..n).map(|_| (rng.next_u32() % 511) as i32 - 255).collect())
             .collect();
-        let cols: std::vec::Vec<std::vec::Vec<u32>> = vals
+        (w, v)
+    }
+
+    fn dot(w: &[u8], v: &[i32]) -> i32 {
+        w.iter().zip(v).fold(7i32, |a, (&w, &v)| a.wrapping_add(w as i8 as i32 * v))
+    }
+
+    fn rows_agree<const R: usize>(seed: u64, n: usize) {
+        let (w, v) = data(seed, R, 1, n);
+        let mut col = std::vec![0u32; col_words(n)];
+        let mut wr = ColWriter::new(&mut col);
+        v[0].iter().for_each(|&x| wr.push(x));
+        wr.finish();
+        let want: [i32; R] = core::array::from_fn(|r| dot(&w[r], &v[0]));
+        let wr: [&[u8]; R] = core::array::from_fn(|r| &w[r][..]);
+        let mut a = [7i32; R];
+        Dsp::rows(&mut a, wr, &col, n);
+        assert_eq!(a, want, "dsp rows n {n}");
+        let mut a = [7i32; R];
+        Portable::rows(&mut a, wr, &col, n);
+        assert_eq!(a, want, "portable rows n {n}");
+    }
+
+    fn cols2_agree(seed: u64, n: usize) {
+        let (w, v) = data(seed, 1, 2, n);
+        let cols: Vec<Vec<u32>> = v
             .iter()
-            .map(|v| {
-                let mut c = std::vec![0u32; col_words(n)];
-                let mut wr = ColWriter::new(&mut c);
-                v.iter().for_each(|&x| wr.push(x));
-                wr.end_segment();
-                c
+            .map(|vals| {
+                let mut col = std::vec![0u32; col_words(n)];
+                let mut wr = ColWriter::new(&mut col);
+                vals.iter().for_each(|&x| wr.push(x));
+                wr.finish();
+                col
             })
             .collect();
-        let mut want = [[7i32; C]; R];
-        for r in 0..R {
-            for c in 0..C {
-                for t in 0..n {
-                    want[r][c] = want[r][c].wrapping_add(w[r][t] as i8 as i32 * vals[c][t]);
-                }
-            }
-        }
-        let wr: [&[u8]; R] = core::array::from_fn(|r| &w[r][..]);
-        let cr: [&[u32]; C] = core::array::from_fn(|c| &cols[c][..]);
-        let mut a = [[7i32; C]; R];
-        Dsp::mac(&mut a, wr, cr, n);
-        assert_eq!(a, want, "dsp n {n}");
-        let mut a = [[7i32; C]; R];
-        Portable::mac(&mut a, wr, cr, n);
-        assert_eq!(a, want, "portable n {n}");
+        let want = [dot(&w[0], &v[0]), dot(&w[0], &v[1])];
+        let c = [&cols[0][..], &cols[1][..]];
+        let mut a = [7i32; 2];
+        Dsp::cols2(&mut a, &w[0], c, n);
+        assert_eq!(a, want, "dsp cols2 n {n}");
+        let mut a = [7i32; 2];
+        Portable::cols2(&mut a, &w[0], c, n);
+        assert_eq!(a, want, "portable cols2 n {n}");
     }
 
     #[test]
     fn engines_equal_plain_dot_products() {
         for n in 0..40 {
-            engines_agree::<1, 1>(n as u64, n);
-            engines_agree::<2, 2>(n as u64 + 100, n);
-            engines_agree::<4, 1>(n as u64 + 200, n);
-            engines_agree::<2, 1>(n as u64 + 300, n);
-            engines_agree::<1, 2>(n as u64 + 400, n);
+            rows_agree::<1>(n as u64, n);
+            rows_agree::<2>(n as u64 + 100, n);
+            rows_agree::<3>(n as u64 + 200, n);
+            cols2_agree(n as u64 + 300, n);
         }
     }
 }

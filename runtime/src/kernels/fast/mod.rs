@@ -16,15 +16,14 @@ mod tests;
 
 use super::{ConvGeom, LstmGeom, MaskedGeom, RequantI8, StackGeom};
 use crate::format::i32_at;
-use engine::{col_words, ColWriter, Engine, Native};
+use engine::{col_words, inside, ColWriter, Engine, Native};
 
-/// Runs `n_rows` output rows over one or two columns: rows `o` in blocks
-/// of four (one column) or two (two columns), the dot product of weight
-/// row `o` (`w[base + o * stride ..][..n]`) with each column, started from
-/// `bias(o)`, handed to `put(o, accs)`.
+/// Runs `n_rows` output rows over one column, three at a time: the dot
+/// product of weight row `o` (`w[base + o * stride ..][..n]`) with `col`,
+/// started from bias `bias0 + o`, handed to `put(o, acc)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn rows<E: Engine, const C: usize>(
+fn rows1<E: Engine>(
     n_rows: usize,
     w: &[u8],
     base: usize,
@@ -32,33 +31,48 @@ fn rows<E: Engine, const C: usize>(
     n: usize,
     bias: &[u8],
     bias0: usize,
-    cols: [&[u32]; C],
-    mut put: impl FnMut(usize, [i32; C]),
+    col: &[u32],
+    mut put: impl FnMut(usize, i32),
 ) {
     let row = |o: usize| &w[base + o * stride..base + o * stride + n];
     let b = |o: usize| i32_at(bias, bias0 + o);
     let mut o = 0;
-    if C == 1 {
-        while o + 4 <= n_rows {
-            let mut acc = [[b(o); C], [b(o + 1); C], [b(o + 2); C], [b(o + 3); C]];
-            E::mac(&mut acc, [row(o), row(o + 1), row(o + 2), row(o + 3)], cols, n);
-            for (j, a) in acc.into_iter().enumerate() {
-                put(o + j, a);
-            }
-            o += 4;
+    while o + 3 <= n_rows {
+        let mut acc = [b(o), b(o + 1), b(o + 2)];
+        E::rows(&mut acc, [row(o), row(o + 1), row(o + 2)], col, n);
+        for (j, a) in acc.into_iter().enumerate() {
+            put(o + j, a);
         }
+        o += 3;
     }
-    while o + 2 <= n_rows {
-        let mut acc = [[b(o); C], [b(o + 1); C]];
-        E::mac(&mut acc, [row(o), row(o + 1)], cols, n);
+    while o < n_rows {
+        let mut acc = [b(o)];
+        E::rows(&mut acc, [row(o)], col, n);
         put(o, acc[0]);
-        put(o + 1, acc[1]);
-        o += 2;
+        o += 1;
     }
-    if o < n_rows {
-        let mut acc = [[b(o); C]];
-        E::mac(&mut acc, [row(o)], cols, n);
-        put(o, acc[0]);
+}
+
+/// Runs `n_rows` output rows over two columns (see [`rows1`]);
+/// `put(o, [acc_a, acc_b])`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows2<E: Engine>(
+    n_rows: usize,
+    w: &[u8],
+    base: usize,
+    stride: usize,
+    n: usize,
+    bias: &[u8],
+    bias0: usize,
+    col: [&[u32]; 2],
+    mut put: impl FnMut(usize, [i32; 2]),
+) {
+    for o in 0..n_rows {
+        let b = i32_at(bias, bias0 + o);
+        let mut acc = [b, b];
+        E::cols2(&mut acc, &w[base + o * stride..][..n], col, n);
+        put(o, acc);
     }
 }
 
@@ -91,12 +105,10 @@ pub fn dense_i8_with<E: Engine>(
     let n = x.len();
     let col = &mut scratch[..col_words(n)];
     let mut wr = ColWriter::new(col);
-    for &v in x {
-        wr.push(v as i32 - q.in_zp);
-    }
-    wr.end_segment();
-    rows::<E, 1>(out.len(), w, 0, n, n, bias, 0, [col], |o, a| {
-        out[o] = q.apply(a[0], o)
+    wr.run(x, q.in_zp);
+    wr.finish();
+    rows1::<E>(out.len(), w, 0, n, n, bias, 0, col, |o, a| {
+        out[o] = q.apply(a, o)
     });
 }
 
@@ -108,30 +120,17 @@ pub const fn conv2d_scratch_words(g: &ConvGeom) -> usize {
 /// Column of output pixel `p` (raster index) of a convolution: taps in the
 /// weight order (input channel, kernel row, kernel column), zeros outside.
 #[inline(always)]
-fn conv_col(x: &[i8], g: &ConvGeom, zp: i32, p: usize, col: &mut [u32]) {
+fn conv_col(x: &[i8], g: &ConvGeom, zp: i32, p: usize, mut wr: ColWriter<'_>) {
     let (oy, ox) = (p / g.out_w, p % g.out_w);
-    let mut wr = ColWriter::new(col);
     let y0 = (oy * g.stride) as isize - g.pad as isize;
     let x0 = (ox * g.stride) as isize - g.pad as isize;
-    for i in 0..g.in_c {
-        for ky in 0..g.k {
-            let iy = y0 + ky as isize;
-            if iy < 0 || iy >= g.in_h as isize {
-                wr.zeros(g.k);
-                continue;
-            }
-            let row = &x[(i * g.in_h + iy as usize) * g.in_w..][..g.in_w];
-            for kx in 0..g.k {
-                let ix = x0 + kx as isize;
-                if ix < 0 || ix >= g.in_w as isize {
-                    wr.push(0);
-                } else {
-                    wr.push(row[ix as usize] as i32 - zp);
-                }
-            }
-        }
-    }
-    wr.end_segment();
+    let row = |ky: usize| {
+        let iy = y0 + ky as isize;
+        (iy >= 0 && iy < g.in_h as isize).then(|| iy as usize * g.in_w)
+    };
+    let js = inside(x0, g.k, g.in_w, g.k);
+    wr.patch(x, g.in_c, g.in_h * g.in_w, g.k, row, g.k, x0, js, zp);
+    wr.finish();
 }
 
 /// 2-D convolution, int8 (see [`super::reference::conv2d_i8`]).
@@ -158,25 +157,24 @@ pub fn conv2d_i8_with<E: Engine>(
     scratch: &mut [u32],
 ) {
     let n = g.in_c * g.k * g.k;
-    let cw = col_words(n);
-    let (c0, rest) = scratch.split_at_mut(cw);
-    let c1 = &mut rest[..cw];
+    let (c0, rest) = scratch.split_at_mut(col_words(n));
+    let c1 = &mut rest[..col_words(n)];
     let npix = g.out_h * g.out_w;
     let mut p = 0;
-    while p < npix {
-        conv_col(x, g, q.in_zp, p, c0);
-        if p + 1 < npix {
-            conv_col(x, g, q.in_zp, p + 1, c1);
-            rows::<E, 2>(g.out_c, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
-                out[o * npix + p] = q.apply(a[0], o);
-                out[o * npix + p + 1] = q.apply(a[1], o);
-            });
-        } else {
-            rows::<E, 1>(g.out_c, w, 0, n, n, bias, 0, [c0], |o, a| {
-                out[o * npix + p] = q.apply(a[0], o);
-            });
-        }
+    while p + 1 < npix {
+        conv_col(x, g, q.in_zp, p, ColWriter::new(c0));
+        conv_col(x, g, q.in_zp, p + 1, ColWriter::new(c1));
+        rows2::<E>(g.out_c, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
+            out[o * npix + p] = q.apply(a[0], o);
+            out[o * npix + p + 1] = q.apply(a[1], o);
+        });
         p += 2;
+    }
+    if p < npix {
+        conv_col(x, g, q.in_zp, p, ColWriter::new(c0));
+        rows1::<E>(g.out_c, w, 0, n, n, bias, 0, c0, |o, a| {
+            out[o * npix + p] = q.apply(a, o);
+        });
     }
 }
 
@@ -218,8 +216,8 @@ pub fn conv_transpose2d_i8(
 }
 
 /// Column of output pixel (`y`, `x`) of a transposed convolution in phase
-/// (`ry`, `rx`) with `ny` x `nx` taps: (input channel, tap row, tap
-/// column), zeros outside the input.
+/// (`ry`, `rx`) with `ny` x `nx` taps: (input channel, tap row, tap column
+/// from the last), zeros outside the input.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn conv_t_col(
@@ -229,32 +227,20 @@ fn conv_t_col(
     (y, x): (usize, usize),
     (ry, rx): (usize, usize),
     (ny, nx): (usize, usize),
-    col: &mut [u32],
+    mut wr: ColWriter<'_>,
 ) {
     let s = g.stride;
-    // Tap a reads input (y + pad - ry) / s - a.
+    // Tap a reads input row (y + pad - ry) / s - a; taps b = nx - 1 ..= 0
+    // read columns ix0 - b, left to right.
     let iy0 = ((y + g.pad - ry) / s) as isize;
-    let ix0 = ((x + g.pad - rx) / s) as isize;
-    let mut wr = ColWriter::new(col);
-    for i in 0..g.in_c {
-        for a in 0..ny {
-            let iy = iy0 - a as isize;
-            if iy < 0 || iy >= g.in_h as isize {
-                wr.zeros(nx);
-                continue;
-            }
-            let row = &xs[(i * g.in_h + iy as usize) * g.in_w..][..g.in_w];
-            for b in 0..nx {
-                let ix = ix0 - b as isize;
-                if ix < 0 || ix >= g.in_w as isize {
-                    wr.push(0);
-                } else {
-                    wr.push(row[ix as usize] as i32 - zp);
-                }
-            }
-        }
-    }
-    wr.end_segment();
+    let x0 = ((x + g.pad - rx) / s) as isize - (nx as isize - 1);
+    let row = |a: usize| {
+        let iy = iy0 - a as isize;
+        (iy >= 0 && iy < g.in_h as isize).then(|| iy as usize * g.in_w)
+    };
+    let js = inside(x0, nx, g.in_w, nx);
+    wr.patch(xs, g.in_c, g.in_h * g.in_w, ny, row, nx, x0, js, zp);
+    wr.finish();
 }
 
 /// [`conv_transpose2d_i8`] with engine `E`: phase by phase (the s x s
@@ -272,9 +258,8 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
     let s = g.stride;
     let nmax = conv_t_col_len(g);
     let (wg, rest) = scratch.split_at_mut((g.out_c * nmax).div_ceil(4));
-    let cw = col_words(nmax);
-    let (c0, rest) = rest.split_at_mut(cw);
-    let c1 = &mut rest[..cw];
+    let (c0, rest) = rest.split_at_mut(col_words(nmax));
+    let c1 = &mut rest[..col_words(nmax)];
     let plane = g.out_h * g.out_w;
     for ry in 0..s {
         let ny = phase_taps(ry, s, g.k);
@@ -287,14 +272,15 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
             if y_first >= g.out_h || x_first >= g.out_w {
                 continue;
             }
-            // Gather: row o = [i][a][b] of w[i][o][ry + a s][rx + b s].
+            // Gather: row o = [i][a][b] of w[i][o][ry + a s][rx + b s], b
+            // from nx - 1 down to 0 (so the column reads left to right).
             let mut word = 0u32;
             let mut t = 0usize;
             for o in 0..g.out_c {
                 for i in 0..g.in_c {
                     let base = (i * g.out_c + o) * g.k * g.k;
                     for a in 0..ny {
-                        for b in 0..nx {
+                        for b in (0..nx).rev() {
                             let v = w[base + (ry + a * s) * g.k + rx + b * s] as u32;
                             word |= v << (8 * (t & 3));
                             t += 1;
@@ -316,24 +302,24 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
             let npix = nx_pix * ny_pix;
             let at = |p: usize| (y_first + (p / nx_pix) * s, x_first + (p % nx_pix) * s);
             let mut p = 0;
-            while p < npix {
-                let p0 = at(p);
-                conv_t_col(x, g, q.in_zp, p0, (ry, rx), (ny, nx), c0);
-                let i0 = p0.0 * g.out_w + p0.1;
-                if p + 1 < npix {
-                    let p1 = at(p + 1);
-                    conv_t_col(x, g, q.in_zp, p1, (ry, rx), (ny, nx), c1);
-                    let i1 = p1.0 * g.out_w + p1.1;
-                    rows::<E, 2>(g.out_c, wb, 0, n, n, bias, 0, [c0, c1], |o, a| {
-                        out[o * plane + i0] = q.apply(a[0], o);
-                        out[o * plane + i1] = q.apply(a[1], o);
-                    });
-                } else {
-                    rows::<E, 1>(g.out_c, wb, 0, n, n, bias, 0, [c0], |o, a| {
-                        out[o * plane + i0] = q.apply(a[0], o);
-                    });
-                }
+            while p + 1 < npix {
+                let (p0, p1) = (at(p), at(p + 1));
+                conv_t_col(x, g, q.in_zp, p0, (ry, rx), (ny, nx), ColWriter::new(c0));
+                conv_t_col(x, g, q.in_zp, p1, (ry, rx), (ny, nx), ColWriter::new(c1));
+                let (i0, i1) = (p0.0 * g.out_w + p0.1, p1.0 * g.out_w + p1.1);
+                rows2::<E>(g.out_c, wb, 0, n, n, bias, 0, [&*c0, &*c1], |o, a| {
+                    out[o * plane + i0] = q.apply(a[0], o);
+                    out[o * plane + i1] = q.apply(a[1], o);
+                });
                 p += 2;
+            }
+            if p < npix {
+                let p0 = at(p);
+                conv_t_col(x, g, q.in_zp, p0, (ry, rx), (ny, nx), ColWriter::new(c0));
+                let i0 = p0.0 * g.out_w + p0.1;
+                rows1::<E>(g.out_c, wb, 0, n, n, bias, 0, c0, |o, a| {
+                    out[o * plane + i0] = q.apply(a, o);
+                });
             }
         }
     }
@@ -393,56 +379,47 @@ pub fn masked_conv2d_at_i8_with<E: Engine>(
     let col = &mut scratch[..n_seg * sw];
     {
         let mut wr = ColWriter::new(col);
+        let x0 = xp as isize - c as isize;
+        let full = inside(x0, g.k, g.w, g.k);
+        // Centre row: columns < c (mask A) or <= c (mask B).
+        let centre = inside(x0, g.k, g.w, c + g.mask_b as usize);
+        let row = |ky: usize| (y + ky >= c).then(|| ((y + ky - c) % g.in_rows) * g.w);
+        let plane = g.in_rows * g.w;
         for i in 0..g.in_c {
-            for ky in 0..=c {
-                if y + ky < c {
-                    wr.zeros(g.k);
-                    continue;
-                }
-                let iy = y + ky - c;
-                let row = &x[(i * g.in_rows + iy % g.in_rows) * g.w..][..g.w];
-                // Centre row: columns < c (mask A) or <= c (mask B).
-                let kx_end = if ky == c { c + g.mask_b as usize } else { g.k };
-                for kx in 0..g.k {
-                    let ix = (xp + kx) as isize - c as isize;
-                    if kx >= kx_end || ix < 0 || ix >= g.w as isize {
-                        wr.push(0);
-                    } else {
-                        wr.push(row[ix as usize] as i32 - q.in_zp);
-                    }
-                }
-            }
+            let xi = &x[i * plane..];
+            wr.patch(xi, 1, 0, c, row, g.k, x0, full, q.in_zp);
+            wr.patch(xi, 1, 0, 1, |_| row(c), g.k, x0, centre, q.in_zp);
             if n_seg > 1 {
                 wr.end_segment();
             }
         }
-        wr.end_segment();
+        wr.finish();
     }
     let orow = y % g.out_rows;
     let row_stride = g.in_c * g.k * g.k;
-    let mut o = 0;
     let put = |out: &mut [i8], o: usize, a: i32| {
         out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o);
     };
-    while o < g.out_c {
-        let nr = (g.out_c - o).min(4);
-        let mut acc = [[0i32; 1]; 4];
-        for (j, a) in acc.iter_mut().enumerate().take(nr) {
-            a[0] = i32_at(bias, o + j);
-        }
+    let wrow = |o: usize, s: usize| &w[o * row_stride + s * seg_stride..][..len];
+    let mut o = 0;
+    while o + 3 <= g.out_c {
+        let mut acc = [i32_at(bias, o), i32_at(bias, o + 1), i32_at(bias, o + 2)];
         for s in 0..n_seg {
-            let cs = &col[s * sw..(s + 1) * sw];
-            let wrow = |j: usize| {
-                let r = (o + j).min(g.out_c - 1);
-                &w[r * row_stride + s * seg_stride..][..len]
-            };
-            // Rows past out_c repeat the last one; their sums are dropped.
-            E::mac(&mut acc, [wrow(0), wrow(1), wrow(2), wrow(3)], [cs], len);
+            let rows = [wrow(o, s), wrow(o + 1, s), wrow(o + 2, s)];
+            E::rows(&mut acc, rows, &col[s * sw..(s + 1) * sw], len);
         }
-        for (j, a) in acc.iter().enumerate().take(nr) {
-            put(out, o + j, a[0]);
+        for (j, a) in acc.into_iter().enumerate() {
+            put(out, o + j, a);
         }
-        o += nr;
+        o += 3;
+    }
+    while o < g.out_c {
+        let mut acc = [i32_at(bias, o)];
+        for s in 0..n_seg {
+            E::rows(&mut acc, [wrow(o, s)], &col[s * sw..(s + 1) * sw], len);
+        }
+        put(out, o, acc[0]);
+        o += 1;
     }
 }
 
@@ -522,17 +499,13 @@ pub fn stack_conv2d_h_at_i8_with<E: Engine>(
     {
         let mut wr = ColWriter::new(col);
         let n_h = g.n_h();
-        for i in g.in_v..g.in_c {
-            let row = &x[(i * g.in_rows + y % g.in_rows) * g.w..][..g.w];
-            for t in 0..n_h {
-                // t < n_h <= c + 1: never right of x.
-                if xp + t < c {
-                    wr.push(0);
-                } else {
-                    wr.push(row[xp + t - c] as i32 - q.in_zp);
-                }
-            }
-        }
+        let plane = g.in_rows * g.w;
+        let r = (y % g.in_rows) * g.w;
+        // Taps t < n_h <= c + 1 read columns x - c + t: never right of x.
+        let x0 = xp as isize - c as isize;
+        let js = inside(x0, n_h, g.w, n_h);
+        let xh = &x[g.in_v * plane..];
+        wr.patch(xh, g.in_c - g.in_v, plane, 1, |_| Some(r), n_h, x0, js, q.in_zp);
         for i in 0..g.in_v {
             if y == 0 {
                 wr.push(0);
@@ -541,41 +514,26 @@ pub fn stack_conv2d_h_at_i8_with<E: Engine>(
                 wr.push(v as i32 - q.in_zp);
             }
         }
-        wr.end_segment();
+        wr.finish();
     }
     let orow = y % g.out_rows;
     let base = g.out_v * g.v_row_len();
-    rows::<E, 1>(g.out_c - g.out_v, w, base, n, n, bias, g.out_v, [col], |j, a| {
+    rows1::<E>(g.out_c - g.out_v, w, base, n, n, bias, g.out_v, col, |j, a| {
         let o = g.out_v + j;
-        out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a[0], o);
+        out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o);
     });
 }
 
 /// Column of vertical taps at (`y`, `x`): (input channel, kernel row
 /// `0..=k/2`, kernel column), zeros outside the image.
 #[inline(always)]
-fn stack_v_col(x: &[i8], g: &StackGeom, zp: i32, y: usize, xp: usize, col: &mut [u32]) {
+fn stack_v_col(x: &[i8], g: &StackGeom, zp: i32, y: usize, xp: usize, mut wr: ColWriter<'_>) {
     let c = g.k / 2;
-    let mut wr = ColWriter::new(col);
-    for i in 0..g.v_src() {
-        for ky in 0..=c {
-            if y + ky < c {
-                wr.zeros(g.k);
-                continue;
-            }
-            let iy = y + ky - c;
-            let row = &x[(i * g.in_rows + iy % g.in_rows) * g.w..][..g.w];
-            for kx in 0..g.k {
-                let ix = (xp + kx) as isize - c as isize;
-                if ix < 0 || ix >= g.w as isize {
-                    wr.push(0);
-                } else {
-                    wr.push(row[ix as usize] as i32 - zp);
-                }
-            }
-        }
-    }
-    wr.end_segment();
+    let x0 = xp as isize - c as isize;
+    let row = |ky: usize| (y + ky >= c).then(|| ((y + ky - c) % g.in_rows) * g.w);
+    let js = inside(x0, g.k, g.w, g.k);
+    wr.patch(x, g.v_src(), g.in_rows * g.w, c + 1, row, g.k, x0, js, zp);
+    wr.finish();
 }
 
 /// Two-stack convolution, int8: the vertical outputs of row `y` (see
@@ -610,26 +568,25 @@ pub fn stack_conv2d_v_row_i8_with<E: Engine>(
         return;
     }
     let n = g.v_row_len();
-    let cw = col_words(n);
-    let (c0, rest) = scratch.split_at_mut(cw);
-    let c1 = &mut rest[..cw];
+    let (c0, rest) = scratch.split_at_mut(col_words(n));
+    let c1 = &mut rest[..col_words(n)];
     let orow = y % g.out_rows;
     let at = |o: usize, xp: usize| (o * g.out_rows + orow) * g.w + xp;
     let mut xp = 0;
-    while xp < g.w {
-        stack_v_col(x, g, q.in_zp, y, xp, c0);
-        if xp + 1 < g.w {
-            stack_v_col(x, g, q.in_zp, y, xp + 1, c1);
-            rows::<E, 2>(g.out_v, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
-                out[at(o, xp)] = q.apply(a[0], o);
-                out[at(o, xp + 1)] = q.apply(a[1], o);
-            });
-        } else {
-            rows::<E, 1>(g.out_v, w, 0, n, n, bias, 0, [c0], |o, a| {
-                out[at(o, xp)] = q.apply(a[0], o);
-            });
-        }
+    while xp + 1 < g.w {
+        stack_v_col(x, g, q.in_zp, y, xp, ColWriter::new(c0));
+        stack_v_col(x, g, q.in_zp, y, xp + 1, ColWriter::new(c1));
+        rows2::<E>(g.out_v, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
+            out[at(o, xp)] = q.apply(a[0], o);
+            out[at(o, xp + 1)] = q.apply(a[1], o);
+        });
         xp += 2;
+    }
+    if xp < g.w {
+        stack_v_col(x, g, q.in_zp, y, xp, ColWriter::new(c0));
+        rows1::<E>(g.out_v, w, 0, n, n, bias, 0, c0, |o, a| {
+            out[at(o, xp)] = q.apply(a, o);
+        });
     }
 }
 
@@ -698,52 +655,39 @@ pub fn row_lstm_at_i8_with<E: Engine>(
         // Input-to-state: taps t < ci (mask A) or <= ci (mask B) inside
         // the row.
         let t1 = ci + g.mask_b as usize;
-        let irow = y % g.in_rows;
+        let r = (y % g.in_rows) * g.w;
+        let x0 = xp as isize - ci as isize;
+        let js = inside(x0, g.k_in, g.w, t1);
         let mut wr = ColWriter::new(col_is);
-        for i in 0..g.in_c {
-            let row = &x[(i * g.in_rows + irow) * g.w..][..g.w];
-            for t in 0..g.k_in {
-                if t >= t1 || xp + t < ci {
-                    wr.push(0);
-                } else {
-                    wr.push(row[xp + t - ci] as i32 - q.in_zp);
-                }
-            }
-        }
-        wr.end_segment();
+        wr.patch(x, g.in_c, g.in_rows * g.w, 1, |_| Some(r), g.k_in, x0, js, q.in_zp);
+        wr.finish();
     }
     if y > 0 {
-        let prow = (y - 1) % g.out_rows;
+        let r = ((y - 1) % g.out_rows) * g.w;
+        let x0 = xp as isize - cs as isize;
+        let js = inside(x0, g.k_state, g.w, g.k_state);
         let mut wr = ColWriter::new(col_ss);
-        for j in 0..hid {
-            let row = &h[(j * g.out_rows + prow) * g.w..][..g.w];
-            for t in 0..g.k_state {
-                let ix = xp + t;
-                if ix < cs || ix - cs >= g.w {
-                    wr.push(0);
-                } else {
-                    wr.push(row[ix - cs] as i32);
-                }
-            }
-        }
-        wr.end_segment();
+        wr.patch(h, hid, g.out_rows * g.w, 1, |_| Some(r), g.k_state, x0, js, 0);
+        wr.finish();
     }
     let orow = y % g.out_rows;
     let w_ss = g.w_is_len();
     for j in 0..hid {
         let r = [j, hid + j, 2 * hid + j, 3 * hid + j];
-        let mut a_is = r.map(|r| [i32_at(bias, r)]);
-        E::mac(&mut a_is, r.map(|r| &w[r * n_is..][..n_is]), [&*col_is], n_is);
-        let mut a_ss = [[0i32]; 4];
+        let w_is = |k: usize| &w[r[k] * n_is..][..n_is];
+        let w_ssr = |k: usize| &w[w_ss + r[k] * n_ss..][..n_ss];
+        let mut a3 = [i32_at(bias, r[0]), i32_at(bias, r[1]), i32_at(bias, r[2])];
+        let mut a1 = [i32_at(bias, r[3])];
+        E::rows(&mut a3, [w_is(0), w_is(1), w_is(2)], col_is, n_is);
+        E::rows(&mut a1, [w_is(3)], col_is, n_is);
+        let a_is = [a3[0], a3[1], a3[2], a1[0]];
+        let (mut s3, mut s1) = ([0i32; 3], [0i32]);
         if y > 0 {
-            E::mac(
-                &mut a_ss,
-                r.map(|r| &w[w_ss + r * n_ss..][..n_ss]),
-                [&*col_ss],
-                n_ss,
-            );
+            E::rows(&mut s3, [w_ssr(0), w_ssr(1), w_ssr(2)], col_ss, n_ss);
+            E::rows(&mut s1, [w_ssr(3)], col_ss, n_ss);
         }
-        let acc = core::array::from_fn(|k| (a_is[k][0], a_ss[k][0]));
+        let a_ss = [s3[0], s3[1], s3[2], s1[0]];
+        let acc = core::array::from_fn(|k| (a_is[k], a_ss[k]));
         let cix = j * g.w + xp;
         let c_prev = if y > 0 { cell[cix] } else { 0 };
         let (c, hv) = super::reference::lstm_unit_i8(g, w, q, j, acc, c_prev);
