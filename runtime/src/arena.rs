@@ -127,7 +127,12 @@ pub(crate) fn split_i8_cell<'x>(
 ) -> (&'x mut [i8], &'x mut [i8], &'x mut [i32], &'x mut [u32]) {
     let (ab, rest) = arena.split_at_mut(plan.scratch_offset() as usize);
     let (a, b, c) = split_cell(plan, ab);
-    (as_i8(a), as_i8(b), as_i32(c), as_u32(&mut rest[..plan.scratch as usize]))
+    (
+        as_i8(a),
+        as_i8(b),
+        as_i32(c),
+        as_u32(&mut rest[..plan.scratch as usize]),
+    )
 }
 
 pub(crate) fn as_u32(bytes: &mut [u8]) -> &mut [u32] {

@@ -169,9 +169,7 @@ pub(crate) fn forward_i8(
         let dst = &mut dst[..out.numel() as usize];
         let q = requant(layer);
         match layer.op {
-            Op::Dense { .. } => {
-                kernels::dense_i8(src, layer.weight, layer.bias, &q, dst, scratch)
-            }
+            Op::Dense { .. } => kernels::dense_i8(src, layer.weight, layer.bias, &q, dst, scratch),
             Op::Conv2d { k, stride, pad, .. } => {
                 let g = geom(shape, out, k, stride, pad);
                 kernels::conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)

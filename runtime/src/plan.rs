@@ -251,8 +251,9 @@ pub(crate) fn scratch_words(op: &Op, inp: Shape, out: Shape) -> usize {
             .map_or(0, |g| fast::masked_scratch_words(&g)),
         Op::StackConv2d { .. } => crate::kernels::StackGeom::of(op, inp, 1, 1)
             .map_or(0, |g| fast::stack_scratch_words(&g)),
-        Op::RowLstm { .. } => crate::kernels::LstmGeom::of(op, inp, 1, 1)
-            .map_or(0, |g| fast::lstm_scratch_words(&g)),
+        Op::RowLstm { .. } => {
+            crate::kernels::LstmGeom::of(op, inp, 1, 1).map_or(0, |g| fast::lstm_scratch_words(&g))
+        }
         Op::Reshape(_) => 0,
     }
 }

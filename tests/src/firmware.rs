@@ -76,15 +76,50 @@ pub fn build_at(
 ) -> Result<PathBuf, String> {
     let model =
         std::fs::canonicalize(model).map_err(|e| format!("model file {}: {e}", model.display()))?;
+    let env = [
+        ("TINYGEN_MODEL", model.display().to_string()),
+        ("TINYGEN_SAMPLES", samples.to_string()),
+        ("TINYGEN_SEED", seed.to_string()),
+        ("TINYGEN_TEMPERATURE", format!("{temperature:?}")),
+    ];
+    cargo_build(&[], &env, &format!("for {}", model.display()), out_dir)
+}
+
+/// Builds the firmware (release) with the feature `bench-kernels`: the
+/// kernel benchmark instead of sampling (the default model is embedded, and
+/// unused). Copies the ELF to `out_dir/tinygen-firmware.elf`.
+///
+/// # Errors
+///
+/// If cargo fails (the message includes cargo's output).
+pub fn build_bench_kernels(out_dir: &Path) -> Result<PathBuf, String> {
+    cargo_build(
+        &["bench-kernels"],
+        &[],
+        "with --features bench-kernels",
+        out_dir,
+    )
+}
+
+/// `cargo build --release` in `firmware/` (so that its .cargo/config.toml
+/// applies) with `features` added to the defaults and the environment
+/// `env`; copies the ELF to `out_dir/tinygen-firmware.elf`. `what` names
+/// the build in errors.
+fn cargo_build(
+    features: &[&str],
+    env: &[(&str, String)],
+    what: &str,
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
     let fw = project_root().join("firmware");
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&fw)
-        .args(["build", "--release", "--quiet"])
-        .env("TINYGEN_MODEL", &model)
-        .env("TINYGEN_SAMPLES", samples.to_string())
-        .env("TINYGEN_SEED", seed.to_string())
-        .env("TINYGEN_TEMPERATURE", format!("{temperature:?}"))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&fw).args(["build", "--release", "--quiet"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let out = cmd
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -92,8 +127,7 @@ pub fn build_at(
         .map_err(|e| format!("cannot run cargo in {}: {e}", fw.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "firmware build for {} failed:\n{}",
-            model.display(),
+            "firmware build {what} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -108,6 +142,22 @@ pub fn build_at(
     Ok(dst)
 }
 
+/// How a QEMU run ended (see [`qemu`]).
+#[derive(Debug)]
+pub struct QemuExit {
+    /// Whether QEMU, that is the firmware, exited with status 0.
+    pub success: bool,
+    /// The exit status, for messages.
+    pub status: String,
+    /// QEMU's standard output: the firmware's defmt frames (decode them with
+    /// `defmt-print -e <elf>`).
+    pub stdout: Vec<u8>,
+    /// QEMU's standard error.
+    pub stderr: String,
+    /// Wall-clock seconds QEMU ran.
+    pub seconds: f64,
+}
+
 /// Runs `elf` under `qemu-system-arm -machine mps2-an386 -icount shift=0`
 /// with semihosting, in `work_dir`, and returns what it produced.
 ///
@@ -119,6 +169,31 @@ pub fn run_qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<Firmwa
     std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
     let raw = work_dir.join(RAW_FILE);
     let _ = std::fs::remove_file(&raw);
+    let exit = qemu(elf, work_dir, timeout)?;
+    if !exit.success {
+        return Err(format!(
+            "firmware exited with {} under QEMU\n{}",
+            exit.status, exit.stderr
+        ));
+    }
+    let pixels = std::fs::read(&raw)
+        .map_err(|e| format!("firmware left no pixel file {}: {e}", raw.display()))?;
+    Ok(FirmwareRun {
+        pixels,
+        stdout: exit.stdout,
+        elf: elf.to_path_buf(),
+        seconds: exit.seconds,
+    })
+}
+
+/// Runs `elf` as [`run_qemu`] does (`-icount shift=0`, semihosting, in
+/// `work_dir`) and returns how it ended, whatever its exit status.
+///
+/// # Errors
+///
+/// If QEMU cannot start or runs past `timeout`.
+pub fn qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<QemuExit, String> {
+    std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
     let start = Instant::now();
     let mut child = Command::new("qemu-system-arm")
         .current_dir(work_dir)
@@ -176,17 +251,11 @@ pub fn run_qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<Firmwa
     if let Some(mut e) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
     }
-    if !status.success() {
-        return Err(format!(
-            "firmware exited with {status} under QEMU\n{stderr}"
-        ));
-    }
-    let pixels = std::fs::read(&raw)
-        .map_err(|e| format!("firmware left no pixel file {}: {e}", raw.display()))?;
-    Ok(FirmwareRun {
-        pixels,
+    Ok(QemuExit {
+        success: status.success(),
+        status: status.to_string(),
         stdout,
-        elf: elf.to_path_buf(),
+        stderr,
         seconds,
     })
 }

@@ -570,10 +570,27 @@ fn latent_limit() {
 #[test]
 fn arenas() {
     // Plans by hand. f32: A holds the input (4) and up1's output (16x14x14),
-    // B dense's output (1568) and up2's (784), 4 bytes each. int8: 1 byte.
+    // B dense's output (1568) and up2's (784), 4 bytes each. int8: 1 byte,
+    // then the optimized kernels' scratch, the largest layer's (up1's
+    // gathered weights and row strips).
+    use tinygen_runtime::kernels::{fast, ConvGeom};
+    let up = |in_c, in_hw, out_c| ConvGeom {
+        in_c,
+        in_h: in_hw,
+        in_w: in_hw,
+        out_c,
+        out_h: 2 * in_hw,
+        out_w: 2 * in_hw,
+        k: 4,
+        stride: 2,
+        pad: 1,
+    };
+    let scratch = fast::dense_scratch_words(4)
+        .max(fast::conv_transpose2d_scratch_words(&up(32, 7, 16)))
+        .max(fast::conv_transpose2d_scratch_words(&up(16, 14, 1)));
     for (q, need) in [
         (Quant::F32, 4 * (16 * 14 * 14) + 4 * 1568),
-        (Quant::Int8, 16 * 14 * 14 + 1568),
+        (Quant::Int8, 16 * 14 * 14 + 1568 + 4 * scratch),
     ] {
         let model = Model::load(vae_file(q)).unwrap();
         assert_eq!(model.arena_bytes(), need as u32, "{q:?}");

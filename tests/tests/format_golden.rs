@@ -390,9 +390,12 @@ fn candle_tiny(z: &[f32]) -> candle_core::Result<Vec<f64>> {
 fn tiny_i8_golden() {
     let bytes = check_golden(DType::I8, "tiny_i8.tgm");
     let model = Model::load(&bytes).unwrap();
-    // One byte per activation: A = max(2, 16), B = max(8, 16).
+    // One byte per activation: A = max(2, 16), B = max(8, 16); then the
+    // int8 kernels' scratch, the largest layer's: the 3x3 convolution's two
+    // columns of 9 values, 12 words of two values (groups of four).
     assert_eq!((model.plan.buf_a, model.plan.buf_b), (16, 16));
-    assert_eq!(model.arena_bytes(), 32);
+    assert_eq!(model.plan.scratch, 48);
+    assert_eq!(model.arena_bytes(), 32 + 48);
     let q = model.file.decoder.layers[3].quant.unwrap();
     assert_eq!((q.in_zp, q.out_zp, q.out_scale), (-128, 5, 0.5));
     assert_eq!(q.shift, &[40]);
@@ -790,10 +793,16 @@ fn check_pixelrnn_golden(dtype: DType, name: &str) -> Vec<u8> {
     // (the LSTM reads row y), LSTM output 2 rows x 2 (its state), logits 1
     // row; 4 wide, each cache 4-byte aligned; then the LSTM's cell row,
     // 2 x 4 f32 or i32.
+    // int8: then the kernels' scratch, the LSTM's input and state columns
+    // (2 x 3 values each: 4 words each).
     let eb = dtype.act_bytes() as u32;
-    assert_eq!(model.arena_bytes(), (2 + 2 + 4 + 1) * 4 * eb + 2 * 4 * 4);
+    let scratch = if dtype == DType::I8 { 8 * 4 } else { 0 };
+    assert_eq!(
+        model.arena_bytes(),
+        (2 + 2 + 4 + 1) * 4 * eb + 2 * 4 * 4 + scratch
+    );
     // Full forward: A and B hold 2 x 4 x 4 at most, plus the cell row.
-    assert_eq!(model.forward_arena_bytes(), 2 * 32 * eb + 32);
+    assert_eq!(model.forward_arena_bytes(), 2 * 32 * eb + 32 + scratch);
     // MACs: the 3x3 mask A as in the PixelCNN: 84. The Row LSTM, per gate
     // row (8): input taps (mask B k 3: 1 at column 0, 2 elsewhere: 7 a
     // row, 4 rows) x 2 channels = 56; state taps (k 3: 2 at the borders, 3

@@ -320,7 +320,9 @@ impl Case {
         match self.kind {
             Kind::Dense => kernels::reference::dense_i8(x, w, bias, q, &mut out),
             Kind::Conv => kernels::reference::conv2d_i8(x, &self.geom(), w, bias, q, &mut out),
-            Kind::ConvT => kernels::reference::conv_transpose2d_i8(x, &self.geom(), w, bias, q, &mut out),
+            Kind::ConvT => {
+                kernels::reference::conv_transpose2d_i8(x, &self.geom(), w, bias, q, &mut out)
+            }
             Kind::Masked(_) => {
                 kernels::reference::masked_conv2d_i8(x, &self.masked_geom(), w, bias, q, &mut out)
             }
@@ -974,7 +976,9 @@ fn stack_incremental_case(c: &Case) {
             &g,
             &q.x,
             i8::MIN,
-            |x, o, y, xp| kernels::reference::stack_conv2d_h_at_i8(x, &g, &q.w, &bias, &rq, o, y, xp),
+            |x, o, y, xp| {
+                kernels::reference::stack_conv2d_h_at_i8(x, &g, &q.w, &bias, &rq, o, y, xp)
+            },
             |x, o, y| kernels::reference::stack_conv2d_v_row_i8(x, &g, &q.w, &bias, &rq, o, y),
         );
         assert_eq!(got, want, "{what}: int8");

@@ -340,10 +340,13 @@ impl RequantI8<'_> {
 #[inline(always)]
 pub fn requantize_i32_i8(acc: i32, m: i32, shift: u8, zp: i32, min: i32, max: i32) -> i8 {
     debug_assert!((1..=62).contains(&shift) && m >= 0);
+    debug_assert!((-128..=127).contains(&zp) && -128 <= min && max <= 127);
     let prod = acc as i64 * m as i64;
     let r = (prod + (1i64 << (shift - 1))) >> shift;
-    let v = r.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-    v.saturating_add(zp).clamp(min, max) as i8
+    // `zp`, `min` and `max` are int8 values, so clamping `r` to +-512
+    // first changes nothing (anything beyond lands on `min` or `max`
+    // either way) and keeps the rest in cheap 32-bit arithmetic.
+    (r.clamp(-512, 512) as i32 + zp).clamp(min, max) as i8
 }
 
 /// Logistic function in f32 through micromath's `exp` ([`crate::math`]);
@@ -394,6 +397,48 @@ pub fn prob_to_u8(p: f32) -> u8 {
 
 #[cfg(test)]
 mod tests {
+
+    /// The definition: clamp to i32, saturating add of the zero point,
+    /// clamp to the output range.
+    fn requantize_spec(acc: i32, m: i32, shift: u8, zp: i32, min: i32, max: i32) -> i8 {
+        let r = (acc as i64 * m as i64 + (1i64 << (shift - 1))) >> shift;
+        let v = r.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        v.saturating_add(zp).clamp(min, max) as i8
+    }
+
+    #[test]
+    fn requantize_equals_its_definition() {
+        let mut rng = crate::Rng::new(11);
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -513,
+            -512,
+            -1,
+            0,
+            1,
+            511,
+            512,
+            513,
+            i32::MAX,
+        ];
+        for k in 0..200_000u32 {
+            let acc = if k % 7 == 0 {
+                edges[(k as usize / 7) % edges.len()]
+            } else {
+                rng.next_u32() as i32 >> (k % 24)
+            };
+            let m = (rng.next_u32() >> 1) as i32 >> (k % 5);
+            let shift = 1 + (rng.next_u32() % 62) as u8;
+            let zp = (rng.next_u32() % 256) as i32 - 128;
+            let min = if k % 2 == 0 { zp } else { -128 };
+            assert_eq!(
+                super::requantize_i32_i8(acc, m, shift, zp, min, 127),
+                requantize_spec(acc, m, shift, zp, min, 127),
+                "acc {acc} m {m} shift {shift} zp {zp}"
+            );
+        }
+    }
 
     #[test]
     fn f16_widening_equals_half_for_every_bit_pattern() {

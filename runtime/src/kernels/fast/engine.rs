@@ -43,26 +43,34 @@ pub const fn col_words(n: usize) -> usize {
 /// building a column); [`ColWriter::finish`] then swaps the middle two of
 /// every group of four into the SXTB16 order.
 pub struct ColWriter<'c> {
-    /// The column's words as i16 halves.
-    h: &'c mut [i16],
+    /// The column's words (written as i16 halves, see [`ColWriter::h`]).
+    col: &'c mut [u32],
     /// Next half to write.
     p: usize,
 }
+
+// The column packing assumes half 2k is the low half of word k.
+#[cfg(target_endian = "big")]
+compile_error!("tinygen's int8 kernels assume a little-endian target");
 
 impl<'c> ColWriter<'c> {
     /// A writer at the start of column `col`.
     #[inline(always)]
     pub fn new(col: &'c mut [u32]) -> Self {
-        ColWriter {
-            h: crate::arena::words_as_halves(col),
-            p: 0,
-        }
+        ColWriter { col, p: 0 }
+    }
+
+    /// The column as i16 halves.
+    #[inline(always)]
+    fn h(&mut self) -> &mut [i16] {
+        crate::arena::words_as_halves(self.col)
     }
 
     /// Appends one value (in i16 range).
     #[inline(always)]
     pub fn push(&mut self, v: i32) {
-        self.h[self.p] = v as i16;
+        let p = self.p;
+        self.h()[p] = v as i16;
         self.p += 1;
     }
 
@@ -77,11 +85,30 @@ impl<'c> ColWriter<'c> {
     /// Appends `x[i] - zp` for each `i8` of `x`.
     #[inline(always)]
     pub fn run(&mut self, x: &[i8], zp: i32) {
-        let dst = &mut self.h[self.p..self.p + x.len()];
+        let p = self.p;
+        let dst = &mut self.h()[p..p + x.len()];
         for (d, &v) in dst.iter_mut().zip(x) {
             *d = (v as i32 - zp) as i16;
         }
         self.p += x.len();
+    }
+
+    /// Appends `x[j * stride] - zp` for `j < n` (one pixel's channels of a
+    /// CHW tensor).
+    #[inline(always)]
+    pub fn strided(&mut self, x: &[i8], n: usize, stride: usize, zp: i32) {
+        if n == 0 {
+            return;
+        }
+        let src = &x[..(n - 1) * stride + 1];
+        let p = self.p;
+        self.p += n;
+        let mut k = 0;
+        for d in &mut self.h()[p..p + n] {
+            // SAFETY: k = j * stride <= (n - 1) * stride < src.len().
+            *d = (unsafe { *src.get_unchecked(k) } as i32 - zp) as i16;
+            k += stride;
+        }
     }
 
     /// Appends `k` taps of `row` starting at column `x0` (which may be
@@ -97,7 +124,9 @@ impl<'c> ColWriter<'c> {
             return;
         }
         let lo = (-x0).clamp(0, k as isize) as usize;
-        let hi = ((len - x0).clamp(0, k as isize) as usize).min(valid).max(lo);
+        let hi = ((len - x0).clamp(0, k as isize) as usize)
+            .min(valid)
+            .max(lo);
         self.zeros(lo);
         if hi > lo {
             let from = (x0 + lo as isize) as usize;
@@ -125,9 +154,15 @@ impl<'c> ColWriter<'c> {
         (jlo, jhi): (usize, usize),
         zp: i32,
     ) {
-        let total = n_i * n_a * n_j;
-        let out = &mut self.h[self.p..self.p + total];
+        let (p, total) = (self.p, n_i * n_a * n_j);
         self.p += total;
+        let out = &mut self.h()[p..p + total];
+        if jlo == 0
+            && jhi == n_j
+            && Self::patch_inside(x, out, (n_i, ch_stride), n_a, &row, (x0, n_j), zp)
+        {
+            return;
+        }
         let mut o = 0;
         for i in 0..n_i {
             for a in 0..n_a {
@@ -152,6 +187,110 @@ impl<'c> ColWriter<'c> {
         }
     }
 
+    /// Appends a patch of the CHW tensor `x` tap-major: for each of `n_a`
+    /// rows (as in [`ColWriter::patch`]) and each tap `j < n_j` from column
+    /// `x0`, the `n_i` channels (`ch_stride` apart) of that pixel, minus
+    /// `zp`; zeros for rows outside the image and taps outside `js`. One
+    /// bounds check per tap, then a strided copy.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn patch_tap_major(
+        &mut self,
+        x: &[i8],
+        n_i: usize,
+        ch_stride: usize,
+        n_a: usize,
+        row: impl Fn(usize) -> Option<usize>,
+        n_j: usize,
+        x0: isize,
+        (jlo, jhi): (usize, usize),
+        zp: i32,
+    ) {
+        let (p, total) = (self.p, n_i * n_a * n_j);
+        self.p += total;
+        let out = &mut self.h()[p..p + total];
+        for (t, dst) in out.chunks_exact_mut(n_i.max(1)).enumerate().take(n_a * n_j) {
+            let (a, j) = (t / n_j, t % n_j);
+            let src = match row(a) {
+                Some(r) if (jlo..jhi).contains(&j) => {
+                    // Inside the row: r + x0 + j >= r >= 0.
+                    let s = (r as isize + x0 + j as isize) as usize;
+                    x.get(s..=s + (n_i - 1) * ch_stride)
+                }
+                _ => None,
+            };
+            match src {
+                Some(src) => {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        // SAFETY: i * ch_stride <= (n_i - 1) * ch_stride <
+                        // src.len() (the slice above).
+                        let v = unsafe { *src.get_unchecked(i * ch_stride) };
+                        *d = (v as i32 - zp) as i16;
+                    }
+                }
+                None => dst.iter_mut().for_each(|d| *d = 0),
+            }
+        }
+    }
+
+    /// [`ColWriter::patch`] where every row and tap is inside (the
+    /// interior of an image): one bounds check for the whole patch, then
+    /// plain copies. Returns false (writing nothing) unless every row is
+    /// inside and the whole patch lies within `x`.
+    #[inline(always)]
+    fn patch_inside(
+        x: &[i8],
+        out: &mut [i16],
+        (n_i, ch_stride): (usize, usize),
+        n_a: usize,
+        row: &impl Fn(usize) -> Option<usize>,
+        (x0, n_j): (isize, usize),
+        zp: i32,
+    ) -> bool {
+        if n_i == 0 || n_a == 0 || n_a > 8 || n_j == 0 {
+            return false;
+        }
+        let mut rows = [0usize; 8];
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        for (a, r) in rows.iter_mut().enumerate().take(n_a) {
+            let Some(v) = row(a) else {
+                return false;
+            };
+            let Ok(v) = usize::try_from(v as isize + x0) else {
+                return false;
+            };
+            *r = v;
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        // The last value read: channel n_i - 1, the highest row, tap n_j - 1.
+        let Some(last) = (n_i - 1)
+            .checked_mul(ch_stride)
+            .and_then(|v| v.checked_add(hi + n_j - 1))
+        else {
+            return false;
+        };
+        if last >= x.len() || out.len() != n_i * n_a * n_j {
+            return false;
+        }
+        let mut o = 0;
+        for i in 0..n_i {
+            let base = i * ch_stride;
+            for &r in &rows[..n_a] {
+                let s = base + r;
+                for j in 0..n_j {
+                    // SAFETY: s + j <= last < x.len() (checked above) and
+                    // o < n_i * n_a * n_j = out.len().
+                    unsafe {
+                        *out.get_unchecked_mut(o) = (*x.get_unchecked(s + j) as i32 - zp) as i16;
+                    }
+                    o += 1;
+                }
+            }
+        }
+        true
+    }
+
     /// Ends a segment: pads the last group with zeros, so that the next
     /// value starts a new group.
     #[inline(always)]
@@ -166,13 +305,16 @@ impl<'c> ColWriter<'c> {
     #[inline(always)]
     pub fn finish(mut self) {
         self.end_segment();
-        for g in self.h[..self.p].chunks_exact_mut(4) {
-            g.swap(1, 2);
+        // Words (v0 | v1 << 16, v2 | v3 << 16) -> (v0 | v2 << 16, v1 | v3 << 16).
+        for pair in self.col[..self.p / 2].chunks_exact_mut(2) {
+            let (w0, w1) = (pair[0], pair[1]);
+            pair[0] = (w0 & 0xffff) | (w1 << 16);
+            pair[1] = (w0 >> 16) | (w1 & 0xffff_0000);
         }
     }
 }
 
-#[inline(always)]
+#[cfg(test)]
 const fn pack(lo: i32, hi: i32) -> u32 {
     (lo as u16 as u32) | ((hi as u16 as u32) << 16)
 }
@@ -191,7 +333,11 @@ pub fn inside(x0: isize, n_j: usize, w: usize, valid: usize) -> (usize, usize) {
 fn col_at(col: &[u32], t: usize) -> i32 {
     let j = t & 3;
     let word = col[(t / 4) * 2 + (j & 1)];
-    (if j < 2 { word as u16 } else { (word >> 16) as u16 }) as i16 as i32
+    (if j < 2 {
+        word as u16
+    } else {
+        (word >> 16) as u16
+    }) as i16 as i32
 }
 
 /// Blocked dot products of int8 weight rows with columns.
@@ -207,6 +353,7 @@ pub trait Engine {
 
 /// The partial last group: weights read one by one.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn tail<const R: usize, const C: usize>(
     acc: &mut [[i32; C]; R],
     w: [&[u8]; R],
@@ -352,7 +499,12 @@ fn dsp_cols2_groups(a: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], from: usize, t
         let (word, c) = unsafe {
             (
                 word_at(w, 4 * g),
-                [cw(col[0], 2 * g), cw(col[0], 2 * g + 1), cw(col[1], 2 * g), cw(col[1], 2 * g + 1)],
+                [
+                    cw(col[0], 2 * g),
+                    cw(col[0], 2 * g + 1),
+                    cw(col[1], 2 * g),
+                    cw(col[1], 2 * g + 1),
+                ],
             )
         };
         let (lo, hi) = (dsp::sxtb16(word), dsp::sxtb16_ror8(word));
@@ -560,7 +712,12 @@ fn group(col: &[u32], g: usize) -> [i32; 4] {
 fn weights(w: &[u8], g: usize) -> [i32; 4] {
     // SAFETY: callers pass g < n / 4 <= w.len() / 4.
     let b = unsafe { w.get_unchecked(4 * g..4 * g + 4) };
-    [b[0] as i8 as i32, b[1] as i8 as i32, b[2] as i8 as i32, b[3] as i8 as i32]
+    [
+        b[0] as i8 as i32,
+        b[1] as i8 as i32,
+        b[2] as i8 as i32,
+        b[3] as i8 as i32,
+    ]
 }
 
 #[inline(always)]
@@ -668,7 +825,10 @@ mod tests {
         let y = pack(-128, 127);
         assert_eq!(dsp::smlad(x, y, 5), 5 + 255 * 128 + 300 * 127);
         // Wraps like the core.
-        assert_eq!(dsp::smlad(x, y, i32::MAX), i32::MAX.wrapping_add(255 * 128 + 300 * 127));
+        assert_eq!(
+            dsp::smlad(x, y, i32::MAX),
+            i32::MAX.wrapping_add(255 * 128 + 300 * 127)
+        );
     }
 
     /// Random rows and columns, and the plain dot products.
@@ -678,13 +838,19 @@ mod tests {
             .map(|_| (0..n).map(|_| rng.next_u32() as u8).collect())
             .collect();
         let v = (0..cols)
-            .map(|_| (0..n).map(|_| (rng.next_u32() % 511) as i32 - 255).collect())
+            .map(|_| {
+                (0..n)
+                    .map(|_| (rng.next_u32() % 511) as i32 - 255)
+                    .collect()
+            })
             .collect();
         (w, v)
     }
 
     fn dot(w: &[u8], v: &[i32]) -> i32 {
-        w.iter().zip(v).fold(7i32, |a, (&w, &v)| a.wrapping_add(w as i8 as i32 * v))
+        w.iter()
+            .zip(v)
+            .fold(7i32, |a, (&w, &v)| a.wrapping_add(w as i8 as i32 * v))
     }
 
     fn rows_agree<const R: usize>(seed: u64, n: usize) {

@@ -195,10 +195,16 @@ const fn conv_t_col_len(g: &ConvGeom) -> usize {
 }
 
 /// Scratch words of [`conv_transpose2d_i8`]: the weights of one phase for
-/// every output channel, gathered contiguous, and two columns.
+/// every output channel, gathered contiguous, then the row strips (input
+/// channels a multiple of four) or two columns.
 pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> usize {
     let n = conv_t_col_len(g);
-    (g.out_c * n).div_ceil(4) + 2 * col_words(n)
+    let weights = (g.out_c * n).div_ceil(4);
+    if g.in_c.is_multiple_of(4) {
+        weights + phase_taps(0, g.stride, g.k) * conv_t_strip(g).1
+    } else {
+        weights + 2 * col_words(n)
+    }
 }
 
 /// 2-D transposed convolution, int8 (see
@@ -216,8 +222,8 @@ pub fn conv_transpose2d_i8(
 }
 
 /// Column of output pixel (`y`, `x`) of a transposed convolution in phase
-/// (`ry`, `rx`) with `ny` x `nx` taps: (input channel, tap row, tap column
-/// from the last), zeros outside the input.
+/// (`ry`, `rx`) with `ny` x `nx` taps: (tap row, tap column from the last,
+/// input channel), zeros outside the input.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn conv_t_col(
@@ -239,14 +245,173 @@ fn conv_t_col(
         (iy >= 0 && iy < g.in_h as isize).then(|| iy as usize * g.in_w)
     };
     let js = inside(x0, nx, g.in_w, nx);
-    wr.patch(xs, g.in_c, g.in_h * g.in_w, ny, row, nx, x0, js, zp);
+    wr.patch_tap_major(xs, g.in_c, g.in_h * g.in_w, ny, row, nx, x0, js, zp);
     wr.finish();
 }
 
-/// [`conv_transpose2d_i8`] with engine `E`: phase by phase (the s x s
+/// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for every
+/// output channel into `wg`: row `o` = `[a][b][i]` of
+/// `w[i][o][ry + a s][rx + b s]`, `b` from `nx - 1` down to 0 (so that
+/// columns read the input left to right).
+#[allow(clippy::too_many_arguments)]
+fn gather_phase(
+    w: &[u8],
+    g: &ConvGeom,
+    (ry, rx): (usize, usize),
+    (ny, nx): (usize, usize),
+    wg: &mut [u32],
+) {
+    let s = g.stride;
+    let kk = g.k * g.k;
+    let mut word = 0u32;
+    let mut t = 0usize;
+    for o in 0..g.out_c {
+        for a in 0..ny {
+            for b in (0..nx).rev() {
+                let tap = (ry + a * s) * g.k + rx + b * s;
+                let mut wi = o * kk + tap;
+                for _ in 0..g.in_c {
+                    word |= (w[wi] as u32) << (8 * (t & 3));
+                    wi += g.out_c * kk;
+                    t += 1;
+                    if t & 3 == 0 {
+                        wg[t / 4 - 1] = word;
+                        word = 0;
+                    }
+                }
+            }
+        }
+    }
+    if t & 3 != 0 {
+        wg[t / 4] = word;
+    }
+}
+
+/// Width of a transposed convolution's row strip (see
+/// [`conv_transpose2d_i8_with`]), in pixels, and its words.
+const fn conv_t_strip(g: &ConvGeom) -> (usize, usize) {
+    let nx = phase_taps(0, g.stride, g.k);
+    let reach = (g.out_w - 1 + g.pad) / g.stride + 1;
+    let w = if reach > g.in_w { reach } else { g.in_w } + nx - 1;
+    (w, col_words(w * g.in_c))
+}
+
+/// [`conv_transpose2d_i8`] with engine `E`, phase by phase (the s x s
 /// classes of output pixels that read the same kernel taps), the phase's
-/// weights gathered once into scratch, then pairs of its pixels.
+/// weights gathered once into scratch in tap-major order.
+///
+/// With a multiple of four input channels, the columns are *row strips*:
+/// each input row a phase reads, converted once to channels-last order
+/// (`[column][channel]`, zero columns beyond the edges) in a ring of `ny`
+/// strips; the taps of one output pixel on one input row are then a
+/// contiguous piece of its strip, so no per-pixel column is built and each
+/// input value is converted once per phase instead of once per output
+/// pixel that reads it.
 pub fn conv_transpose2d_i8_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    if !g.in_c.is_multiple_of(4) {
+        return conv_t_per_pixel::<E>(x, g, w, bias, q, out, scratch);
+    }
+    let s = g.stride;
+    let nt = phase_taps(0, s, g.k);
+    let (sw, strip_words) = conv_t_strip(g);
+    let (wg, strips) = scratch.split_at_mut((g.out_c * g.in_c * nt * nt).div_ceil(4));
+    let plane = g.out_h * g.out_w;
+    let in_plane = g.in_h * g.in_w;
+    for ry in 0..s {
+        let ny = phase_taps(ry, s, g.k);
+        let y_first = (ry + s - g.pad % s) % s;
+        for rx in 0..s {
+            let nx = phase_taps(rx, s, g.k);
+            let x_first = (rx + s - g.pad % s) % s;
+            if y_first >= g.out_h || x_first >= g.out_w {
+                continue;
+            }
+            let seg = nx * g.in_c;
+            let n = ny * seg;
+            gather_phase(w, g, (ry, rx), (ny, nx), wg);
+            let wb = crate::arena::words_as_bytes(wg);
+            // Highest input row converted so far (rows r > last - ny are in
+            // slot r % ny).
+            let mut last: isize = -1;
+            let mut y = y_first;
+            while y < g.out_h {
+                let iy0 = ((y + g.pad - ry) / s) as isize;
+                let from = (last + 1).max(iy0 - ny as isize + 1).max(0);
+                // (A phase without taps, nx or ny 0, reads no strip.)
+                let to = if n == 0 {
+                    -1
+                } else {
+                    iy0.min(g.in_h as isize - 1)
+                };
+                for r in from..=to {
+                    let slot = r as usize % ny;
+                    let strip = &mut strips[slot * strip_words..(slot + 1) * strip_words];
+                    let mut wr = ColWriter::new(strip);
+                    // Strip column c is input column c - (nx - 1).
+                    wr.zeros((nx - 1) * g.in_c);
+                    let row = r as usize * g.in_w;
+                    for ix in 0..g.in_w {
+                        wr.strided(&x[row + ix..], g.in_c, in_plane, q.in_zp);
+                    }
+                    wr.zeros((sw - g.in_w - (nx - 1)) * g.in_c);
+                    wr.finish();
+                }
+                last = last.max(iy0);
+                // Rows a with an input row inside, and their strips.
+                let strip_of = |a: usize| -> Option<&[u32]> {
+                    let r = iy0 - a as isize;
+                    (n > 0 && r >= 0 && r < g.in_h as isize).then(|| {
+                        let slot = r as usize % ny;
+                        &strips[slot * strip_words..(slot + 1) * strip_words]
+                    })
+                };
+                // Output column x reads strip columns ix0 ..= ix0 + nx - 1,
+                // ix0 = (x + pad - rx) / s: words from ix0 * in_c / 2.
+                let at = |xo: usize| (xo + g.pad - rx) / s * g.in_c / 2;
+                let orow = y * g.out_w;
+                let mut xo = x_first;
+                while xo < g.out_w {
+                    let (o0, pair) = (at(xo), xo + s < g.out_w);
+                    let o1 = if pair { at(xo + s) } else { o0 };
+                    for o in 0..g.out_c {
+                        let b = i32_at(bias, o);
+                        let mut acc = [b, b];
+                        for a in 0..ny {
+                            if let Some(st) = strip_of(a) {
+                                let wr = &wb[o * n + a * seg..][..seg];
+                                if pair {
+                                    E::cols2(&mut acc, wr, [&st[o0..], &st[o1..]], seg);
+                                } else {
+                                    let mut a1 = [acc[0]];
+                                    E::rows(&mut a1, [wr], &st[o0..], seg);
+                                    acc[0] = a1[0];
+                                }
+                            }
+                        }
+                        out[o * plane + orow + xo] = q.apply(acc[0], o);
+                        if pair {
+                            out[o * plane + orow + xo + s] = q.apply(acc[1], o);
+                        }
+                    }
+                    xo += 2 * s;
+                }
+                y += s;
+            }
+        }
+    }
+}
+
+/// [`conv_transpose2d_i8_with`] when the input channels are not a
+/// multiple of four: one column per output pixel.
+fn conv_t_per_pixel<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
     w: &[u8],
@@ -272,29 +437,7 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
             if y_first >= g.out_h || x_first >= g.out_w {
                 continue;
             }
-            // Gather: row o = [i][a][b] of w[i][o][ry + a s][rx + b s], b
-            // from nx - 1 down to 0 (so the column reads left to right).
-            let mut word = 0u32;
-            let mut t = 0usize;
-            for o in 0..g.out_c {
-                for i in 0..g.in_c {
-                    let base = (i * g.out_c + o) * g.k * g.k;
-                    for a in 0..ny {
-                        for b in (0..nx).rev() {
-                            let v = w[base + (ry + a * s) * g.k + rx + b * s] as u32;
-                            word |= v << (8 * (t & 3));
-                            t += 1;
-                            if t & 3 == 0 {
-                                wg[t / 4 - 1] = word;
-                                word = 0;
-                            }
-                        }
-                    }
-                }
-            }
-            if t & 3 != 0 {
-                wg[t / 4] = word;
-            }
+            gather_phase(w, g, (ry, rx), (ny, nx), wg);
             let wb = super::super::arena::words_as_bytes(wg);
             // Pixels of the phase in raster order, two at a time.
             let nx_pix = (g.out_w - x_first).div_ceil(s);
@@ -505,7 +648,17 @@ pub fn stack_conv2d_h_at_i8_with<E: Engine>(
         let x0 = xp as isize - c as isize;
         let js = inside(x0, n_h, g.w, n_h);
         let xh = &x[g.in_v * plane..];
-        wr.patch(xh, g.in_c - g.in_v, plane, 1, |_| Some(r), n_h, x0, js, q.in_zp);
+        wr.patch(
+            xh,
+            g.in_c - g.in_v,
+            plane,
+            1,
+            |_| Some(r),
+            n_h,
+            x0,
+            js,
+            q.in_zp,
+        );
         for i in 0..g.in_v {
             if y == 0 {
                 wr.push(0);
@@ -518,10 +671,20 @@ pub fn stack_conv2d_h_at_i8_with<E: Engine>(
     }
     let orow = y % g.out_rows;
     let base = g.out_v * g.v_row_len();
-    rows1::<E>(g.out_c - g.out_v, w, base, n, n, bias, g.out_v, col, |j, a| {
-        let o = g.out_v + j;
-        out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o);
-    });
+    rows1::<E>(
+        g.out_c - g.out_v,
+        w,
+        base,
+        n,
+        n,
+        bias,
+        g.out_v,
+        col,
+        |j, a| {
+            let o = g.out_v + j;
+            out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o);
+        },
+    );
 }
 
 /// Column of vertical taps at (`y`, `x`): (input channel, kernel row
@@ -659,7 +822,17 @@ pub fn row_lstm_at_i8_with<E: Engine>(
         let x0 = xp as isize - ci as isize;
         let js = inside(x0, g.k_in, g.w, t1);
         let mut wr = ColWriter::new(col_is);
-        wr.patch(x, g.in_c, g.in_rows * g.w, 1, |_| Some(r), g.k_in, x0, js, q.in_zp);
+        wr.patch(
+            x,
+            g.in_c,
+            g.in_rows * g.w,
+            1,
+            |_| Some(r),
+            g.k_in,
+            x0,
+            js,
+            q.in_zp,
+        );
         wr.finish();
     }
     if y > 0 {
@@ -667,7 +840,17 @@ pub fn row_lstm_at_i8_with<E: Engine>(
         let x0 = xp as isize - cs as isize;
         let js = inside(x0, g.k_state, g.w, g.k_state);
         let mut wr = ColWriter::new(col_ss);
-        wr.patch(h, hid, g.out_rows * g.w, 1, |_| Some(r), g.k_state, x0, js, 0);
+        wr.patch(
+            h,
+            hid,
+            g.out_rows * g.w,
+            1,
+            |_| Some(r),
+            g.k_state,
+            x0,
+            js,
+            0,
+        );
         wr.finish();
     }
     let orow = y % g.out_rows;

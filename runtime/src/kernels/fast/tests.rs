@@ -36,7 +36,7 @@ impl Q {
             out_zp,
             mult,
             shift,
-            relu: rng.next_u32() % 2 == 0,
+            relu: rng.next_u32().is_multiple_of(2),
         }
     }
     fn rq(&self) -> RequantI8<'_> {

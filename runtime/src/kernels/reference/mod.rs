@@ -18,10 +18,10 @@ mod stack;
 pub use conv::*;
 pub use conv_transpose::*;
 pub use dense::*;
+pub(crate) use lstm::lstm_unit_i8;
 pub use lstm::*;
 pub use masked::*;
 pub use stack::*;
-pub(crate) use lstm::lstm_unit_i8;
 
 /// Counts the multiply-accumulates the masked convolution really does (unit
 /// tests only: the sampler's MAC figures are checked against it).
