@@ -1,6 +1,8 @@
 //! Selects the int8 kernels' engine for the target: `cfg(tinygen_dsp)` on
 //! cores with the Cortex-M DSP extension (SMLAD, SXTB16), which stable Rust
-//! cannot test with `cfg(target_feature)` on ARM.
+//! cannot test with `cfg(target_feature)` on ARM; and
+//! `cfg(tinygen_unaligned_ldr)` on cores that load words from unaligned
+//! addresses (ARMv7-M, ARMv8-M Mainline).
 //!
 //! - thumbv7em-* (Cortex-M4, M7): always has it.
 //! - thumbv8m.main-* (Cortex-M33, M35P, M55): the extension is optional in
@@ -13,6 +15,7 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinygen_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(tinygen_unaligned_ldr)");
     println!("cargo::rerun-if-env-changed=TINYGEN_DSP");
     let target = std::env::var("TARGET").unwrap_or_default();
     let forced = std::env::var("TINYGEN_DSP").ok();
@@ -23,5 +26,15 @@ fn main() {
     };
     if dsp {
         println!("cargo::rustc-cfg=tinygen_dsp");
+    }
+    // ARMv7-M and ARMv8-M Mainline load words from any address (LDR; the
+    // compiler assumes strict alignment and would read four bytes):
+    // `cfg(tinygen_unaligned_ldr)` reads the file's unaligned f32/i32
+    // values with one LDR. ARMv6-M (Cortex-M0/M0+) cannot.
+    if target.starts_with("thumbv7m")
+        || target.starts_with("thumbv7em")
+        || target.starts_with("thumbv8m.main")
+    {
+        println!("cargo::rustc-cfg=tinygen_unaligned_ldr");
     }
 }

@@ -16,9 +16,15 @@
 //! shift=0`, cycles on a chip), hands the pixels to the board's sink (a host
 //! file under QEMU, the defmt log on the nRF52840-DK), blinks three times and
 //! exits with a status the host sees.
+//!
+//! With the feature `bench-kernels` (QEMU board only) it samples nothing: it
+//! runs the kernel benchmark of [`bench_kernels`] and exits with its verdict.
 
 #![no_std]
 #![no_main]
+// The kernel benchmark replaces sampling: the sampling code still compiles,
+// but nothing calls it.
+#![cfg_attr(feature = "bench-kernels", allow(dead_code))]
 
 #[cfg(all(feature = "qemu", feature = "nrf52840dk"))]
 compile_error!(
@@ -27,6 +33,11 @@ compile_error!(
 );
 #[cfg(not(any(feature = "qemu", feature = "nrf52840dk")))]
 compile_error!("choose a board: feature `qemu` (the default) or `nrf52840dk`");
+#[cfg(all(feature = "bench-kernels", feature = "nrf52840dk"))]
+compile_error!(
+    "feature `bench-kernels` runs on the QEMU board only: build it with the default \
+     features (`--features bench-kernels`)"
+);
 
 #[cfg(feature = "qemu")]
 #[path = "board/qemu.rs"]
@@ -36,6 +47,8 @@ mod board;
 #[path = "board/nrf52840dk.rs"]
 mod board;
 
+#[cfg(feature = "bench-kernels")]
+mod bench_kernels;
 mod ticks;
 
 /// Build-time configuration and the embedded model (see build.rs).
@@ -99,17 +112,27 @@ static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    let mut b = board::init();
+    let b = board::init();
+    #[cfg(not(feature = "bench-kernels"))]
+    let ok = sample(b);
+    #[cfg(feature = "bench-kernels")]
+    let ok = bench_kernels::run(b);
+    board::exit(ok)
+}
+
+/// Samples the embedded model and logs the outcome; `true` on success.
+fn sample(mut b: board::Board) -> bool {
     let arena = &raw mut ARENA;
-    // SAFETY: `main` runs once and never returns, and no interrupt handler
-    // touches ARENA, so this is the only reference ever made to it.
+    // SAFETY: `sample` runs once, from `main`, which never returns, and no
+    // interrupt handler touches ARENA, so this is the only reference ever
+    // made to it.
     let arena = unsafe { &mut *arena };
     let result = run(arena.as_mut_slice(), &mut b.led, &mut b.delay);
     match result {
         Ok(()) => defmt::info!("done"),
         Err(e) => defmt::error!("failed: {}", e),
     }
-    board::exit(result.is_ok())
+    result.is_ok()
 }
 
 fn run(

@@ -548,15 +548,35 @@ impl ModelFile<'_> {
 /// Reads f32 number `i` of a little-endian blob.
 #[inline(always)]
 pub(crate) fn f32_at(blob: &[u8], i: usize) -> f32 {
-    let b = &blob[4 * i..4 * i + 4];
-    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    f32::from_bits(u32_at(blob, i))
 }
 
 /// Reads i32 number `i` of a little-endian blob.
 #[inline(always)]
 pub(crate) fn i32_at(blob: &[u8], i: usize) -> i32 {
+    u32_at(blob, i) as i32
+}
+
+/// Reads u32 number `i` of a little-endian blob (blobs have no alignment):
+/// one unaligned LDR on cores that have it (the compiler would assemble
+/// four bytes), `from_le_bytes` elsewhere.
+#[inline(always)]
+pub(crate) fn u32_at(blob: &[u8], i: usize) -> u32 {
     let b = &blob[4 * i..4 * i + 4];
-    i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    #[cfg(tinygen_unaligned_ldr)]
+    {
+        let v: u32;
+        // SAFETY: `b` is 4 readable bytes (sliced above); these cores load
+        // a word from any address (little-endian, as the file); the asm
+        // only reads them.
+        unsafe {
+            core::arch::asm!("ldr {v}, [{p}]", v = lateout(reg) v, p = in(reg) b.as_ptr(),
+                options(pure, readonly, nostack, preserves_flags));
+        }
+        v
+    }
+    #[cfg(not(tinygen_unaligned_ldr))]
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 #[cfg(test)]

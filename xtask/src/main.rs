@@ -1,10 +1,16 @@
-//! `cargo xtask demo | test | bench | models` (the cargo-xtask pattern: plain
-//! Rust instead of shell scripts, run from anywhere in the repository).
+//! `cargo xtask demo | test | bench | bench-kernels | quality | models` (the
+//! cargo-xtask pattern: plain Rust instead of shell scripts, run from
+//! anywhere in the repository).
 //!
 //! Every command installs what it needs first: the rustup targets, and
 //! `qemu-system-arm` through apt-get when running as root (otherwise it stops
-//! with the exact command to run); `demo` and `bench` also `cargo install`
-//! defmt-print to decode the firmware's log.
+//! with the exact command to run); `demo`, `bench` and `bench-kernels` also
+//! `cargo install` defmt-print to decode the firmware's log.
+//!
+//! `bench-kernels` times every int8 kernel shape of
+//! `firmware/src/bench_kernels.rs` on the emulated Cortex-M4, reference vs
+//! optimized, checks their outputs are equal, and prints the table (also
+//! written to `out/bench-kernels.md`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -35,6 +41,10 @@ commands:
                        every generative file in f32, f16 (converted) and int8, IWAE k = N
                        (default 1000; the VAE rows take most of the time), N samples per file
                        (default 1000); prints the tables and writes BENCHMARKS.md
+  bench-kernels        every int8 kernel shape (CMSIS-NN's five, the shipped models' layers)
+                       on the emulated Cortex-M4: reference vs optimized instructions per MAC,
+                       against CMSIS-NN; checks the outputs are equal; prints the table and
+                       writes out/bench-kernels.md
   quality [--k N] [--samples N] [--test-images N] [--fresh]
                        only bench's quality table (no QEMU), printed; BENCHMARKS.md unchanged
                        (--test-images, also taken by bench: a quick look at the first N only;
@@ -68,6 +78,10 @@ fn real_main() -> Result<()> {
         Some("test") => test(&root),
         Some("demo") => demo(&root, epochs_flag(&args[1..], 15)?),
         Some("bench") => bench(&root, quality::parse_flags(&args[1..])?),
+        Some("bench-kernels") => match &args[1..] {
+            [] => bench_kernels(&root),
+            extra => bail!("bench-kernels takes no arguments, got {extra:?}\n\n{USAGE}"),
+        },
         Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
         Some("quality") => quality::quality_only(&root, quality::parse_flags(&args[1..])?),
         Some("-h" | "--help" | "help") | None => {
@@ -288,8 +302,20 @@ fn test(root: &Path) -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
 
-    step("firmware: clippy (QEMU board and nRF52840-DK) and release builds");
+    step("firmware: clippy (QEMU board, its kernel benchmark, nRF52840-DK) and release builds");
     run(&fw, &c, ["clippy", "--", "-D", "warnings"])?;
+    run(
+        &fw,
+        &c,
+        [
+            "clippy",
+            "--features",
+            "bench-kernels",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     run(
         &fw,
         &c,
@@ -372,23 +398,28 @@ fn figure(info: &serde_json::Value, name: &str) -> Option<f64> {
     info["figures"][name].as_f64()
 }
 
-/// Decodes the firmware's defmt log and returns it with the mean
-/// instructions per sample it reports.
-fn decode_log(run: &firmware::FirmwareRun) -> Result<(String, Option<u64>)> {
+/// Decodes the defmt frames `frames` that the firmware `elf` logged.
+fn defmt_decode(elf: &Path, frames: &[u8]) -> Result<String> {
     use std::io::Write;
     let mut child = Command::new("defmt-print")
         .arg("-e")
-        .arg(&run.elf)
+        .arg(elf)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("cannot start defmt-print (cargo install defmt-print --locked)")?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&run.stdout)?;
+        stdin.write_all(frames)?;
     }
     let out = child.wait_with_output()?;
-    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Decodes the firmware's defmt log and returns it with the mean
+/// instructions per sample it reports.
+fn decode_log(run: &firmware::FirmwareRun) -> Result<(String, Option<u64>)> {
+    let log = defmt_decode(&run.elf, &run.stdout)?;
     let mean = log
         .lines()
         .filter(|l| l.contains("instructions per sample"))
@@ -986,6 +1017,7 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions) -> Result<()> {
             insns.map_or("n/a".into(), |v| v.to_string()),
         ));
     }
+    let kernels = bench_kernels_section(root)?;
     let training = training_section(&tinygen, root, &out)?;
 
     let mut md = String::from(
@@ -1003,6 +1035,8 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions) -> Result<()> {
         "\nInstructions per sample: the firmware's SysTick under `qemu-system-arm -machine mps2-an386 -icount shift=0`.\n\
          Firmware flash: loadable flash segments of the release ELF (code + embedded model).\n",
     );
+    md.push('\n');
+    md.push_str(&kernels);
     md.push_str(&training);
     md.push_str(&quality::quality_section(
         &tinygen,
@@ -1014,5 +1048,172 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions) -> Result<()> {
     std::fs::write(root.join("BENCHMARKS.md"), &md)?;
     println!("\n{md}");
     println!("wrote BENCHMARKS.md");
+    Ok(())
+}
+
+/// CMSIS-NN on the same shapes (../shared/perf/cmsis-nn-m4.md): case name
+/// as the kernel benchmark logs it, CMSIS-NN instructions per MAC, and the
+/// project's bar (0.8x CMSIS-NN's count, rounded).
+const CMSIS_NN: [(&str, f64, f64); 5] = [
+    ("conv 14x14x16->16 3x3 p1", 2.33, 1.85),
+    ("conv 28x28x1->32 7x7 p3", 3.88, 3.1),
+    ("conv 28x28x32->32 3x3 p1", 1.93, 1.55),
+    ("fc 784->400", 1.94, 1.55),
+    ("convT 7x7x64->14x14x32 k4 s2 p1", 2.65, 2.1),
+];
+
+/// One line of the kernel benchmark's log.
+struct KernelRow {
+    name: String,
+    macs: u64,
+    reference: u64,
+    optimized: u64,
+    scratch_bytes: u64,
+    equal: bool,
+}
+
+/// Parses `bench-kernel NAME: macs N reference N optimized N scratch_bytes N
+/// equal BOOL` (firmware/src/bench_kernels.rs); `None` for other lines.
+fn parse_kernel_line(line: &str) -> Option<KernelRow> {
+    let (_, rest) = line.split_once("bench-kernel ")?;
+    let (name, rest) = rest.split_once(": ")?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let field = |key: &str| {
+        words
+            .chunks_exact(2)
+            .find(|kv| kv[0] == key)
+            .map(|kv| kv[1])
+    };
+    let num = |key: &str| field(key)?.parse::<u64>().ok();
+    Some(KernelRow {
+        name: name.to_string(),
+        macs: num("macs")?,
+        reference: num("reference")?,
+        optimized: num("optimized")?,
+        scratch_bytes: num("scratch_bytes")?,
+        equal: field("equal")?.parse().ok()?,
+    })
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut s = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            s.push(',');
+        }
+        s.push(ch);
+    }
+    s
+}
+
+/// The kernel table in markdown, one row per case.
+fn kernel_table(rows: &[KernelRow]) -> String {
+    let mut md = String::from(
+        "| case | MACs | reference instructions | reference insn/MAC | optimized instructions \
+         | optimized insn/MAC | speed-up | CMSIS-NN insn/MAC | bar 0.8x CMSIS | meets bar \
+         | scratch bytes | equal |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |\n",
+    );
+    for r in rows {
+        let per_mac = |n: u64| n as f64 / r.macs.max(1) as f64;
+        let opt = per_mac(r.optimized);
+        let (cmsis, bar, meets) = match CMSIS_NN.iter().find(|c| c.0 == r.name) {
+            Some(&(_, cmsis, bar)) => (
+                format!("{cmsis:.2}"),
+                format!("{bar:.2}"),
+                if opt <= bar { "yes" } else { "no" }.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {} | {opt:.3} | {:.1}x | {cmsis} | {bar} | {meets} | {} | {} |\n",
+            r.name,
+            thousands(r.macs),
+            thousands(r.reference),
+            per_mac(r.reference),
+            thousands(r.optimized),
+            r.reference as f64 / r.optimized.max(1) as f64,
+            r.scratch_bytes,
+            if r.equal { "yes" } else { "NO" },
+        ));
+    }
+    md
+}
+
+/// Builds the firmware with `--features bench-kernels`, runs it under QEMU
+/// (mps2-an386, `-icount shift=0`) and returns the kernel section of the
+/// benchmarks in markdown: one row per kernel shape, reference vs optimized
+/// instruction counts, against CMSIS-NN. Fails, after printing the table and
+/// the log, if the firmware fails or any optimized output differs from the
+/// reference's. Needs the thumb target, QEMU and defmt-print (see
+/// [`bench_kernels`]).
+fn bench_kernels_section(root: &Path) -> Result<String> {
+    let out = root.join("out").join("bench-kernels");
+    step("kernel benchmark: build the firmware with --features bench-kernels (release)");
+    let elf = firmware::build_bench_kernels(&out).map_err(anyhow::Error::msg)?;
+    step("kernel benchmark: run it on QEMU's Cortex-M4 (mps2-an386, -icount shift=0)");
+    let exit = firmware::qemu(&elf, &out, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
+    let log = defmt_decode(&elf, &exit.stdout)?;
+    std::fs::write(out.join("firmware.log"), &log)?;
+    let rows: Vec<KernelRow> = log.lines().filter_map(parse_kernel_line).collect();
+    let table = kernel_table(&rows);
+    let differ: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.equal)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !exit.success || rows.is_empty() || !differ.is_empty() {
+        println!("\n{log}\n{table}");
+        bail!(
+            "the kernel benchmark failed (QEMU exited with {}; optimized output differs from \
+             the reference in: {}); log in {}\n{}",
+            exit.status,
+            if differ.is_empty() {
+                "none".to_string()
+            } else {
+                differ.join(", ")
+            },
+            out.join("firmware.log").display(),
+            exit.stderr
+        );
+    }
+    Ok(format!(
+        "## Int8 kernels on the Cortex-M4\n\n\
+         `cargo xtask bench-kernels`: each kernel shape once through the reference kernel \
+         (`kernels::reference`) and once through the optimized one (`kernels::*_i8`, the one the \
+         samplers run), with pseudo-random int8 inputs and weights, on QEMU's emulated Cortex-M4F \
+         (`qemu-system-arm -machine mps2-an386 -icount shift=0`). Counts are **instructions**, not \
+         cycles (the firmware's SysTick under `-icount shift=0`: 1 tick = 40 instructions; QEMU \
+         does not model the M4 pipeline, where nearly every instruction here is one cycle). MACs \
+         are nominal: every tap, padding and masked taps included. The first five shapes are \
+         those CMSIS-NN was measured on the same way (`../shared/perf/cmsis-nn-m4.md`); the bar \
+         is 0.8x CMSIS-NN's instructions per MAC. The others are the shipped models' layers \
+         (28x28 images, whole tensors); `convT 7x7x64->14x14x32` is also the GAN's, and \
+         `masked 1x1 B 32->1` is both the PixelCNN's and the PixelRNN's output layer. \
+         Scratch bytes: the scratch memory (u32 words) the optimized kernel takes. Equal: the two \
+         outputs are identical byte for byte.\n\n{table}"
+    ))
+}
+
+/// `cargo xtask bench-kernels`: prints [`bench_kernels_section`]'s table
+/// and writes it to `out/bench-kernels.md`.
+fn bench_kernels(root: &Path) -> Result<()> {
+    ensure_targets(root)?;
+    ensure_qemu()?;
+    ensure_defmt_print(root)?;
+    let section = bench_kernels_section(root)?;
+    let md = format!(
+        "# tinygen int8 kernel benchmark\n\n\
+         Generated by `cargo xtask bench-kernels` on QEMU's emulated Cortex-M4F (mps2-an386); \
+         counts are instructions (QEMU `-icount shift=0`, SysTick), not cycles.\n\n{section}"
+    );
+    let out = root.join("out");
+    std::fs::create_dir_all(&out)?;
+    let path = out.join("bench-kernels.md");
+    std::fs::write(&path, &md)?;
+    println!("\n{md}");
+    println!("wrote {}", path.display());
     Ok(())
 }
