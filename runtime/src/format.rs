@@ -557,6 +557,36 @@ pub(crate) fn i32_at(blob: &[u8], i: usize) -> i32 {
     u32_at(blob, i) as i32
 }
 
+/// [`u32_at`] without the bounds check.
+///
+/// # Safety
+///
+/// `4 * i + 4 <= blob.len()`.
+#[inline(always)]
+pub(crate) unsafe fn u32_at_unchecked(blob: &[u8], i: usize) -> u32 {
+    #[cfg(tinygen_unaligned_ldr)]
+    {
+        let v: u32;
+        // SAFETY: 4 readable bytes at blob + 4i (the caller's guarantee);
+        // these cores load a word from any address; the asm only reads
+        // them. Base and offset stay separate operands, so the rows of a
+        // kernel block share one offset register.
+        unsafe {
+            core::arch::asm!("ldr {v}, [{p}, {o}]", v = lateout(reg) v, p = in(reg) blob.as_ptr(),
+                o = in(reg) 4 * i, options(pure, readonly, nostack, preserves_flags));
+        }
+        v
+    }
+    #[cfg(not(tinygen_unaligned_ldr))]
+    {
+        // SAFETY: the caller guarantees the 4 bytes are in the blob;
+        // read_unaligned has no alignment requirement.
+        let p = unsafe { blob.as_ptr().add(4 * i) };
+        // SAFETY: as above.
+        u32::from_le(unsafe { core::ptr::read_unaligned(p.cast::<u32>()) })
+    }
+}
+
 /// Reads u32 number `i` of a little-endian blob (blobs have no alignment):
 /// one unaligned LDR on cores that have it (the compiler would assemble
 /// four bytes), `from_le_bytes` elsewhere.

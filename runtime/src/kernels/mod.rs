@@ -9,7 +9,7 @@
 //! exact; property tests check every kernel). The names re-exported here
 //! are the ones the samplers run, on the host and on the board alike,
 //! which is what makes their output bytes identical: the optimized int8
-//! kernels, and the reference f32/f16 kernels. The reference stays
+//! kernels, and the blocked f32/f16 ones. The reference stays
 //! callable everywhere as the test oracle. Kernels take slices and a
 //! geometry that [`crate::Plan`] has already checked; they cannot fail.
 
@@ -18,11 +18,14 @@ pub mod reference;
 
 use crate::format::{Mask, Op, Shape};
 
+pub use fast::float::{
+    conv2d_f32, conv_transpose2d_f32, dense_f32, masked_conv2d_at_f32, masked_conv2d_f32,
+    row_lstm_at_f32, row_lstm_f32, stack_conv2d_f32, stack_conv2d_h_at_f32, stack_conv2d_v_row_f32,
+};
 pub use fast::{
     conv2d_i8, conv_transpose2d_i8, dense_i8, masked_conv2d_at_i8, masked_conv2d_i8,
     row_lstm_at_i8, row_lstm_i8, stack_conv2d_h_at_i8, stack_conv2d_i8, stack_conv2d_v_row_i8,
 };
-pub use reference::*;
 
 /// Geometry of a convolution or transposed convolution (square kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +261,16 @@ impl LstmGeom {
 pub trait FloatWeights: Copy {
     /// Weight number `i`.
     fn at(&self, i: usize) -> f32;
+    /// The `n` weights from number `i` (bounds checked here, once).
+    fn sub(self, i: usize, n: usize) -> Self;
+    /// Weight number `i`, not bounds checked.
+    ///
+    /// # Safety
+    ///
+    /// `i` is less than the number of weights (the `n` of a [`sub`]).
+    ///
+    /// [`sub`]: FloatWeights::sub
+    unsafe fn at_unchecked(&self, i: usize) -> f32;
 }
 
 /// f32 little-endian weights.
@@ -273,6 +286,16 @@ impl FloatWeights for F32Le<'_> {
     fn at(&self, i: usize) -> f32 {
         crate::format::f32_at(self.0, i)
     }
+    #[inline(always)]
+    fn sub(self, i: usize, n: usize) -> Self {
+        F32Le(&self.0[4 * i..4 * (i + n)])
+    }
+    #[inline(always)]
+    unsafe fn at_unchecked(&self, i: usize) -> f32 {
+        // SAFETY: the caller keeps i below the weights' count, so bytes
+        // 4i..4i + 4 are in the blob.
+        f32::from_bits(unsafe { crate::format::u32_at_unchecked(self.0, i) })
+    }
 }
 
 impl FloatWeights for F16Le<'_> {
@@ -280,6 +303,22 @@ impl FloatWeights for F16Le<'_> {
     fn at(&self, i: usize) -> f32 {
         let b = &self.0[2 * i..2 * i + 2];
         f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))
+    }
+    #[inline(always)]
+    fn sub(self, i: usize, n: usize) -> Self {
+        F16Le(&self.0[2 * i..2 * (i + n)])
+    }
+    #[inline(always)]
+    unsafe fn at_unchecked(&self, i: usize) -> f32 {
+        // SAFETY: the caller keeps i below the weights' count, so bytes
+        // 2i and 2i + 1 are in the blob.
+        let (lo, hi) = unsafe {
+            (
+                *self.0.get_unchecked(2 * i),
+                *self.0.get_unchecked(2 * i + 1),
+            )
+        };
+        f16_bits_to_f32(u16::from_le_bytes([lo, hi]))
     }
 }
 

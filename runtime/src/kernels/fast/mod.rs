@@ -1,4 +1,6 @@
-//! Optimized int8 kernels: the same results as [`super::reference`], bit
+//! Optimized kernels. [`float`]: f32 activations (f32 or f16 weights),
+//! blocked over output channels in the reference's order of operations.
+//! This module: int8, the same results as [`super::reference`], bit
 //! for bit, computed as blocked dot products over columns (see
 //! [`engine`]): each kernel writes the (zero-point-shifted, widened)
 //! activations an output reads into a column in scratch memory once, then
@@ -11,6 +13,7 @@
 //! unchanged (CHW activations, the file's weight order).
 
 pub mod engine;
+pub mod float;
 #[cfg(test)]
 mod tests;
 
@@ -517,11 +520,22 @@ pub fn masked_conv2d_at_i8_with<E: Engine>(
     scratch: &mut [u32],
 ) {
     let c = g.k / 2;
-    let (n_seg, len, seg_stride) = masked_segs(g);
+    let (n_seg, len, _) = masked_segs(g);
     let sw = col_words(len);
     let col = &mut scratch[..n_seg * sw];
     {
         let mut wr = ColWriter::new(col);
+        if g.k == 1 {
+            // One segment: every input channel at (y, x), or none (mask A).
+            if g.mask_b {
+                let at = (y % g.in_rows) * g.w + xp;
+                wr.strided(&x[at..], g.in_c, g.in_rows * g.w, q.in_zp);
+            } else {
+                wr.zeros(g.in_c);
+            }
+            wr.finish();
+            return masked_rows::<E>(g, w, bias, q, out, (y, xp), col);
+        }
         let x0 = xp as isize - c as isize;
         let full = inside(x0, g.k, g.w, g.k);
         // Centre row: columns < c (mask A) or <= c (mask B).
@@ -538,6 +552,22 @@ pub fn masked_conv2d_at_i8_with<E: Engine>(
         }
         wr.finish();
     }
+    masked_rows::<E>(g, w, bias, q, out, (y, xp), col)
+}
+
+/// The output channels of a masked convolution at (`y`, `x`) over its
+/// column (segments of [`masked_segs`]).
+fn masked_rows<E: Engine>(
+    g: &MaskedGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    (y, xp): (usize, usize),
+    col: &[u32],
+) {
+    let (n_seg, len, seg_stride) = masked_segs(g);
+    let sw = col_words(len);
     let orow = y % g.out_rows;
     let row_stride = g.in_c * g.k * g.k;
     let put = |out: &mut [i8], o: usize, a: i32| {

@@ -294,3 +294,151 @@ fn random_requantization_spreads_outputs() {
     let clamped = y.iter().filter(|&&v| v == 127 || v == -128).count();
     assert!(distinct > 20 && clamped < out / 4, "{y:?}");
 }
+
+/// Random f32 values in [-2, 2) (and a few exact zeros), little-endian.
+fn f32s(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let u = rng.next_u32();
+            if u.is_multiple_of(17) {
+                0.0
+            } else {
+                (u >> 8) as f32 / (1u32 << 22) as f32 - 2.0
+            }
+        })
+        .collect()
+}
+fn le32(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+/// The same values as f16 bits (weights of an f16 file).
+fn le16(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|&x| half::f16::from_f32(x).to_bits().to_le_bytes())
+        .collect()
+}
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs a kernel with the weights `$wv` as f32 and as f16 into `$n`
+/// outputs: the blocked kernel (`$fast`) must give the reference's bits.
+macro_rules! f32_case {
+    ($wv:expr, $n:expr, |$w:ident, $out:ident| $reference:expr, $fast:expr) => {{
+        let b32 = le32(&$wv);
+        let b16 = le16(&$wv);
+        {
+            let $w = crate::kernels::F32Le(&b32);
+            let mut want = std::vec![0.5f32; $n];
+            let mut got = std::vec![0.5f32; $n];
+            {
+                let $out = &mut want[..];
+                $reference;
+            }
+            {
+                let $out = &mut got[..];
+                $fast;
+            }
+            prop_assert_eq!(bits(&got), bits(&want), "f32 weights");
+        }
+        {
+            let $w = crate::kernels::F16Le(&b16);
+            let mut want = std::vec![0.5f32; $n];
+            let mut got = std::vec![0.5f32; $n];
+            {
+                let $out = &mut want[..];
+                $reference;
+            }
+            {
+                let $out = &mut got[..];
+                $fast;
+            }
+            prop_assert_eq!(bits(&got), bits(&want), "f16 weights");
+        }
+    }};
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn float_dense_conv_conv_t(
+        in_c in 1usize..5, out_c in 1usize..10, h in 1usize..7, w in 1usize..7,
+        k in 1usize..5, stride in 1usize..3, pad in 0usize..2, relu: bool, seed in 0u64..10_000,
+    ) {
+        use super::float as f;
+        let mut rng = Rng::new(seed);
+        let x = f32s(&mut rng, in_c * h * w);
+        let b = le32(&f32s(&mut rng, out_c));
+        let n = in_c * h * w;
+        let wd = f32s(&mut rng, n * out_c);
+        f32_case!(wd, out_c, |wt, out| r::dense_f32(&x, wt, &b, out, relu), f::dense_f32(&x, wt, &b, out, relu));
+        if h + 2 * pad >= k && w + 2 * pad >= k {
+            let g = ConvGeom {
+                in_c, in_h: h, in_w: w, out_c,
+                out_h: (h + 2 * pad - k) / stride + 1, out_w: (w + 2 * pad - k) / stride + 1,
+                k, stride, pad,
+            };
+            let wc = f32s(&mut rng, out_c * in_c * k * k);
+            let m = out_c * g.out_h * g.out_w;
+            f32_case!(wc, m, |wt, out| r::conv2d_f32(&x, &g, wt, &b, out, relu), f::conv2d_f32(&x, &g, wt, &b, out, relu));
+        }
+        let (oh, ow) = ((h - 1) * stride + k, (w - 1) * stride + k);
+        if oh > 2 * pad && ow > 2 * pad {
+            let g = ConvGeom {
+                in_c, in_h: h, in_w: w, out_c, out_h: oh - 2 * pad, out_w: ow - 2 * pad,
+                k, stride, pad,
+            };
+            {
+                let wc = f32s(&mut rng, out_c * in_c * k * k);
+                let m = out_c * g.out_h * g.out_w;
+                f32_case!(wc, m, |wt, out| r::conv_transpose2d_f32(&x, &g, wt, &b, out, relu), f::conv_transpose2d_f32(&x, &g, wt, &b, out, relu));
+            }
+        }
+    }
+
+    #[test]
+    fn float_masked_stack_lstm(
+        in_c in 1usize..5, in_v in 0usize..3, out_c in 1usize..10, out_v in 0usize..10,
+        h in 1usize..6, w in 1usize..7, kh in 0usize..3, mask_b: bool, relu: bool,
+        hidden in 1usize..6, ring: bool, seed in 0u64..10_000,
+    ) {
+        use super::float as f;
+        let k = 2 * kh + 1;
+        let mut rng = Rng::new(seed);
+        let (y, xp) = ((seed as usize / 7) % h, (seed as usize / 3) % w);
+        // Masked, one position over ring buffers or whole tensors.
+        let (in_rows, out_rows) = if ring { ((k / 2 + 1).min(h), 1) } else { (h, h) };
+        let g = MaskedGeom { in_c, out_c, h, w, k, mask_b, in_rows, out_rows };
+        let x = f32s(&mut rng, in_c * h * w);
+        let b = le32(&f32s(&mut rng, 4 * hidden.max(out_c)));
+        let wm = f32s(&mut rng, out_c * in_c * k * k);
+        let m = out_c * h * w;
+        f32_case!(wm, m, |wt, out| r::masked_conv2d_at_f32(&x, &g, wt, &b, out, relu, y, xp), f::masked_conv2d_at_f32(&x, &g, wt, &b, out, relu, y, xp));
+        // Two stacks, one pixel's horizontal and one row's vertical outputs.
+        let in_v = in_v.min(in_c - 1);
+        let out_v = out_v.min(out_c);
+        let (in_rows, out_rows) = if ring { ((k / 2 + 1).max(2).min(h), 1) } else { (h, h) };
+        let g = StackGeom { in_c, in_v, out_c, out_v, h, w, k, mask_b, in_rows, out_rows };
+        let ws = f32s(&mut rng, g.weight_len());
+        f32_case!(ws, m, |wt, out| {
+            r::stack_conv2d_h_at_f32(&x, &g, wt, &b, out, relu, y, xp);
+            r::stack_conv2d_v_row_f32(&x, &g, wt, &b, out, relu, y)
+        }, {
+            f::stack_conv2d_h_at_f32(&x, &g, wt, &b, out, relu, y, xp);
+            f::stack_conv2d_v_row_f32(&x, &g, wt, &b, out, relu, y)
+        });
+        // Row LSTM over the whole image (hidden states; cell rows compared
+        // through the states they produce).
+        let g = LstmGeom { in_c, hidden, h, w, k_in: k, mask_b, k_state: 2 * (kh % 2) + 1, in_rows: h, out_rows: h };
+        let wl = f32s(&mut rng, g.w_is_len() + g.w_ss_len());
+        let n = hidden * h * w;
+        f32_case!(wl, n, |wt, out| {
+            let mut cell = std::vec![0f32; hidden * w];
+            r::row_lstm_f32(&x, &g, wt, &b, out, &mut cell)
+        }, {
+            let mut cell = std::vec![0f32; hidden * w];
+            f::row_lstm_f32(&x, &g, wt, &b, out, &mut cell)
+        });
+    }
+}

@@ -7,7 +7,13 @@ use crate::kernels::{ConvGeom, FloatWeights, RequantI8};
 /// Calls `f(w_index, x_index)` for every tap of output pixel (`o`, `oy`,
 /// `ox`) of a convolution that reads inside the input.
 #[inline(always)]
-fn conv_taps(g: &ConvGeom, o: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
+pub(crate) fn conv_taps(
+    g: &ConvGeom,
+    o: usize,
+    oy: usize,
+    ox: usize,
+    mut f: impl FnMut(usize, usize),
+) {
     for i in 0..g.in_c {
         for ky in 0..g.k {
             let iy = (oy * g.stride + ky) as isize - g.pad as isize;

@@ -31,7 +31,13 @@ fn conv_t_first(o: usize, pad: usize, s: usize, k: usize, n: usize) -> (usize, u
 /// (no scratch accumulator). Only the taps that hit are visited, stepping by
 /// the stride, so no work is spent on the (s^2 - 1) / s^2 that miss.
 #[inline(always)]
-fn conv_t_taps(g: &ConvGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+pub(crate) fn conv_t_taps(
+    g: &ConvGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize),
+) {
     let s = g.stride;
     let (ky0, iy0) = conv_t_first(y, g.pad, s, g.k, g.in_h);
     let (kx0, ix0) = conv_t_first(x, g.pad, s, g.k, g.in_w);

@@ -28,7 +28,7 @@ fn lstm_taps(g: &LstmGeom, x: usize) -> ((usize, usize), (usize, usize)) {
 /// `w_index` counts from the start of the weight blob (`w_ss` follows
 /// `w_is`); `h_index` is into the output buffer, row `y - 1`.
 #[inline(always)]
-fn lstm_gate_taps<A>(
+pub(crate) fn lstm_gate_taps<A>(
     g: &LstmGeom,
     r: usize,
     y: usize,
@@ -36,6 +36,39 @@ fn lstm_gate_taps<A>(
     acc: &mut A,
     f: impl Fn(&mut A, usize, usize),
     s: impl Fn(&mut A, usize, usize),
+) {
+    lstm_gate_runs(
+        g,
+        r,
+        y,
+        x,
+        acc,
+        |a, w0, x0, n| {
+            for t in 0..n {
+                f(a, w0 + t, x0 + t)
+            }
+        },
+        |a, w0, h0, n| {
+            for t in 0..n {
+                s(a, w0 + t, h0 + t)
+            }
+        },
+    )
+}
+
+/// [`lstm_gate_taps`] by runs: `f(acc, w_index, x_index, n)` for the `n`
+/// consecutive input-to-state taps of each input channel, then
+/// `s(acc, w_index, h_index, n)` for the state-to-state taps of each
+/// hidden channel (when `y > 0`).
+#[inline(always)]
+pub(crate) fn lstm_gate_runs<A>(
+    g: &LstmGeom,
+    r: usize,
+    y: usize,
+    x: usize,
+    acc: &mut A,
+    f: impl Fn(&mut A, usize, usize, usize),
+    s: impl Fn(&mut A, usize, usize, usize),
 ) {
     let ((t0, t1), (s0, s1)) = lstm_taps(g, x);
     let (ci, cs) = (g.k_in / 2, g.k_state / 2);
@@ -46,8 +79,8 @@ fn lstm_gate_taps<A>(
         let xrow = (i * g.in_rows + irow) * g.w + x;
         #[cfg(test)]
         mac_counter::add(t1.saturating_sub(t0));
-        for t in t0..t1 {
-            f(acc, wrow + t, xrow + t - ci);
+        if t1 > t0 {
+            f(acc, wrow + t0, xrow + t0 - ci, t1 - t0);
         }
     }
     if y == 0 {
@@ -60,8 +93,8 @@ fn lstm_gate_taps<A>(
         let hrow = (j * g.out_rows + prow) * g.w + x;
         #[cfg(test)]
         mac_counter::add(s1.saturating_sub(s0));
-        for t in s0..s1 {
-            s(acc, wrow + t, hrow + t - cs);
+        if s1 > s0 {
+            s(acc, wrow + s0, hrow + s0 - cs, s1 - s0);
         }
     }
 }
@@ -112,16 +145,25 @@ pub fn row_lstm_at_f32<W: FloatWeights>(
             );
             *p = acc;
         }
-        let i = crate::kernels::sigmoid_precise_f32(pre[0]);
-        let f = crate::kernels::sigmoid_precise_f32(pre[1]);
-        let o = crate::kernels::sigmoid_precise_f32(pre[2]);
-        let gg = crate::kernels::tanh_f32(pre[3]);
         let ci = j * g.w + xp;
         let c_prev = if y > 0 { cell[ci] } else { 0.0 };
-        let c = f * c_prev + i * gg;
+        let (c, hv) = lstm_unit_f32(pre, c_prev);
         cell[ci] = c;
-        h[(j * g.out_rows + orow) * g.w + xp] = o * crate::kernels::tanh_f32(c);
+        h[(j * g.out_rows + orow) * g.w + xp] = hv;
     }
+}
+
+/// The f32 Row LSTM's arithmetic after the gate sums `pre` (i, f, o, g):
+/// returns the new cell state and hidden value. Every f32 Row LSTM kernel
+/// (reference and optimized) ends here.
+#[inline(always)]
+pub(crate) fn lstm_unit_f32(pre: [f32; 4], c_prev: f32) -> (f32, f32) {
+    let i = crate::kernels::sigmoid_precise_f32(pre[0]);
+    let f = crate::kernels::sigmoid_precise_f32(pre[1]);
+    let o = crate::kernels::sigmoid_precise_f32(pre[2]);
+    let gg = crate::kernels::tanh_f32(pre[3]);
+    let c = f * c_prev + i * gg;
+    (c, o * crate::kernels::tanh_f32(c))
 }
 
 /// Row LSTM, f32 activations, over the whole image (buffers of `h` rows),

@@ -7,12 +7,19 @@ use super::{mac_i8, relu_if};
 use crate::format::{f32_at, i32_at};
 use crate::kernels::{FloatWeights, MaskedGeom, RequantI8};
 
-/// Calls `f(w_index, x_index)` for every unmasked tap of output pixel
-/// (`o`, `y`, `x`) of a masked convolution that reads inside the image, in
+/// Calls `f(w_index, x_index, n, 1)` for every run of `n` consecutive
+/// unmasked taps of output pixel (`o`, `y`, `x`) of a masked convolution
+/// that read inside the image (weights `w_index..`, inputs `x_index..`), in
 /// the fixed order input channel, kernel row, kernel column. Input row `iy`
 /// is read from buffer row `iy % g.in_rows`.
 #[inline(always)]
-fn masked_taps(g: &MaskedGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+pub(crate) fn masked_runs(
+    g: &MaskedGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
     let c = g.k / 2;
     // Kernel rows 0..=c (rows below the centre are all masked); on the
     // centre row, columns 0..c (mask A) or 0..=c (mask B).
@@ -29,11 +36,27 @@ fn masked_taps(g: &MaskedGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(u
             let xrow = (i * g.in_rows + iy % g.in_rows) * g.w + x;
             #[cfg(test)]
             mac_counter::add(kx_end.saturating_sub(kx0));
-            for kx in kx0..kx_end {
-                f(wrow + kx, xrow + kx - c);
+            if kx_end > kx0 {
+                f(wrow + kx0, xrow + kx0 - c, kx_end - kx0, 1);
             }
         }
     }
+}
+
+/// Calls `f(w_index, x_index)` for every tap of [`masked_runs`], in order.
+#[inline(always)]
+pub(crate) fn masked_taps(
+    g: &MaskedGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    masked_runs(g, o, y, x, |w0, x0, n, xs| {
+        for t in 0..n {
+            f(w0 + t, x0 + t * xs)
+        }
+    })
 }
 
 /// Masked convolution, f32 activations, at one position: every output

@@ -15,13 +15,17 @@ mod lstm;
 mod masked;
 mod stack;
 
+pub(crate) use conv::conv_taps;
 pub use conv::*;
+pub(crate) use conv_transpose::conv_t_taps;
 pub use conv_transpose::*;
 pub use dense::*;
-pub(crate) use lstm::lstm_unit_i8;
 pub use lstm::*;
+pub(crate) use lstm::{lstm_gate_runs, lstm_unit_f32, lstm_unit_i8};
+pub(crate) use masked::masked_runs;
 pub use masked::*;
 pub use stack::*;
+pub(crate) use stack::{stack_h_runs, stack_v_runs};
 
 /// Counts the multiply-accumulates the masked convolution really does (unit
 /// tests only: the sampler's MAC figures are checked against it).
@@ -42,7 +46,7 @@ pub(crate) mod mac_counter {
 }
 
 #[inline(always)]
-fn relu_if(v: f32, relu: bool) -> f32 {
+pub(crate) fn relu_if(v: f32, relu: bool) -> f32 {
     if relu && v < 0.0 {
         0.0
     } else {

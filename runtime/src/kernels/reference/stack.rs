@@ -7,12 +7,18 @@ use super::{mac_i8, relu_if};
 use crate::format::{f32_at, i32_at};
 use crate::kernels::{FloatWeights, RequantI8, StackGeom};
 
-/// Calls `f(w_index, x_index)` for every tap of vertical output `o` at
-/// (`y`, `x`) of a two-stack convolution that reads inside the image, in the
-/// fixed order input channel, kernel row, kernel column: input rows
-/// `y - k/2 ..= y`, whole kernel width.
+/// Calls `f(w_index, x_index, n, 1)` for every run of `n` taps of vertical
+/// output `o` at (`y`, `x`) of a two-stack convolution that read inside the
+/// image, in the fixed order input channel, kernel row, kernel column:
+/// input rows `y - k/2 ..= y`, whole kernel width.
 #[inline(always)]
-fn stack_v_taps(g: &StackGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+pub(crate) fn stack_v_runs(
+    g: &StackGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
     let c = g.k / 2;
     let ky0 = c.saturating_sub(y);
     let kx0 = c.saturating_sub(x);
@@ -25,41 +31,87 @@ fn stack_v_taps(g: &StackGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(u
             let xrow = (i * g.in_rows + iy % g.in_rows) * g.w + x;
             #[cfg(test)]
             mac_counter::add(kx_end.saturating_sub(kx0));
-            for kx in kx0..kx_end {
-                f(wrow + kx, xrow + kx - c);
+            if kx_end > kx0 {
+                f(wrow + kx0, xrow + kx0 - c, kx_end - kx0, 1);
             }
         }
     }
 }
 
-/// Calls `f(w_index, x_index)` for every tap of horizontal output `o`
-/// (`o >= out_v`) at (`y`, `x`) that reads inside the image: the
-/// horizontal inputs on row `y`, columns `x - k/2 ..` (up to `x - 1`, or
-/// `x` with mask B), then the vertical inputs at (`y - 1`, `x`).
+/// Calls `f(w_index, x_index)` for every tap of [`stack_v_runs`], in order.
 #[inline(always)]
-fn stack_h_taps(g: &StackGeom, o: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+pub(crate) fn stack_v_taps(
+    g: &StackGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    stack_v_runs(g, o, y, x, |w0, x0, n, xs| {
+        for t in 0..n {
+            f(w0 + t, x0 + t * xs)
+        }
+    })
+}
+
+/// Calls `f(w_index, x_index, n, x_stride)` for every run of `n` taps of
+/// horizontal output `o` (`o >= out_v`) at (`y`, `x`) that read inside the
+/// image: per horizontal input, its taps on row `y`, columns `x - k/2 ..`
+/// (up to `x - 1`, or `x` with mask B); then one run over the vertical
+/// inputs at (`y - 1`, `x`) (inputs `x_stride` apart).
+#[inline(always)]
+pub(crate) fn stack_h_runs(
+    g: &StackGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
     let c = g.k / 2;
     let n_h = g.n_h();
     let t0 = c.saturating_sub(x);
     let base = g.out_v * g.v_row_len() + (o - g.out_v) * g.h_row_len();
-    for (j, i) in (g.in_v..g.in_c).enumerate() {
-        let wrow = base + j * n_h;
-        // t < n_h <= c + 1: never right of x.
-        let xrow = (i * g.in_rows + y % g.in_rows) * g.w + x;
+    let n_hor = g.in_c - g.in_v;
+    let link = usize::from(y > 0 && g.in_v > 0);
+    // One call site for `f` (the horizontal runs, then the link), so that
+    // callers' closures inline.
+    for j in 0..n_hor + link {
+        let run = if j < n_hor {
+            let i = g.in_v + j;
+            // t < n_h <= c + 1: never right of x.
+            let xrow = (i * g.in_rows + y % g.in_rows) * g.w + x;
+            (
+                base + j * n_h + t0,
+                xrow + t0 - c,
+                n_h.saturating_sub(t0),
+                1,
+            )
+        } else {
+            let w0 = base + n_hor * n_h;
+            (w0, ((y - 1) % g.in_rows) * g.w + x, g.in_v, g.in_rows * g.w)
+        };
         #[cfg(test)]
-        mac_counter::add(n_h.saturating_sub(t0));
-        for t in t0..n_h {
-            f(wrow + t, xrow + t - c);
+        mac_counter::add(run.2);
+        if run.2 > 0 {
+            f(run.0, run.1, run.2, run.3);
         }
     }
-    if y > 0 {
-        let link = base + (g.in_c - g.in_v) * n_h;
-        #[cfg(test)]
-        mac_counter::add(g.in_v);
-        for i in 0..g.in_v {
-            f(link + i, (i * g.in_rows + (y - 1) % g.in_rows) * g.w + x);
+}
+
+/// Calls `f(w_index, x_index)` for every tap of [`stack_h_runs`], in order.
+#[inline(always)]
+pub(crate) fn stack_h_taps(
+    g: &StackGeom,
+    o: usize,
+    y: usize,
+    x: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    stack_h_runs(g, o, y, x, |w0, x0, n, xs| {
+        for t in 0..n {
+            f(w0 + t, x0 + t * xs)
         }
-    }
+    })
 }
 
 /// Two-stack convolution, f32 activations: the horizontal outputs of

@@ -1,0 +1,579 @@
+//! Optimized f32 kernels (f32 or f16 weights): the reference kernels'
+//! taps, in the reference order, for four output channels at once.
+//!
+//! Each output's accumulator sees exactly the reference's sequence of
+//! operations (bias, then every tap in order, one multiply and one add
+//! each, never fused), so the results are the reference's bit for bit; the
+//! speed comes from reading each activation once per four outputs and from
+//! the index arithmetic being shared. On the Cortex-M4F the multiply-add
+//! compiles to VMLA.F32, which rounds like a separate multiply and add.
+//!
+//! The four rows of a block sit at a fixed stride in the weight blob for
+//! every op (dense, convolution, transposed convolution, masked and
+//! two-stack convolutions, the Row LSTM's four gates of one channel), so a
+//! block is the reference's tap iterator for its first row plus that
+//! stride.
+
+use super::super::reference::{
+    conv_t_taps, conv_taps, lstm_gate_runs, lstm_unit_f32, masked_runs, relu_if, stack_h_runs,
+    stack_v_runs,
+};
+use super::super::{ConvGeom, FloatWeights, LstmGeom, MaskedGeom, StackGeom};
+use crate::format::f32_at;
+
+/// Output channels per block (eight accumulators and their weights fit the
+/// M4F's 32 single-precision registers).
+const B: usize = 8;
+
+/// Unit tests count the MACs the kernels do through the reference's tap
+/// iterators, which see one channel of a block: [`macs_before`] takes the
+/// count so far, [`macs_times`] puts it back with the block's taps times
+/// its channels. Nothing outside tests.
+#[cfg(test)]
+fn macs_before() -> u64 {
+    super::super::reference::mac_counter::take()
+}
+#[cfg(test)]
+fn macs_times(before: u64, channels: usize) {
+    let taps = super::super::reference::mac_counter::take();
+    super::super::reference::mac_counter::add((before + taps * channels as u64) as usize);
+}
+#[cfg(not(test))]
+#[inline(always)]
+fn macs_before() -> u64 {
+    0
+}
+#[cfg(not(test))]
+#[inline(always)]
+fn macs_times(_: u64, _: usize) {}
+
+/// The taps of one output channel at one position, in the reference order,
+/// as runs: `each(o, f)` calls `f(w_index, x_index, n, x_stride)` for `n`
+/// consecutive weights and inputs `x_stride` apart (the reference kernels'
+/// iterators).
+trait Runs {
+    fn each(&self, o: usize, f: impl FnMut(usize, usize, usize, usize));
+}
+
+struct Dense(usize);
+impl Runs for Dense {
+    #[inline(always)]
+    fn each(&self, o: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        if self.0 > 0 {
+            f(o * self.0, 0, self.0, 1)
+        }
+    }
+}
+
+struct Conv<'g>(&'g ConvGeom, usize, usize);
+impl Runs for Conv<'_> {
+    #[inline(always)]
+    fn each(&self, o: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        conv_taps(self.0, o, self.1, self.2, |wi, xi| f(wi, xi, 1, 1))
+    }
+}
+
+struct ConvT<'g>(&'g ConvGeom, usize, usize);
+impl Runs for ConvT<'_> {
+    #[inline(always)]
+    fn each(&self, o: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        conv_t_taps(self.0, o, self.1, self.2, |wi, xi| f(wi, xi, 1, 1))
+    }
+}
+
+struct Masked<'g>(&'g MaskedGeom, usize, usize);
+impl Runs for Masked<'_> {
+    #[inline(always)]
+    fn each(&self, o: usize, f: impl FnMut(usize, usize, usize, usize)) {
+        masked_runs(self.0, o, self.1, self.2, f)
+    }
+}
+
+struct StackV<'g>(&'g StackGeom, usize, usize);
+impl Runs for StackV<'_> {
+    #[inline(always)]
+    fn each(&self, o: usize, f: impl FnMut(usize, usize, usize, usize)) {
+        stack_v_runs(self.0, o, self.1, self.2, f)
+    }
+}
+
+struct StackH<'g>(&'g StackGeom, usize, usize);
+impl Runs for StackH<'_> {
+    #[inline(always)]
+    fn each(&self, o: usize, f: impl FnMut(usize, usize, usize, usize)) {
+        stack_h_runs(self.0, o, self.1, self.2, f)
+    }
+}
+
+/// Adds run (`w`'s first `n` weights, inputs `x[0], x[xs], ...`) to the
+/// `R` accumulators of rows `stride` apart, tap by tap.
+#[inline(always)]
+fn run<W: FloatWeights, const R: usize>(
+    acc: &mut [f32; R],
+    w: W,
+    stride: usize,
+    (w0, x, n, xs): (usize, &[f32], usize, usize),
+) {
+    // Bounds once per run: every weight row and the last input.
+    let rows: [W; R] = core::array::from_fn(|r| w.sub(w0 + r * stride, n));
+    let x = &x[..(n - 1) * xs + 1];
+    for t in 0..n {
+        // SAFETY: t * xs <= (n - 1) * xs < x.len(), and t < n, the length
+        // of every row.
+        let xv = unsafe { *x.get_unchecked(t * xs) };
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            // SAFETY: t < n, every row's length.
+            *a += unsafe { row.at_unchecked(t) } * xv;
+        }
+    }
+}
+
+/// [`run`] for two pixels whose inputs are `dx` apart (same weights).
+#[inline(always)]
+fn run2<W: FloatWeights, const R: usize>(
+    acc: &mut [[f32; 2]; R],
+    w: W,
+    stride: usize,
+    (w0, x, n, dx): (usize, &[f32], usize, usize),
+) {
+    let rows: [W; R] = core::array::from_fn(|r| w.sub(w0 + r * stride, n));
+    let x = &x[..n + dx];
+    for t in 0..n {
+        // SAFETY: t + dx < n + dx = x.len(); t < n, every row's length.
+        let (x0, x1) = unsafe { (*x.get_unchecked(t), *x.get_unchecked(t + dx)) };
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            // SAFETY: t < n, every row's length.
+            let wv = unsafe { row.at_unchecked(t) };
+            a[0] += wv * x0;
+            a[1] += wv * x1;
+        }
+    }
+}
+
+/// Runs output channels `o0..o1` in blocks of four (then one by one): for
+/// each block, the runs of its first channel `o` in the reference order;
+/// channel `o + r` reads weight `w_index + r * stride`. Accumulators start
+/// at the bias; `put(o, acc)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn blocks<W: FloatWeights>(
+    (o0, o1): (usize, usize),
+    w: W,
+    stride: usize,
+    bias: &[u8],
+    x: &[f32],
+    runs: &impl Runs,
+    mut put: impl FnMut(usize, f32),
+) {
+    let mut o = o0;
+    while o + B <= o1 {
+        let mut acc: [f32; B] = core::array::from_fn(|r| f32_at(bias, o + r));
+        let counted = macs_before();
+        runs.each(o, |w0, x0, n, xs| {
+            run(&mut acc, w, stride, (w0, &x[x0..], n, xs))
+        });
+        macs_times(counted, B);
+        for (r, a) in acc.into_iter().enumerate() {
+            put(o + r, a);
+        }
+        o += B;
+    }
+    while o < o1 {
+        let mut acc = [f32_at(bias, o)];
+        runs.each(o, |w0, x0, n, xs| {
+            run(&mut acc, w, 0, (w0, &x[x0..], n, xs))
+        });
+        put(o, acc[0]);
+        o += 1;
+    }
+}
+
+/// [`blocks`] for two pixels with the same runs, the second's inputs one
+/// column right (interior pixels of a row); unit input stride.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn blocks2<W: FloatWeights>(
+    (o0, o1): (usize, usize),
+    w: W,
+    stride: usize,
+    bias: &[u8],
+    x: &[f32],
+    runs: &impl Runs,
+    mut put: impl FnMut(usize, [f32; 2]),
+) {
+    let mut o = o0;
+    while o + B <= o1 {
+        let mut acc: [[f32; 2]; B] = core::array::from_fn(|r| [f32_at(bias, o + r); 2]);
+        let counted = macs_before();
+        runs.each(o, |w0, x0, n, _| {
+            run2(&mut acc, w, stride, (w0, &x[x0..], n, 1))
+        });
+        macs_times(counted, 2 * B);
+        for (r, a) in acc.into_iter().enumerate() {
+            put(o + r, a);
+        }
+        o += B;
+    }
+    while o < o1 {
+        let mut acc = [[f32_at(bias, o); 2]];
+        let counted = macs_before();
+        runs.each(o, |w0, x0, n, _| run2(&mut acc, w, 0, (w0, &x[x0..], n, 1)));
+        macs_times(counted, 2);
+        put(o, acc[0]);
+        o += 1;
+    }
+}
+
+/// Dense layer, f32 activations (see [`super::super::reference::dense_f32`]).
+pub fn dense_f32<W: FloatWeights>(x: &[f32], w: W, bias: &[u8], out: &mut [f32], relu: bool) {
+    let n = x.len();
+    blocks((0, out.len()), w, n, bias, x, &Dense(n), |o, a| {
+        out[o] = relu_if(a, relu)
+    });
+}
+
+/// 2-D convolution, f32 activations.
+pub fn conv2d_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &ConvGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+) {
+    let plane = g.out_h * g.out_w;
+    for oy in 0..g.out_h {
+        for ox in 0..g.out_w {
+            let p = oy * g.out_w + ox;
+            blocks(
+                (0, g.out_c),
+                w,
+                g.in_c * g.k * g.k,
+                bias,
+                x,
+                &Conv(g, oy, ox),
+                |o, a| out[o * plane + p] = relu_if(a, relu),
+            );
+        }
+    }
+}
+
+/// 2-D transposed convolution, f32 activations (weights
+/// `[in_c][out_c][k][k]`: channel `o + 1`'s taps are `k * k` further).
+pub fn conv_transpose2d_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &ConvGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+) {
+    let plane = g.out_h * g.out_w;
+    for y in 0..g.out_h {
+        for xo in 0..g.out_w {
+            let p = y * g.out_w + xo;
+            blocks(
+                (0, g.out_c),
+                w,
+                g.k * g.k,
+                bias,
+                x,
+                &ConvT(g, y, xo),
+                |o, a| out[o * plane + p] = relu_if(a, relu),
+            );
+        }
+    }
+}
+
+/// Masked convolution, f32 activations, at one position.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_conv2d_at_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &MaskedGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+    y: usize,
+    xp: usize,
+) {
+    let orow = y % g.out_rows;
+    blocks(
+        (0, g.out_c),
+        w,
+        g.in_c * g.k * g.k,
+        bias,
+        x,
+        &Masked(g, y, xp),
+        |o, a| out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu),
+    );
+}
+
+/// Masked convolution, f32 activations, over the whole image.
+pub fn masked_conv2d_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &MaskedGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+) {
+    for y in 0..g.h {
+        for xp in 0..g.w {
+            masked_conv2d_at_f32(x, g, w, bias, out, relu, y, xp);
+        }
+    }
+}
+
+/// Two-stack convolution, f32 activations: the horizontal outputs of pixel
+/// (`y`, `x`).
+///
+/// Away from the left edge (`x >= k / 2`) every horizontal input has all
+/// its taps, so a channel's weights are one contiguous row: each block
+/// checks its rows once and walks the inputs directly, in the reference's
+/// order (horizontal inputs and taps, then the link to the vertical stack).
+#[allow(clippy::too_many_arguments)]
+pub fn stack_conv2d_h_at_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &StackGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+    y: usize,
+    xp: usize,
+) {
+    let orow = y % g.out_rows;
+    let c = g.k / 2;
+    if xp < c {
+        return blocks(
+            (g.out_v, g.out_c),
+            w,
+            g.h_row_len(),
+            bias,
+            x,
+            &StackH(g, y, xp),
+            |o, a| out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu),
+        );
+    }
+    let (n_h, n_hor) = (g.n_h(), g.in_c - g.in_v);
+    let plane = g.in_rows * g.w;
+    let hrow = (y % g.in_rows) * g.w + xp - c;
+    let link_row = (y.wrapping_sub(1) % g.in_rows) * g.w + xp;
+    let n_link = if y > 0 { g.in_v } else { 0 };
+    let row_len = g.h_row_len();
+    let base = g.out_v * g.v_row_len();
+    let mut o = g.out_v;
+    while o + B <= g.out_c {
+        let mut acc: [f32; B] = core::array::from_fn(|r| f32_at(bias, o + r));
+        let rows: [W; B] = core::array::from_fn(|r| {
+            w.sub(base + (o + r - g.out_v) * row_len, n_hor * n_h + n_link)
+        });
+        #[cfg(test)]
+        {
+            let counted = macs_before();
+            stack_h_runs(g, o, y, xp, |_, _, _, _| {});
+            macs_times(counted, B);
+        }
+        let mut k = 0;
+        for j in 0..n_hor {
+            let xs = &x[(g.in_v + j) * plane + hrow..][..n_h];
+            for &xv in xs {
+                for (a, row) in acc.iter_mut().zip(&rows) {
+                    // SAFETY: k < n_hor * n_h, within every row of the block.
+                    *a += unsafe { row.at_unchecked(k) } * xv;
+                }
+                k += 1;
+            }
+        }
+        for i in 0..n_link {
+            let xv = x[i * plane + link_row];
+            for (a, row) in acc.iter_mut().zip(&rows) {
+                // SAFETY: k < n_hor * n_h + n_link, every row's length.
+                *a += unsafe { row.at_unchecked(k) } * xv;
+            }
+            k += 1;
+        }
+        for (r, a) in acc.into_iter().enumerate() {
+            out[((o + r) * g.out_rows + orow) * g.w + xp] = relu_if(a, relu);
+        }
+        o += B;
+    }
+    // The last channels (fewer than a block) tap by tap.
+    blocks(
+        (o, g.out_c),
+        w,
+        row_len,
+        bias,
+        x,
+        &StackH(g, y, xp),
+        |o, a| out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu),
+    );
+}
+
+/// The vertical outputs of pixels (`y`, `x`) and (`y`, `x + 1`), both at
+/// least `k / 2` from the left and right edges: every block of output
+/// channels checks its weight rows once, then walks the input rows
+/// `y - k/2 ..= y` (those inside the image) in the reference's order.
+#[inline(always)]
+fn v_pair<W: FloatWeights>(
+    x: &[f32],
+    g: &StackGeom,
+    w: W,
+    bias: &[u8],
+    (y, xp): (usize, usize),
+    mut put: impl FnMut(usize, [f32; 2]),
+) {
+    let c = g.k / 2;
+    let ky0 = c.saturating_sub(y);
+    let plane = g.in_rows * g.w;
+    let row_len = g.v_row_len();
+    let mut o = 0;
+    while o + B <= g.out_v {
+        let mut acc: [[f32; 2]; B] = core::array::from_fn(|r| [f32_at(bias, o + r); 2]);
+        let rows: [W; B] = core::array::from_fn(|r| w.sub((o + r) * row_len, row_len));
+        #[cfg(test)]
+        {
+            let counted = macs_before();
+            stack_v_runs(g, o, y, xp, |_, _, _, _| {});
+            macs_times(counted, 2 * B);
+        }
+        for i in 0..g.v_src() {
+            for ky in ky0..=c {
+                let iy = y + ky - c;
+                let xs = &x[i * plane + (iy % g.in_rows) * g.w + xp - c..][..g.k + 1];
+                let k0 = (i * (c + 1) + ky) * g.k;
+                for kx in 0..g.k {
+                    let (x0, x1) = (xs[kx], xs[kx + 1]);
+                    for (a, row) in acc.iter_mut().zip(&rows) {
+                        // SAFETY: k0 + kx < v_row_len, every row's length.
+                        let wv = unsafe { row.at_unchecked(k0 + kx) };
+                        a[0] += wv * x0;
+                        a[1] += wv * x1;
+                    }
+                }
+            }
+        }
+        for (r, a) in acc.into_iter().enumerate() {
+            put(o + r, a);
+        }
+        o += B;
+    }
+    blocks2((o, g.out_v), w, row_len, bias, x, &StackV(g, y, xp), put);
+}
+
+/// Two-stack convolution, f32 activations: the vertical outputs of row `y`.
+pub fn stack_conv2d_v_row_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &StackGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+    y: usize,
+) {
+    let orow = y % g.out_rows;
+    let c = g.k / 2;
+    let mut xp = 0;
+    while xp < g.w {
+        // Pixels x and x + 1 read the same taps when neither is near an
+        // edge: one pass over the weights for both.
+        if xp >= c && xp + 1 + c < g.w {
+            v_pair(x, g, w, bias, (y, xp), |o, a| {
+                let at = (o * g.out_rows + orow) * g.w + xp;
+                out[at] = relu_if(a[0], relu);
+                out[at + 1] = relu_if(a[1], relu);
+            });
+            xp += 2;
+        } else {
+            blocks(
+                (0, g.out_v),
+                w,
+                g.v_row_len(),
+                bias,
+                x,
+                &StackV(g, y, xp),
+                |o, a| out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu),
+            );
+            xp += 1;
+        }
+    }
+}
+
+/// Two-stack convolution, f32 activations, over the whole image.
+pub fn stack_conv2d_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &StackGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    relu: bool,
+) {
+    for y in 0..g.h {
+        for xp in 0..g.w {
+            stack_conv2d_h_at_f32(x, g, w, bias, out, relu, y, xp);
+        }
+        stack_conv2d_v_row_f32(x, g, w, bias, out, relu, y);
+    }
+}
+
+/// Row LSTM, f32 activations, at one position: the four gates of each
+/// hidden channel as one block.
+#[allow(clippy::too_many_arguments)]
+pub fn row_lstm_at_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &LstmGeom,
+    w: W,
+    bias: &[u8],
+    h: &mut [f32],
+    cell: &mut [f32],
+    y: usize,
+    xp: usize,
+) {
+    let hid = g.hidden;
+    let orow = y % g.out_rows;
+    // Gate q of channel j is row q * hid + j: input taps hid * in_c * k_in
+    // further per gate, state taps hid * hid * k_state.
+    let (s_is, s_ss) = (hid * g.in_c * g.k_in, hid * hid * g.k_state);
+    for j in 0..hid {
+        let mut pre = [0f32; 4];
+        for (q, p) in pre.iter_mut().enumerate() {
+            *p = f32_at(bias, q * hid + j);
+        }
+        {
+            let hr: &[f32] = h;
+            let counted = macs_before();
+            lstm_gate_runs(
+                g,
+                j,
+                y,
+                xp,
+                &mut pre,
+                |a, w0, x0, n| run(a, w, s_is, (w0, &x[x0..], n, 1)),
+                |a, w0, h0, n| run(a, w, s_ss, (w0, &hr[h0..], n, 1)),
+            );
+            macs_times(counted, 4);
+        }
+        let ci = j * g.w + xp;
+        let c_prev = if y > 0 { cell[ci] } else { 0.0 };
+        let (c, hv) = lstm_unit_f32(pre, c_prev);
+        cell[ci] = c;
+        h[(j * g.out_rows + orow) * g.w + xp] = hv;
+    }
+}
+
+/// Row LSTM, f32 activations, over the whole image.
+pub fn row_lstm_f32<W: FloatWeights>(
+    x: &[f32],
+    g: &LstmGeom,
+    w: W,
+    bias: &[u8],
+    out: &mut [f32],
+    cell: &mut [f32],
+) {
+    for y in 0..g.h {
+        for xp in 0..g.w {
+            row_lstm_at_f32(x, g, w, bias, out, cell, y, xp);
+        }
+    }
+}
