@@ -111,6 +111,19 @@ impl<'a> Model<'a> {
         self.plan.arena_bytes().max(enc)
     }
 
+    /// Bytes of [`Model::arena_bytes`] that are the optimized int8 kernels'
+    /// scratch (columns, gathered weights, row strips; 0 for f32 and f16
+    /// files), in the plan that sets the arena's size.
+    pub fn scratch_bytes(&self) -> u32 {
+        if let Some(c) = &self.cache_plan {
+            return c.scratch;
+        }
+        match self.encoder_plan {
+            Some(e) if e.arena_bytes() > self.plan.arena_bytes() => e.scratch,
+            _ => self.plan.scratch,
+        }
+    }
+
     /// Multiply-accumulates per generated sample, as the sampler really
     /// does them: one decoder pass, or for a PixelCNN / PixelRNN the
     /// incremental sampler's wavefront (each layer once at each position).

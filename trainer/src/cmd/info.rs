@@ -47,6 +47,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
             "params": model.params(),
             "flash_bytes": bytes.len(),
             "arena_bytes": model.arena_bytes(),
+            "scratch_bytes": model.scratch_bytes(),
             "macs_per_sample": model.macs_per_sample(),
             "forward_macs": model.forward_macs(),
             "latent": f.meta.latent,
@@ -71,7 +72,11 @@ pub fn run(args: InfoArgs) -> Result<()> {
         "flash bytes      {} (the model file, stored in flash as is)",
         bytes.len()
     );
-    println!("arena bytes      {}", model.arena_bytes());
+    println!(
+        "arena bytes      {} ({} of them the int8 kernels' scratch)",
+        model.arena_bytes(),
+        model.scratch_bytes()
+    );
     println!("MACs per sample  {}", model.macs_per_sample());
     if model.cache_plan.is_some() {
         println!(
