@@ -521,12 +521,18 @@ impl Engine for Dsp {
         let col = &col[..col_words(n)];
         let groups = n / 4;
         #[cfg(tinygen_dsp)]
-        let done = if R == 3 && groups >= 2 {
+        let done = if groups >= 2 && (1..=3).contains(&R) {
             let pairs = groups / 2;
             // SAFETY: reads `pairs` * 8 weight bytes from each row and
             // `pairs` * 16 column bytes, within the slices bounded above
             // (2 * pairs <= n / 4); registers only otherwise.
-            unsafe { asm_rows3(acc, &w, col, pairs) };
+            unsafe {
+                match R {
+                    3 => asm_rows3(acc, &w, col, pairs),
+                    2 => asm_rows2(acc, &w, col, pairs),
+                    _ => asm_rows1(acc, &w, col, pairs),
+                }
+            };
             2 * pairs
         } else {
             0
@@ -632,6 +638,105 @@ unsafe fn asm_rows3<const R: usize>(acc: &mut [i32; R], w: &[&[u8]; R], col: &[u
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
+}
+
+/// Two weight rows over one column, two groups per iteration: 24
+/// instructions per 16 multiply-accumulates.
+///
+/// # Safety
+///
+/// `R >= 2`; each of the first two rows holds at least `8 * pairs` bytes
+/// and `col` at least `4 * pairs` words; `pairs >= 1`.
+#[cfg(tinygen_dsp)]
+#[inline(always)]
+unsafe fn asm_rows2<const R: usize>(acc: &mut [i32; R], w: &[&[u8]; R], col: &[u32], pairs: usize) {
+    let (mut a0, mut a1) = (acc[0], acc[1]);
+    // SAFETY: the caller bounds the reads; registers only otherwise.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldrd {c0}, {c1}, [{cp}], #8",
+            "ldr {t}, [{w0}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {c0}, {a0}",
+            "smlad {a0}, {t}, {c1}, {a0}",
+            "ldr {t}, [{w1}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a1}, {u}, {c0}, {a1}",
+            "smlad {a1}, {t}, {c1}, {a1}",
+            "ldrd {c0}, {c1}, [{cp}], #8",
+            "ldr {t}, [{w0}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {c0}, {a0}",
+            "smlad {a0}, {t}, {c1}, {a0}",
+            "ldr {t}, [{w1}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a1}, {u}, {c0}, {a1}",
+            "smlad {a1}, {t}, {c1}, {a1}",
+            "subs {k}, {k}, #1",
+            "bne 2b",
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            w0 = inout(reg) w[0].as_ptr() => _,
+            w1 = inout(reg) w[1].as_ptr() => _,
+            cp = inout(reg) col.as_ptr() => _,
+            k = inout(reg) pairs => _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            t = out(reg) _,
+            u = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/// One weight row over one column, two groups per iteration: 14
+/// instructions per 8 multiply-accumulates.
+///
+/// # Safety
+///
+/// `R >= 1`; the first row holds at least `8 * pairs` bytes and `col` at
+/// least `4 * pairs` words; `pairs >= 1`.
+#[cfg(tinygen_dsp)]
+#[inline(always)]
+unsafe fn asm_rows1<const R: usize>(acc: &mut [i32; R], w: &[&[u8]; R], col: &[u32], pairs: usize) {
+    let mut a0 = acc[0];
+    // SAFETY: the caller bounds the reads; registers only otherwise.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldrd {c0}, {c1}, [{cp}], #8",
+            "ldr {t}, [{w0}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {c0}, {a0}",
+            "smlad {a0}, {t}, {c1}, {a0}",
+            "ldrd {c0}, {c1}, [{cp}], #8",
+            "ldr {t}, [{w0}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {u}, {c0}, {a0}",
+            "smlad {a0}, {t}, {c1}, {a0}",
+            "subs {k}, {k}, #1",
+            "bne 2b",
+            a0 = inout(reg) a0,
+            w0 = inout(reg) w[0].as_ptr() => _,
+            cp = inout(reg) col.as_ptr() => _,
+            k = inout(reg) pairs => _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            t = out(reg) _,
+            u = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    acc[0] = a0;
 }
 
 /// One weight row over two columns, two groups per iteration: 20

@@ -204,7 +204,7 @@ pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> usize {
     let n = conv_t_col_len(g);
     let weights = (g.out_c * n).div_ceil(4);
     if g.in_c.is_multiple_of(4) {
-        weights + phase_taps(0, g.stride, g.k) * conv_t_strip(g).1
+        weights + conv_t_window(g).1
     } else {
         weights + 2 * col_words(n)
     }
@@ -253,15 +253,16 @@ fn conv_t_col(
 }
 
 /// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for every
-/// output channel into `wg`: row `o` = `[a][b][i]` of
-/// `w[i][o][ry + a s][rx + b s]`, `b` from `nx - 1` down to 0 (so that
-/// columns read the input left to right).
+/// output channel into `wg`: row `o` = `[a][b][i]` (or `[b][a][i]` with
+/// `columns_first`) of `w[i][o][ry + a s][rx + b s]`, `b` from `nx - 1`
+/// down to 0 (so that columns read the input left to right).
 #[allow(clippy::too_many_arguments)]
 fn gather_phase(
     w: &[u8],
     g: &ConvGeom,
     (ry, rx): (usize, usize),
     (ny, nx): (usize, usize),
+    columns_first: bool,
     wg: &mut [u32],
 ) {
     let s = g.stride;
@@ -269,18 +270,23 @@ fn gather_phase(
     let mut word = 0u32;
     let mut t = 0usize;
     for o in 0..g.out_c {
-        for a in 0..ny {
-            for b in (0..nx).rev() {
-                let tap = (ry + a * s) * g.k + rx + b * s;
-                let mut wi = o * kk + tap;
-                for _ in 0..g.in_c {
-                    word |= (w[wi] as u32) << (8 * (t & 3));
-                    wi += g.out_c * kk;
-                    t += 1;
-                    if t & 3 == 0 {
-                        wg[t / 4 - 1] = word;
-                        word = 0;
-                    }
+        for u in 0..ny * nx {
+            // Tap (a, b), b from nx - 1 down: rows outer, or columns outer.
+            let (a, j) = if columns_first {
+                (u % ny, u / ny)
+            } else {
+                (u / nx, u % nx)
+            };
+            let b = nx - 1 - j;
+            let tap = (ry + a * s) * g.k + rx + b * s;
+            let mut wi = o * kk + tap;
+            for _ in 0..g.in_c {
+                word |= (w[wi] as u32) << (8 * (t & 3));
+                wi += g.out_c * kk;
+                t += 1;
+                if t & 3 == 0 {
+                    wg[t / 4 - 1] = word;
+                    word = 0;
                 }
             }
         }
@@ -290,26 +296,26 @@ fn gather_phase(
     }
 }
 
-/// Width of a transposed convolution's row strip (see
+/// Width of a transposed convolution's input window (see
 /// [`conv_transpose2d_i8_with`]), in pixels, and its words.
-const fn conv_t_strip(g: &ConvGeom) -> (usize, usize) {
-    let nx = phase_taps(0, g.stride, g.k);
+const fn conv_t_window(g: &ConvGeom) -> (usize, usize) {
+    let nt = phase_taps(0, g.stride, g.k);
     let reach = (g.out_w - 1 + g.pad) / g.stride + 1;
-    let w = if reach > g.in_w { reach } else { g.in_w } + nx - 1;
-    (w, col_words(w * g.in_c))
+    let w = if reach > g.in_w { reach } else { g.in_w } + nt - 1;
+    (w, col_words(w * nt * g.in_c))
 }
 
 /// [`conv_transpose2d_i8`] with engine `E`, phase by phase (the s x s
 /// classes of output pixels that read the same kernel taps), the phase's
 /// weights gathered once into scratch in tap-major order.
 ///
-/// With a multiple of four input channels, the columns are *row strips*:
-/// each input row a phase reads, converted once to channels-last order
-/// (`[column][channel]`, zero columns beyond the edges) in a ring of `ny`
-/// strips; the taps of one output pixel on one input row are then a
-/// contiguous piece of its strip, so no per-pixel column is built and each
-/// input value is converted once per phase instead of once per output
-/// pixel that reads it.
+/// With a multiple of four input channels, no column is built per output
+/// pixel: for each output row of a phase, the `ny` input rows it reads are
+/// converted once into a channels-last *window*, `[column][row][channel]`
+/// (zero columns beyond the edges, zero rows outside the image), in which
+/// the taps of every output pixel of the row are one contiguous piece
+/// (`nx` columns from its first): the weights are gathered in that order,
+/// and each pixel pair is one pass over them.
 pub fn conv_transpose2d_i8_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -324,8 +330,9 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
     }
     let s = g.stride;
     let nt = phase_taps(0, s, g.k);
-    let (sw, strip_words) = conv_t_strip(g);
-    let (wg, strips) = scratch.split_at_mut((g.out_c * g.in_c * nt * nt).div_ceil(4));
+    let (sw, window_words) = conv_t_window(g);
+    let (wg, window) = scratch.split_at_mut((g.out_c * g.in_c * nt * nt).div_ceil(4));
+    let window = &mut window[..window_words];
     let plane = g.out_h * g.out_w;
     let in_plane = g.in_h * g.in_w;
     for ry in 0..s {
@@ -337,72 +344,47 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
             if y_first >= g.out_h || x_first >= g.out_w {
                 continue;
             }
-            let seg = nx * g.in_c;
-            let n = ny * seg;
-            gather_phase(w, g, (ry, rx), (ny, nx), wg);
+            let n = nx * ny * g.in_c;
+            gather_phase(w, g, (ry, rx), (ny, nx), true, wg);
             let wb = crate::arena::words_as_bytes(wg);
-            // Highest input row converted so far (rows r > last - ny are in
-            // slot r % ny).
-            let mut last: isize = -1;
             let mut y = y_first;
             while y < g.out_h {
                 let iy0 = ((y + g.pad - ry) / s) as isize;
-                let from = (last + 1).max(iy0 - ny as isize + 1).max(0);
-                // (A phase without taps, nx or ny 0, reads no strip.)
-                let to = if n == 0 {
-                    -1
-                } else {
-                    iy0.min(g.in_h as isize - 1)
-                };
-                for r in from..=to {
-                    let slot = r as usize % ny;
-                    let strip = &mut strips[slot * strip_words..(slot + 1) * strip_words];
-                    let mut wr = ColWriter::new(strip);
-                    // Strip column c is input column c - (nx - 1).
-                    wr.zeros((nx - 1) * g.in_c);
-                    let row = r as usize * g.in_w;
-                    for ix in 0..g.in_w {
-                        wr.strided(&x[row + ix..], g.in_c, in_plane, q.in_zp);
+                if n > 0 {
+                    // Window column c is input column c - (nx - 1); row a
+                    // is input row iy0 - a.
+                    let mut wr = ColWriter::new(window);
+                    for c in 0..sw {
+                        let ix = c as isize - (nx as isize - 1);
+                        for a in 0..ny {
+                            let iy = iy0 - a as isize;
+                            if ix >= 0 && ix < g.in_w as isize && iy >= 0 && iy < g.in_h as isize {
+                                let at = iy as usize * g.in_w + ix as usize;
+                                wr.strided(&x[at..], g.in_c, in_plane, q.in_zp);
+                            } else {
+                                wr.zeros(g.in_c);
+                            }
+                        }
                     }
-                    wr.zeros((sw - g.in_w - (nx - 1)) * g.in_c);
                     wr.finish();
                 }
-                last = last.max(iy0);
-                // Rows a with an input row inside, and their strips.
-                let strip_of = |a: usize| -> Option<&[u32]> {
-                    let r = iy0 - a as isize;
-                    (n > 0 && r >= 0 && r < g.in_h as isize).then(|| {
-                        let slot = r as usize % ny;
-                        &strips[slot * strip_words..(slot + 1) * strip_words]
-                    })
-                };
-                // Output column x reads strip columns ix0 ..= ix0 + nx - 1,
-                // ix0 = (x + pad - rx) / s: words from ix0 * in_c / 2.
-                let at = |xo: usize| (xo + g.pad - rx) / s * g.in_c / 2;
+                let win: &[u32] = window;
+                // Output column x reads window columns ix0 ..= ix0 + nx - 1,
+                // ix0 = (x + pad - rx) / s: words from ix0 * ny * in_c / 2.
+                let at = |xo: usize| (xo + g.pad - rx) / s * ny * g.in_c / 2;
                 let orow = y * g.out_w;
                 let mut xo = x_first;
                 while xo < g.out_w {
-                    let (o0, pair) = (at(xo), xo + s < g.out_w);
-                    let o1 = if pair { at(xo + s) } else { o0 };
-                    for o in 0..g.out_c {
-                        let b = i32_at(bias, o);
-                        let mut acc = [b, b];
-                        for a in 0..ny {
-                            if let Some(st) = strip_of(a) {
-                                let wr = &wb[o * n + a * seg..][..seg];
-                                if pair {
-                                    E::cols2(&mut acc, wr, [&st[o0..], &st[o1..]], seg);
-                                } else {
-                                    let mut a1 = [acc[0]];
-                                    E::rows(&mut a1, [wr], &st[o0..], seg);
-                                    acc[0] = a1[0];
-                                }
-                            }
-                        }
-                        out[o * plane + orow + xo] = q.apply(acc[0], o);
-                        if pair {
-                            out[o * plane + orow + xo + s] = q.apply(acc[1], o);
-                        }
+                    if xo + s < g.out_w {
+                        let cols = [&win[at(xo)..], &win[at(xo + s)..]];
+                        rows2::<E>(g.out_c, wb, 0, n, n, bias, 0, cols, |o, a| {
+                            out[o * plane + orow + xo] = q.apply(a[0], o);
+                            out[o * plane + orow + xo + s] = q.apply(a[1], o);
+                        });
+                    } else {
+                        rows1::<E>(g.out_c, wb, 0, n, n, bias, 0, &win[at(xo)..], |o, a| {
+                            out[o * plane + orow + xo] = q.apply(a, o);
+                        });
                     }
                     xo += 2 * s;
                 }
@@ -440,7 +422,7 @@ fn conv_t_per_pixel<E: Engine>(
             if y_first >= g.out_h || x_first >= g.out_w {
                 continue;
             }
-            gather_phase(w, g, (ry, rx), (ny, nx), wg);
+            gather_phase(w, g, (ry, rx), (ny, nx), false, wg);
             let wb = super::super::arena::words_as_bytes(wg);
             // Pixels of the phase in raster order, two at a time.
             let nx_pix = (g.out_w - x_first).div_ceil(s);
@@ -889,17 +871,18 @@ pub fn row_lstm_at_i8_with<E: Engine>(
         let r = [j, hid + j, 2 * hid + j, 3 * hid + j];
         let w_is = |k: usize| &w[r[k] * n_is..][..n_is];
         let w_ssr = |k: usize| &w[w_ss + r[k] * n_ss..][..n_ss];
-        let mut a3 = [i32_at(bias, r[0]), i32_at(bias, r[1]), i32_at(bias, r[2])];
-        let mut a1 = [i32_at(bias, r[3])];
-        E::rows(&mut a3, [w_is(0), w_is(1), w_is(2)], col_is, n_is);
-        E::rows(&mut a1, [w_is(3)], col_is, n_is);
-        let a_is = [a3[0], a3[1], a3[2], a1[0]];
-        let (mut s3, mut s1) = ([0i32; 3], [0i32]);
+        // The four gates as two pairs of rows.
+        let mut a01 = [i32_at(bias, r[0]), i32_at(bias, r[1])];
+        let mut a23 = [i32_at(bias, r[2]), i32_at(bias, r[3])];
+        E::rows(&mut a01, [w_is(0), w_is(1)], col_is, n_is);
+        E::rows(&mut a23, [w_is(2), w_is(3)], col_is, n_is);
+        let a_is = [a01[0], a01[1], a23[0], a23[1]];
+        let (mut s01, mut s23) = ([0i32; 2], [0i32; 2]);
         if y > 0 {
-            E::rows(&mut s3, [w_ssr(0), w_ssr(1), w_ssr(2)], col_ss, n_ss);
-            E::rows(&mut s1, [w_ssr(3)], col_ss, n_ss);
+            E::rows(&mut s01, [w_ssr(0), w_ssr(1)], col_ss, n_ss);
+            E::rows(&mut s23, [w_ssr(2), w_ssr(3)], col_ss, n_ss);
         }
-        let a_ss = [s3[0], s3[1], s3[2], s1[0]];
+        let a_ss = [s01[0], s01[1], s23[0], s23[1]];
         let acc = core::array::from_fn(|k| (a_is[k], a_ss[k]));
         let cix = j * g.w + xp;
         let c_prev = if y > 0 { cell[cix] } else { 0 };
