@@ -380,12 +380,32 @@ impl RequantI8<'_> {
 pub fn requantize_i32_i8(acc: i32, m: i32, shift: u8, zp: i32, min: i32, max: i32) -> i8 {
     debug_assert!((1..=62).contains(&shift) && m >= 0);
     debug_assert!((-128..=127).contains(&zp) && -128 <= min && max <= 127);
+    rounding_shift(acc, m, shift)
+        .saturating_add(zp)
+        .clamp(min, max) as i8
+}
+
+/// `(acc * m + 2^(shift - 1)) >> shift` (`m` in `[0, 2^31)`, `shift` in
+/// `1..=62`), exactly, and in i32: `|acc * m| < 2^62`, so the result's
+/// magnitude is below 2^31 for every shift >= 31, and requantization
+/// shifts are (an accumulator times a multiplier of about 2^30 scaled by
+/// far less than 1). Smaller shifts go through i64 and saturate.
+///
+/// With `acc * m = hi * 2^32 + lo` and `shift > 32`, adding `2^(shift-1)`
+/// only adds `2^(shift-33)` to `hi`, and `lo / 2^32 < 1` cannot change the
+/// floor of the quotient: the result is `(hi + 2^(shift-33)) >> (shift-32)`,
+/// one multiply and three 32-bit operations (SMULL, ADD, ASR on the M4).
+#[inline(always)]
+pub fn rounding_shift(acc: i32, m: i32, shift: u8) -> i32 {
     let prod = acc as i64 * m as i64;
-    let r = (prod + (1i64 << (shift - 1))) >> shift;
-    // `zp`, `min` and `max` are int8 values, so clamping `r` to +-512
-    // first changes nothing (anything beyond lands on `min` or `max`
-    // either way) and keeps the rest in cheap 32-bit arithmetic.
-    (r.clamp(-512, 512) as i32 + zp).clamp(min, max) as i8
+    if shift > 32 {
+        // |hi| < 2^30 and 2^(shift - 33) <= 2^29: no overflow.
+        let hi = (prod >> 32) as i32;
+        (hi + (1i32 << (shift - 33))) >> (shift - 32)
+    } else {
+        let r = (prod + (1i64 << (shift - 1))) >> shift;
+        r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    }
 }
 
 /// Logistic function in f32 through micromath's `exp` ([`crate::math`]);
@@ -437,12 +457,35 @@ pub fn prob_to_u8(p: f32) -> u8 {
 #[cfg(test)]
 mod tests {
 
-    /// The definition: clamp to i32, saturating add of the zero point,
-    /// clamp to the output range.
+    /// The definition: round-half-up shift in i64, clamp to i32, saturating
+    /// add of the zero point, clamp to the output range.
     fn requantize_spec(acc: i32, m: i32, shift: u8, zp: i32, min: i32, max: i32) -> i8 {
         let r = (acc as i64 * m as i64 + (1i64 << (shift - 1))) >> shift;
         let v = r.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
         v.saturating_add(zp).clamp(min, max) as i8
+    }
+
+    #[test]
+    fn rounding_shift_is_exact_for_every_shift() {
+        let mut rng = crate::Rng::new(12);
+        for k in 0..300_000u32 {
+            let acc = rng.next_u32() as i32 >> (k % 31);
+            let m = (rng.next_u32() >> 1) as i32;
+            let shift = 31 + (k % 32) as u8;
+            let want = (acc as i64 * m as i64 + (1i64 << (shift - 1))) >> shift;
+            assert_eq!(
+                super::rounding_shift(acc, m, shift) as i64,
+                want,
+                "{acc} {m} {shift}"
+            );
+        }
+        // The extremes of the range.
+        for (acc, m) in [(i32::MIN, i32::MAX), (i32::MAX, i32::MAX), (-1, 1), (1, 1)] {
+            for shift in 31..=62u8 {
+                let want = (acc as i64 * m as i64 + (1i64 << (shift - 1))) >> shift;
+                assert_eq!(super::rounding_shift(acc, m, shift) as i64, want);
+            }
+        }
     }
 
     #[test]

@@ -191,7 +191,12 @@ pub fn row_lstm_f32<W: FloatWeights>(
 #[inline(always)]
 fn rq_i64(acc: i32, m: i32, shift: u8) -> i64 {
     debug_assert!((1..=62).contains(&shift) && m >= 0);
-    (acc as i64 * m as i64 + (1i64 << (shift - 1))) >> shift
+    if shift > 32 {
+        // Exact in i32 (see `kernels::rounding_shift`).
+        crate::kernels::rounding_shift(acc, m, shift) as i64
+    } else {
+        (acc as i64 * m as i64 + (1i64 << (shift - 1))) >> shift
+    }
 }
 
 /// Row LSTM, int8, at one position (see [`row_lstm_at_f32`] and the exact
