@@ -14,8 +14,10 @@
 //! block is the reference's tap iterator for its first row plus that
 //! stride.
 
+#[cfg(test)]
+use super::super::reference::lstm_gate_runs;
 use super::super::reference::{
-    conv_t_taps, conv_taps, lstm_gate_runs, lstm_unit_f32, masked_runs, relu_if, stack_h_runs,
+    conv_t_taps, conv_taps, lstm_taps, lstm_unit_f32, masked_runs, relu_if, stack_h_runs,
     stack_v_runs,
 };
 use super::super::{ConvGeom, FloatWeights, LstmGeom, MaskedGeom, StackGeom};
@@ -532,27 +534,52 @@ pub fn row_lstm_at_f32<W: FloatWeights>(
 ) {
     let hid = g.hidden;
     let orow = y % g.out_rows;
-    // Gate q of channel j is row q * hid + j: input taps hid * in_c * k_in
-    // further per gate, state taps hid * hid * k_state.
-    let (s_is, s_ss) = (hid * g.in_c * g.k_in, hid * hid * g.k_state);
+    let ((t0, t1), (s0, s1)) = lstm_taps(g, xp);
+    let (ci, cs) = (g.k_in / 2, g.k_state / 2);
+    let (n_is, n_ss) = (g.in_c * g.k_in, hid * g.k_state);
+    let irow = y % g.in_rows;
     for j in 0..hid {
         let mut pre = [0f32; 4];
         for (q, p) in pre.iter_mut().enumerate() {
             *p = f32_at(bias, q * hid + j);
         }
+        #[cfg(test)]
         {
-            let hr: &[f32] = h;
             let counted = macs_before();
-            lstm_gate_runs(
-                g,
-                j,
-                y,
-                xp,
-                &mut pre,
-                |a, w0, x0, n| run(a, w, s_is, (w0, &x[x0..], n, 1)),
-                |a, w0, h0, n| run(a, w, s_ss, (w0, &hr[h0..], n, 1)),
-            );
+            lstm_gate_runs(g, j, y, xp, &mut (), |_, _, _, _| {}, |_, _, _, _| {});
             macs_times(counted, 4);
+        }
+        // Gate q of channel j is row q * hid + j: each row's input-to-state
+        // weights are contiguous ([in_c][k_in]), so are its state-to-state
+        // ones ([hidden][k_state]); bounds once per row, then the taps in
+        // the reference's order.
+        if t1 > t0 {
+            let rows: [W; 4] = core::array::from_fn(|q| w.sub((q * hid + j) * n_is, n_is));
+            for i in 0..g.in_c {
+                let xs = &x[(i * g.in_rows + irow) * g.w + xp + t0 - ci..][..t1 - t0];
+                for (t, &xv) in xs.iter().enumerate() {
+                    let k = i * g.k_in + t0 + t;
+                    for (p, row) in pre.iter_mut().zip(&rows) {
+                        // SAFETY: k < in_c * k_in, every row's length.
+                        *p += unsafe { row.at_unchecked(k) } * xv;
+                    }
+                }
+            }
+        }
+        if y > 0 && s1 > s0 {
+            let prow = (y - 1) % g.out_rows;
+            let base = g.w_is_len();
+            let rows: [W; 4] = core::array::from_fn(|q| w.sub(base + (q * hid + j) * n_ss, n_ss));
+            for jj in 0..hid {
+                let hs = &h[(jj * g.out_rows + prow) * g.w + xp + s0 - cs..][..s1 - s0];
+                for (t, &hv) in hs.iter().enumerate() {
+                    let k = jj * g.k_state + s0 + t;
+                    for (p, row) in pre.iter_mut().zip(&rows) {
+                        // SAFETY: k < hidden * k_state, every row's length.
+                        *p += unsafe { row.at_unchecked(k) } * hv;
+                    }
+                }
+            }
         }
         let ci = j * g.w + xp;
         let c_prev = if y > 0 { cell[ci] } else { 0.0 };

@@ -12,7 +12,7 @@ use crate::kernels::{FloatWeights, LstmGeom, RequantI8};
 /// state-to-state kernel (the taps reading inside the previous row). Tap
 /// `t` reads column `x + t - k / 2`.
 #[inline(always)]
-fn lstm_taps(g: &LstmGeom, x: usize) -> ((usize, usize), (usize, usize)) {
+pub(crate) fn lstm_taps(g: &LstmGeom, x: usize) -> ((usize, usize), (usize, usize)) {
     let (ci, cs) = (g.k_in / 2, g.k_state / 2);
     // Mask A: taps t < ci; mask B: t <= ci (never right of x, so always
     // inside the row on that side).
