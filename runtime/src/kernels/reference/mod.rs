@@ -21,7 +21,9 @@ pub(crate) use conv_transpose::conv_t_taps;
 pub use conv_transpose::*;
 pub use dense::*;
 pub use lstm::*;
-pub(crate) use lstm::{lstm_gate_runs, lstm_taps, lstm_unit_f32, lstm_unit_i8};
+#[cfg(test)]
+pub(crate) use lstm::lstm_gate_runs;
+pub(crate) use lstm::{lstm_taps, lstm_unit_f32, lstm_unit_i8};
 pub(crate) use masked::masked_runs;
 pub use masked::*;
 pub use stack::*;
