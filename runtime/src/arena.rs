@@ -1,11 +1,11 @@
-//! The caller's arena, split into typed activation buffers.
+//! The caller's arena, and typed views of its bytes (the plan splits it:
+//! [`crate::plan`]).
 //!
 //! This is one of the two places with `unsafe` (the other being
 //! `kernels/fast/engine.rs`): reinterpreting aligned bytes as `f32`, `i8`
 //! or `i32`, and scratch words as bytes.
 
 use crate::error::{Error, Result};
-use crate::plan::Plan;
 
 /// A 4-byte-aligned byte buffer of `N` bytes, for a static arena:
 /// `static mut ARENA: Arena<{ ARENA_BYTES }> = Arena::new();`.
@@ -30,21 +30,6 @@ impl<const N: usize> Default for Arena<N> {
     }
 }
 
-/// Checks size and alignment of `arena` for `plan`.
-pub(crate) fn check(plan: &Plan, arena: &[u8]) -> Result<()> {
-    let need = plan.arena_bytes();
-    if arena.len() < need as usize {
-        return Err(Error::PlanArenaTooSmall {
-            need,
-            have: u32::try_from(arena.len()).unwrap_or(u32::MAX),
-        });
-    }
-    if !(arena.as_ptr() as usize).is_multiple_of(4) {
-        return Err(Error::PlanArenaMisaligned);
-    }
-    Ok(())
-}
-
 /// Checks that `arena` holds at least `need` bytes and is 4-byte aligned.
 pub(crate) fn check_bytes(need: u32, arena: &[u8]) -> Result<()> {
     if arena.len() < need as usize {
@@ -59,15 +44,6 @@ pub(crate) fn check_bytes(need: u32, arena: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Buffers A and B as bytes.
-fn split<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [u8], &'x mut [u8]) {
-    let (a, rest) = arena.split_at_mut(plan.b_offset() as usize);
-    (
-        &mut a[..plan.buf_a as usize],
-        &mut rest[..plan.buf_b as usize],
-    )
-}
-
 pub(crate) fn as_f32(bytes: &mut [u8]) -> &mut [f32] {
     // SAFETY: every bit pattern is a valid f32, and `align_to_mut` only
     // returns the correctly aligned middle part; the arena was checked to be
@@ -78,61 +54,12 @@ pub(crate) fn as_f32(bytes: &mut [u8]) -> &mut [f32] {
     mid
 }
 
-/// Buffers A and B as f32 (arena checked by [`check`]).
-pub(crate) fn split_f32<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [f32], &'x mut [f32]) {
-    let (a, b) = split(plan, arena);
-    (as_f32(a), as_f32(b))
-}
-
 pub(crate) fn as_i8(bytes: &mut [u8]) -> &mut [i8] {
     let len = bytes.len();
     // SAFETY: i8 and u8 have the same size, alignment and validity; the
     // pointer and length come from a live `&mut [u8]` that this borrow
     // replaces.
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<i8>(), len) }
-}
-
-/// The arena of a plan as buffers A and B and the cell-state scratch
-/// (empty without a Row LSTM), as bytes.
-fn split_cell<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [u8], &'x mut [u8], &'x mut [u8]) {
-    let (a, rest) = arena.split_at_mut(plan.b_offset() as usize);
-    let (b, rest) = rest.split_at_mut(plan.buf_b as usize);
-    // Without a cell, the arena may end right after B (no padding).
-    let pad = if plan.cell == 0 {
-        0
-    } else {
-        (plan.cell_offset() - plan.b_offset() - plan.buf_b) as usize
-    };
-    (
-        &mut a[..plan.buf_a as usize],
-        b,
-        &mut rest[pad..pad + plan.cell as usize],
-    )
-}
-
-/// Buffers A and B as f32 and the cell scratch as f32.
-pub(crate) fn split_f32_cell<'x>(
-    plan: &Plan,
-    arena: &'x mut [u8],
-) -> (&'x mut [f32], &'x mut [f32], &'x mut [f32]) {
-    let (a, b, c) = split_cell(plan, arena);
-    (as_f32(a), as_f32(b), as_f32(c))
-}
-
-/// Buffers A and B as i8, the cell scratch as i32 and the kernels'
-/// scratch as u32 words.
-pub(crate) fn split_i8_cell<'x>(
-    plan: &Plan,
-    arena: &'x mut [u8],
-) -> (&'x mut [i8], &'x mut [i8], &'x mut [i32], &'x mut [u32]) {
-    let (ab, rest) = arena.split_at_mut(plan.scratch_offset() as usize);
-    let (a, b, c) = split_cell(plan, ab);
-    (
-        as_i8(a),
-        as_i8(b),
-        as_i32(c),
-        as_u32(&mut rest[..plan.scratch as usize]),
-    )
 }
 
 pub(crate) fn as_u32(bytes: &mut [u8]) -> &mut [u32] {
@@ -152,12 +79,6 @@ pub(crate) fn as_i32(bytes: &mut [u8]) -> &mut [i32] {
     let (pre, mid, _) = unsafe { bytes.align_to_mut::<i32>() };
     debug_assert!(pre.is_empty());
     mid
-}
-
-/// Buffers A and B as i8.
-pub(crate) fn split_i8<'x>(plan: &Plan, arena: &'x mut [u8]) -> (&'x mut [i8], &'x mut [i8]) {
-    let (a, b) = split(plan, arena);
-    (as_i8(a), as_i8(b))
 }
 
 /// Scratch words as bytes (the optimized transposed convolution gathers

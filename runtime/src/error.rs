@@ -18,7 +18,7 @@ pub enum Error {
         /// Bytes present.
         len: u32,
     },
-    /// The file does not start with [`crate::format::MAGIC`].
+    /// The file does not start with [`crate::version::MAGIC`].
     FormatBadMagic,
     /// The file has a format version this runtime does not read.
     FormatVersion {
@@ -98,7 +98,7 @@ impl fmt::Display for Error {
             Error::FormatVersion { found } => write!(
                 f,
                 "model file format version {found} is not supported (this runtime reads version {})",
-                crate::format::FORMAT_VERSION
+                crate::version::FORMAT_VERSION
             ),
             Error::FormatCrc { stored, computed } => write!(
                 f,

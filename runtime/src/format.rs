@@ -24,17 +24,7 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// First four bytes of every model file.
-pub const MAGIC: [u8; 4] = *b"TGM\0";
-/// The newest format version this runtime reads and writes.
-///
-/// Version 2 added [`Op::StackConv2d`]; nothing else changed, so a file
-/// without one is written as version 1 ([`ModelFile::min_version`]) and
-/// every older runtime still reads it, while one with a two-stack layer
-/// says "version 2" to an old runtime instead of failing to decode.
-pub const FORMAT_VERSION: u16 = 2;
-/// The oldest format version this runtime reads.
-pub const MIN_FORMAT_VERSION: u16 = 1;
+pub use crate::version::{FORMAT_VERSION, MAGIC, MIN_FORMAT_VERSION};
 /// Most layers a network may have.
 pub const MAX_LAYERS: usize = 16;
 /// Most quality figures a file may carry.

@@ -8,8 +8,10 @@ pub mod format;
 pub mod kernels;
 pub mod math;
 mod net;
+pub mod ops;
 pub mod plan;
 pub mod sample;
+pub mod version;
 
 pub use arena::Arena;
 pub use crc32::crc32;
@@ -182,10 +184,10 @@ fn check_autoregressive(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> 
     }
     let rnn = file.kind == ModelKind::PixelRnn;
     for (i, layer) in file.decoder.layers.iter().enumerate() {
-        match layer.op {
-            format::Op::MaskedConv2d { .. } | format::Op::StackConv2d { .. } => {}
-            format::Op::RowLstm { .. } if rnn => {}
-            _ => return Err(Error::PlanShapeMismatch { layer: i as u16 }),
+        // The incremental sampler runs the ops that read rows above; a
+        // recurrent one only in a PixelRNN.
+        if ops::rows_read(&layer.op).is_none() || (ops::recurrent(&layer.op) && !rnn) {
+            return Err(Error::PlanShapeMismatch { layer: i as u16 });
         }
     }
     causal(&file.decoder.layers)?;
@@ -205,28 +207,19 @@ fn check_autoregressive(file: &ModelFile<'_>, plan: &Plan) -> Result<CachePlan> 
 /// convolutions and Row LSTMs must not read vertical channels, and the
 /// logits must be strict with no vertical channel.
 fn causal(layers: &[format::Layer<'_>]) -> Result<()> {
-    use format::{Mask, Op};
+    use format::Mask;
     let (mut v, mut strict) = (0u16, false);
     for (i, layer) in layers.iter().enumerate() {
         let bad = Error::PlanNotCausal { layer: i as u16 };
-        let mask = match layer.op {
-            Op::MaskedConv2d { mask, .. } | Op::RowLstm { mask, .. } => {
-                if v != 0 {
-                    return Err(bad);
-                }
-                mask
-            }
-            Op::StackConv2d {
-                in_v, out_v, mask, ..
-            } => {
-                if in_v != v {
-                    return Err(bad);
-                }
-                v = out_v;
-                mask
-            }
-            _ => return Err(bad),
+        // Masked convolutions and Row LSTMs read and write no vertical
+        // channel (in_v = out_v = 0).
+        let Some((in_v, out_v, mask)) = ops::causal_io(&layer.op) else {
+            return Err(bad);
         };
+        if in_v != v {
+            return Err(bad);
+        }
+        v = out_v;
         strict |= mask == Mask::A;
     }
     if v != 0 || !strict {

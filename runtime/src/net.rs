@@ -2,72 +2,34 @@
 
 use crate::format::{Act, Layer, Net, Op, Shape};
 use crate::kernels::{self, ConvGeom, FloatWeights, LstmGeom, MaskedGeom, RequantI8, StackGeom};
-use crate::plan::{conv_out, conv_t_out};
+use crate::ops;
 
 /// Output shape of `op` on `inp`; the plan has checked it exists.
 fn next_shape(op: &Op, inp: Shape) -> Shape {
-    match *op {
-        Op::Dense { out, .. } => Shape { c: out, h: 1, w: 1 },
-        Op::Conv2d {
-            out_c,
-            k,
-            stride,
-            pad,
-            ..
-        } => Shape {
-            c: out_c,
-            h: conv_out(inp.h, k, stride, pad).unwrap_or(0),
-            w: conv_out(inp.w, k, stride, pad).unwrap_or(0),
-        },
-        Op::ConvTranspose2d {
-            out_c,
-            k,
-            stride,
-            pad,
-            out_pad,
-            ..
-        } => Shape {
-            c: out_c,
-            h: conv_t_out(inp.h, k, stride, pad, out_pad).unwrap_or(0),
-            w: conv_t_out(inp.w, k, stride, pad, out_pad).unwrap_or(0),
-        },
-        Op::MaskedConv2d { out_c, .. } => Shape { c: out_c, ..inp },
-        Op::RowLstm { hidden, .. } => Shape { c: hidden, ..inp },
-        Op::StackConv2d { out_c, .. } => Shape { c: out_c, ..inp },
-        Op::Reshape(s) => s,
-    }
+    ops::out_shape(op, inp).unwrap_or(Shape { c: 0, h: 0, w: 0 })
 }
 
 /// Geometry of a two-stack convolution (`op`, a [`Op::StackConv2d`]) on
 /// `inp` over buffers of `in_rows` and `out_rows` rows.
 pub(crate) fn stack_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> StackGeom {
-    StackGeom::of(op, inp, in_rows, out_rows).unwrap_or_default()
+    ops::stack_geom(op, inp, in_rows, out_rows).unwrap_or_default()
 }
 
 /// Geometry of a masked convolution (`op`, a [`Op::MaskedConv2d`]) on
 /// `inp` over buffers of `in_rows` and `out_rows` rows.
 pub(crate) fn masked_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> MaskedGeom {
-    MaskedGeom::of(op, inp, in_rows, out_rows).unwrap_or_default()
+    ops::masked_geom(op, inp, in_rows, out_rows).unwrap_or_default()
 }
 
 /// Geometry of a Row LSTM (`op`, a [`Op::RowLstm`]) on `inp` over buffers
 /// of `in_rows` and `out_rows` rows.
 pub(crate) fn lstm_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> LstmGeom {
-    LstmGeom::of(op, inp, in_rows, out_rows).unwrap_or_default()
+    ops::lstm_geom(op, inp, in_rows, out_rows).unwrap_or_default()
 }
 
-fn geom(inp: Shape, out: Shape, k: u8, stride: u8, pad: u8) -> ConvGeom {
-    ConvGeom {
-        in_c: inp.c as usize,
-        in_h: inp.h as usize,
-        in_w: inp.w as usize,
-        out_c: out.c as usize,
-        out_h: out.h as usize,
-        out_w: out.w as usize,
-        k: k as usize,
-        stride: stride as usize,
-        pad: pad as usize,
-    }
+/// Geometry of a convolution or transposed convolution (`op`) on `inp`.
+fn conv_geom(op: &Op, inp: Shape) -> ConvGeom {
+    ops::conv_geom(op, inp).unwrap_or_default()
 }
 
 /// Runs `net` in f32 with weights read through `weights`. The input must
@@ -84,7 +46,7 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
     let mut in_a = true;
     for layer in net.layers.iter() {
         let out = next_shape(&layer.op, shape);
-        if matches!(layer.op, Op::Reshape(_)) {
+        if ops::is_view(&layer.op) {
             shape = out;
             continue;
         }
@@ -99,12 +61,12 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
         let w = weights(layer.weight);
         match layer.op {
             Op::Dense { .. } => kernels::dense_f32(src, w, layer.bias, dst, relu),
-            Op::Conv2d { k, stride, pad, .. } => {
-                let g = geom(shape, out, k, stride, pad);
+            Op::Conv2d { .. } => {
+                let g = conv_geom(&layer.op, shape);
                 kernels::conv2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            Op::ConvTranspose2d { k, stride, pad, .. } => {
-                let g = geom(shape, out, k, stride, pad);
+            Op::ConvTranspose2d { .. } => {
+                let g = conv_geom(&layer.op, shape);
                 kernels::conv_transpose2d_f32(src, &g, w, layer.bias, dst, relu)
             }
             Op::MaskedConv2d { .. } => {
@@ -156,7 +118,7 @@ pub(crate) fn forward_i8(
     let mut in_a = true;
     for layer in net.layers.iter() {
         let out = next_shape(&layer.op, shape);
-        if matches!(layer.op, Op::Reshape(_)) {
+        if ops::is_view(&layer.op) {
             shape = out;
             continue;
         }
@@ -170,12 +132,12 @@ pub(crate) fn forward_i8(
         let q = requant(layer);
         match layer.op {
             Op::Dense { .. } => kernels::dense_i8(src, layer.weight, layer.bias, &q, dst, scratch),
-            Op::Conv2d { k, stride, pad, .. } => {
-                let g = geom(shape, out, k, stride, pad);
+            Op::Conv2d { .. } => {
+                let g = conv_geom(&layer.op, shape);
                 kernels::conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
-            Op::ConvTranspose2d { k, stride, pad, .. } => {
-                let g = geom(shape, out, k, stride, pad);
+            Op::ConvTranspose2d { .. } => {
+                let g = conv_geom(&layer.op, shape);
                 kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
             Op::MaskedConv2d { .. } => {
@@ -208,7 +170,7 @@ pub(crate) fn quantize(x: f32, scale: f32, zp: i8) -> i8 {
 }
 
 /// Runs `net` (validated by `plan`) on a real-valued input in the arena
-/// (checked by `arena::check`). Returns whether the output is in buffer A.
+/// (checked by `arena::check_bytes`). Returns whether the output is in buffer A.
 pub(crate) fn run(
     net: &Net<'_>,
     dtype: crate::format::DType,
@@ -219,7 +181,7 @@ pub(crate) fn run(
     use crate::format::DType;
     match dtype {
         DType::F32 | DType::F16 => {
-            let (a, b, cell) = crate::arena::split_f32_cell(plan, arena);
+            let (a, b, cell) = crate::plan::split_f32_cell(plan, arena);
             for (d, x) in a.iter_mut().zip(input) {
                 *d = x;
             }
@@ -230,7 +192,7 @@ pub(crate) fn run(
             }
         }
         DType::I8 => {
-            let (a, b, cell, scratch) = crate::arena::split_i8_cell(plan, arena);
+            let (a, b, cell, scratch) = crate::plan::split_i8_cell(plan, arena);
             // The plan guarantees input_q for int8 networks.
             let (scale, zp) = net.input_q.map_or((1.0, 0), |q| (q.scale, q.zero_point));
             for (d, x) in a.iter_mut().zip(input) {
@@ -265,14 +227,14 @@ pub(crate) fn read_output(
     use crate::format::DType;
     match dtype {
         DType::F32 | DType::F16 => {
-            let (a, b) = crate::arena::split_f32(plan, arena);
+            let (a, b) = crate::plan::split_f32(plan, arena);
             let src = if in_a { a } else { b };
             for (d, &v) in out.iter_mut().zip(src.iter()) {
                 *d = v;
             }
         }
         DType::I8 => {
-            let (a, b) = crate::arena::split_i8(plan, arena);
+            let (a, b) = crate::plan::split_i8(plan, arena);
             let src = if in_a { a } else { b };
             let (scale, zp) = output_q(net);
             for (d, &v) in out.iter_mut().zip(src.iter()) {

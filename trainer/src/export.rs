@@ -15,6 +15,7 @@ use tinygen_runtime::format::{
     QParams, Shape, FORMAT_VERSION, MAGIC,
 };
 use tinygen_runtime::kernels::{self, ConvGeom, F32Le};
+use tinygen_runtime::ops;
 
 use crate::quantize::{
     quantize_multiplier, quantize_weight_rows, quantize_weights, range_params, QuantParams,
@@ -91,79 +92,24 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Output shape of `op` on `s`: the runtime's rule ([`ops::out_shape`]).
 fn out_shape(op: &Op, s: Shape) -> Result<Shape> {
-    Ok(match *op {
-        Op::Dense { out, .. } => Shape { c: out, h: 1, w: 1 },
-        Op::Conv2d {
-            out_c,
-            k,
-            stride,
-            pad,
-            ..
-        } => {
-            let f = |n: u16| (n as i64 + 2 * pad as i64 - k as i64) / stride as i64 + 1;
-            Shape {
-                c: out_c,
-                h: f(s.h) as u16,
-                w: f(s.w) as u16,
-            }
-        }
-        Op::ConvTranspose2d {
-            out_c,
-            k,
-            stride,
-            pad,
-            out_pad,
-            ..
-        } => {
-            let f = |n: u16| {
-                (n as i64 - 1) * stride as i64 - 2 * pad as i64 + k as i64 + out_pad as i64
-            };
-            Shape {
-                c: out_c,
-                h: f(s.h) as u16,
-                w: f(s.w) as u16,
-            }
-        }
-        Op::MaskedConv2d { out_c, .. } | Op::StackConv2d { out_c, .. } => Shape { c: out_c, ..s },
-        Op::RowLstm { hidden, .. } => Shape { c: hidden, ..s },
-        Op::Reshape(r) => {
-            if shape_numel(r) != shape_numel(s) {
-                bail!("reshape from {s:?} to {r:?} changes the element count");
-            }
-            r
-        }
-    })
+    ops::out_shape(op, s).with_context(|| format!("layer {op:?} does not fit its input {s:?}"))
 }
 
-fn geom(op: &Op, i: Shape, o: Shape) -> Option<ConvGeom> {
-    let (k, stride, pad) = match *op {
-        Op::Conv2d { k, stride, pad, .. } | Op::ConvTranspose2d { k, stride, pad, .. } => {
-            (k, stride, pad)
-        }
-        _ => return None,
-    };
-    Some(ConvGeom {
-        in_c: i.c as usize,
-        in_h: i.h as usize,
-        in_w: i.w as usize,
-        out_c: o.c as usize,
-        out_h: o.h as usize,
-        out_w: o.w as usize,
-        k: k as usize,
-        stride: stride as usize,
-        pad: pad as usize,
-    })
+/// Geometry of a convolution or transposed convolution on `i`.
+fn geom(op: &Op, i: Shape) -> Option<ConvGeom> {
+    ops::conv_geom(op, i)
 }
 
 /// Geometry of a two-stack convolution over a whole `s`-shaped input.
 fn stack_geom(op: &Op, s: Shape) -> Option<kernels::StackGeom> {
-    kernels::StackGeom::of(op, s, s.h, s.h)
+    ops::stack_geom(op, s, s.h, s.h)
 }
 
 /// Geometry of a Row LSTM over a whole `s`-shaped input.
 fn lstm_geom(op: &Op, s: Shape) -> Option<kernels::LstmGeom> {
-    kernels::LstmGeom::of(op, s, s.h, s.h)
+    ops::lstm_geom(op, s, s.h, s.h)
 }
 
 /// Largest |gate pre-activation| of a Row LSTM with input `x` (`[c][h][w]`)
@@ -276,24 +222,16 @@ impl FloatNet {
             match l.op {
                 Op::Dense { .. } => kernels::dense_f32(&x, F32Le(&w), &b, &mut y, relu),
                 Op::Conv2d { .. } => {
-                    let g = geom(&l.op, shape, o).context("conv geometry")?;
+                    let g = geom(&l.op, shape).context("conv geometry")?;
                     kernels::conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
                 Op::ConvTranspose2d { .. } => {
-                    let g = geom(&l.op, shape, o).context("conv geometry")?;
+                    let g = geom(&l.op, shape).context("conv geometry")?;
                     kernels::conv_transpose2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
-                Op::MaskedConv2d { out_c, k, mask, .. } => {
-                    let g = kernels::MaskedGeom {
-                        in_c: shape.c as usize,
-                        out_c: out_c as usize,
-                        h: shape.h as usize,
-                        w: shape.w as usize,
-                        k: k as usize,
-                        mask_b: mask == format::Mask::B,
-                        in_rows: shape.h as usize,
-                        out_rows: shape.h as usize,
-                    };
+                Op::MaskedConv2d { .. } => {
+                    let g = ops::masked_geom(&l.op, shape, shape.h, shape.h)
+                        .context("masked geometry")?;
                     kernels::masked_conv2d_f32(&x, &g, F32Le(&w), &b, &mut y, relu)
                 }
                 Op::StackConv2d { .. } => {
@@ -429,40 +367,28 @@ impl ChannelRows {
 /// The per-output-channel weight layout of `op`; `None` for layers without
 /// per-channel weights (reshape; the Row LSTM has its own path).
 fn channel_rows(op: &Op) -> Option<ChannelRows> {
-    let blocks = |outer: usize, channels: usize, inner: usize| {
-        Some(ChannelRows::Blocks {
+    if let Some((outer, channels, inner)) = ops::weight_blocks(op) {
+        return Some(ChannelRows::Blocks {
             outer,
             channels,
             inner,
-        })
-    };
-    match *op {
-        Op::Dense { inp, out } => blocks(1, out as usize, inp as usize),
-        Op::Conv2d { in_c, out_c, k, .. } => {
-            blocks(1, out_c as usize, in_c as usize * k as usize * k as usize)
-        }
-        Op::ConvTranspose2d { in_c, out_c, k, .. } => {
-            blocks(in_c as usize, out_c as usize, k as usize * k as usize)
-        }
-        Op::MaskedConv2d { in_c, out_c, k, .. } => {
-            blocks(1, out_c as usize, in_c as usize * k as usize * k as usize)
-        }
-        Op::StackConv2d { in_c, .. } => {
-            // The image size does not matter for the row lengths.
-            let g = stack_geom(
-                op,
-                Shape {
-                    c: in_c,
-                    h: 1,
-                    w: 1,
-                },
-            )?;
-            let mut rows = vec![g.v_row_len(); g.out_v];
-            rows.resize(g.out_c, g.h_row_len());
-            Some(ChannelRows::Rows(rows))
-        }
-        Op::Reshape(_) | Op::RowLstm { .. } => None,
+        });
     }
+    let Op::StackConv2d { in_c, .. } = *op else {
+        return None;
+    };
+    // The image size does not matter for the row lengths.
+    let g = stack_geom(
+        op,
+        Shape {
+            c: in_c,
+            h: 1,
+            w: 1,
+        },
+    )?;
+    let mut rows = vec![g.v_row_len(); g.out_v];
+    rows.resize(g.out_c, g.h_row_len());
+    Some(ChannelRows::Rows(rows))
 }
 
 /// Owned blobs of one exported network.
@@ -494,7 +420,7 @@ fn net_blobs(
                         .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
                         .collect()
                 };
-                let bias = if matches!(l.op, Op::Reshape(_)) {
+                let bias = if ops::is_view(&l.op) {
                     Vec::new()
                 } else {
                     f32_bytes(&l.bias)

@@ -14,10 +14,10 @@
 //! ```
 
 use anyhow::Result;
-use tinygen_runtime::format::{Act, Mask, ModelKind, Op};
+use tinygen_runtime::format::{Act, ModelKind, Op};
 
 use crate::export::{ExportMeta, FloatLayer, FloatNet};
-use crate::models::pixelcnn::{MaskKind, PixelCnn};
+use crate::models::pixelcnn::PixelCnn;
 
 /// Exact NLL in nats per image of binarized images under an exported
 /// PixelCNN, through the runtime (see [`crate::autoregressive::nll_runtime`]).
@@ -38,10 +38,7 @@ pub fn pixelcnn_net(model: &PixelCnn) -> Result<FloatNet> {
         .masked_layers()?
         .into_iter()
         .map(|(spec, weight, bias)| {
-            let mask = match spec.mask {
-                MaskKind::A => Mask::A,
-                MaskKind::B => Mask::B,
-            };
+            let mask = spec.mask;
             let op = match spec.stack {
                 None => Op::MaskedConv2d {
                     in_c: spec.in_c as u16,
@@ -86,6 +83,7 @@ mod tests {
     use crate::export::Quant;
     use crate::models::pixelcnn::{PixelCnnArch, PixelCnnConfig};
     use candle_core::{Device, Tensor};
+    use tinygen_runtime::format::Mask;
     use tinygen_runtime::{Model, PixelCnnSampler};
 
     fn image(seed: u32) -> Vec<u8> {

@@ -16,8 +16,6 @@
 pub mod fast;
 pub mod reference;
 
-use crate::format::{Mask, Op, Shape};
-
 pub use fast::float::{
     conv2d_f32, conv_transpose2d_f32, dense_f32, masked_conv2d_at_f32, masked_conv2d_f32,
     row_lstm_at_f32, row_lstm_f32, stack_conv2d_f32, stack_conv2d_h_at_f32, stack_conv2d_v_row_f32,
@@ -28,7 +26,7 @@ pub use fast::{
 };
 
 /// Geometry of a convolution or transposed convolution (square kernel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConvGeom {
     /// Input channels.
     pub in_c: usize,
@@ -77,33 +75,6 @@ pub struct MaskedGeom {
     pub out_rows: usize,
 }
 
-impl MaskedGeom {
-    /// The geometry of `op` on an input of `inp`'s height and width (its
-    /// channels are the op's `in_c`) over buffers of `in_rows` and
-    /// `out_rows` rows; `None` unless `op` is an [`Op::MaskedConv2d`].
-    pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
-        let Op::MaskedConv2d {
-            in_c,
-            out_c,
-            k,
-            mask,
-        } = *op
-        else {
-            return None;
-        };
-        Some(MaskedGeom {
-            in_c: in_c as usize,
-            out_c: out_c as usize,
-            h: inp.h as usize,
-            w: inp.w as usize,
-            k: k as usize,
-            mask_b: mask == Mask::B,
-            in_rows: in_rows as usize,
-            out_rows: out_rows as usize,
-        })
-    }
-}
-
 /// Geometry of a two-stack masked convolution
 /// ([`crate::format::Op::StackConv2d`]): stride 1, output as large as the
 /// input. Buffers may hold only some rows, as for [`MaskedGeom`].
@@ -132,36 +103,6 @@ pub struct StackGeom {
 }
 
 impl StackGeom {
-    /// The geometry of `op` on an input of `inp`'s height and width (its
-    /// channels are the op's `in_c`, which the plan checks against the
-    /// input's) over buffers of `in_rows` and `out_rows` rows (`inp.h` both:
-    /// whole tensors); `None` unless `op` is an [`Op::StackConv2d`].
-    pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
-        let Op::StackConv2d {
-            in_c,
-            in_v,
-            out_c,
-            out_v,
-            k,
-            mask,
-        } = *op
-        else {
-            return None;
-        };
-        Some(StackGeom {
-            in_c: in_c as usize,
-            in_v: in_v as usize,
-            out_c: out_c as usize,
-            out_v: out_v as usize,
-            h: inp.h as usize,
-            w: inp.w as usize,
-            k: k as usize,
-            mask_b: mask == Mask::B,
-            in_rows: in_rows as usize,
-            out_rows: out_rows as usize,
-        })
-    }
-
     /// Input channels the vertical outputs read: the vertical ones, or all
     /// when there are none.
     pub const fn v_src(&self) -> usize {
@@ -220,33 +161,6 @@ pub struct LstmGeom {
 }
 
 impl LstmGeom {
-    /// The geometry of `op` on an input of `inp`'s height and width (its
-    /// channels are the op's `in_c`) over buffers of `in_rows` and
-    /// `out_rows` rows; `None` unless `op` is an [`Op::RowLstm`].
-    pub fn of(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Self> {
-        let Op::RowLstm {
-            in_c,
-            hidden,
-            k_in,
-            mask,
-            k_state,
-        } = *op
-        else {
-            return None;
-        };
-        Some(LstmGeom {
-            in_c: in_c as usize,
-            hidden: hidden as usize,
-            h: inp.h as usize,
-            w: inp.w as usize,
-            k_in: k_in as usize,
-            mask_b: mask == Mask::B,
-            k_state: k_state as usize,
-            in_rows: in_rows as usize,
-            out_rows: out_rows as usize,
-        })
-    }
-
     /// Elements of the input-to-state weights `w_is`; `w_ss` follows them.
     pub const fn w_is_len(&self) -> usize {
         4 * self.hidden * self.in_c * self.k_in

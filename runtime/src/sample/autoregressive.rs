@@ -127,12 +127,14 @@ fn layer_cell<'b, T>(
     l: usize,
     layer: &Layer<'_>,
 ) -> &'b mut [T] {
-    let hidden = match layer.op {
-        Op::RowLstm { hidden, .. } => hidden as usize,
-        _ => 0,
+    let row = Shape {
+        c: 0,
+        h: c.h,
+        w: c.w,
     };
+    let len = crate::ops::cell_elems(&layer.op, row) as usize;
     let start = (c.cells[l].saturating_sub(c.caches_bytes) / 4) as usize;
-    &mut cells[start..start + hidden * c.w as usize]
+    &mut cells[start..start + len]
 }
 
 impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
@@ -387,7 +389,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
     pub fn naive(&mut self, rng: &mut Rng, pixels: &mut [u8], scratch: &mut [u8]) -> Result<()> {
         check_len(self.image_len(), pixels.len())?;
         let plan = &self.model.plan;
-        arena::check(plan, scratch)?;
+        arena::check_bytes(plan.arena_bytes(), scratch)?;
         let f = &self.model.file;
         let net = &f.decoder;
         pixels.iter_mut().for_each(|p| *p = 0);
@@ -395,10 +397,10 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
             let input = pixels.iter().map(|&p| if p >= 128 { 1.0 } else { 0.0 });
             let in_a = net::run(net, f.dtype, plan, scratch, input);
             let p = if f.dtype == DType::I8 {
-                let (a, b) = arena::split_i8(plan, scratch);
+                let (a, b) = crate::plan::split_i8(plan, scratch);
                 prob_i8(&self.lut, if in_a { a[i] } else { b[i] })
             } else {
-                let (a, b) = arena::split_f32(plan, scratch);
+                let (a, b) = crate::plan::split_f32(plan, scratch);
                 kernels::sigmoid_f32(if in_a { a[i] } else { b[i] } * self.inv_t)
             };
             pixels[i] = if rng.bernoulli(p) { 255 } else { 0 };
@@ -419,7 +421,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
         check_len(self.image_len(), image.len())?;
         check_len(self.image_len(), logits.len())?;
         let plan = &self.model.plan;
-        arena::check(plan, scratch)?;
+        arena::check_bytes(plan.arena_bytes(), scratch)?;
         let f = &self.model.file;
         let input = image.iter().map(|&p| if p >= 128 { 1.0 } else { 0.0 });
         let in_a = net::run(&f.decoder, f.dtype, plan, scratch, input);
@@ -824,17 +826,35 @@ mod tests {
         assert_eq!(g.v_row_len(), 16 * 2 * 3);
         assert_eq!(g.h_row_len(), 16 * 2 + 16);
         assert_eq!(
-            crate::plan::stack_macs_at(&m.file.decoder.layers[0].op, 28, 10, 10),
+            crate::ops::macs_at(
+                &m.file.decoder.layers[0].op,
+                Shape { c: 0, h: 28, w: 28 },
+                10,
+                10
+            )
+            .unwrap(),
             16 * 4 * 7 + 16 * 3
         );
         assert_eq!(
-            crate::plan::stack_macs_at(&m.file.decoder.layers[1].op, 28, 10, 10),
+            crate::ops::macs_at(
+                &m.file.decoder.layers[1].op,
+                Shape { c: 0, h: 28, w: 28 },
+                10,
+                10
+            )
+            .unwrap(),
             16 * 16 * 2 * 3 + 16 * (16 * 2 + 16)
         );
         // Row 0, column 0: one row, 2 (of 3) columns; no horizontal tap left
         // of x, the centre only; no link.
         assert_eq!(
-            crate::plan::stack_macs_at(&m.file.decoder.layers[1].op, 28, 0, 0),
+            crate::ops::macs_at(
+                &m.file.decoder.layers[1].op,
+                Shape { c: 0, h: 28, w: 28 },
+                0,
+                0
+            )
+            .unwrap(),
             16 * 16 * 2 + 16 * 16
         );
     }
@@ -1044,7 +1064,7 @@ mod tests {
             let taps_in = 28 * (2 * 27 + 1);
             let taps_ss = 27 * (3 * 26 + 2 * 2);
             let lstm = 4 * 32 * (32 * taps_in + 32 * taps_ss);
-            let conv7 = 32 * crate::plan::masked_taps(28, 28, 7, Mask::A);
+            let conv7 = 32 * crate::ops::masked_conv2d::taps(28, 28, 7, Mask::A);
             let conv1 = (32 * 32 + 32) * 28 * 28;
             assert_eq!(m.forward_macs(), 2 * lstm as u64 + conv7 + conv1 as u64);
         }

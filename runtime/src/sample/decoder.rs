@@ -52,7 +52,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
         ) {
             return Err(Error::CallUnsupported);
         }
-        arena::check(&model.plan, arena)?;
+        arena::check_bytes(model.plan.arena_bytes(), arena)?;
         Ok(Decoder { model, arena })
     }
 
@@ -111,14 +111,14 @@ impl<'m, 'a> Decoder<'m, 'a> {
         let plan = &self.model.plan;
         match (f.dtype, f.decoder.head) {
             (DType::F32 | DType::F16, _) => {
-                let (a, b) = arena::split_f32(plan, self.arena);
+                let (a, b) = crate::plan::split_f32(plan, self.arena);
                 let src = if in_a { a } else { b };
                 for (p, &l) in pixels.iter_mut().zip(src.iter()) {
                     *p = prob_to_u8(sigmoid_f32(l));
                 }
             }
             (DType::I8, Head::SigmoidLut(lut)) => {
-                let (a, b) = arena::split_i8(plan, self.arena);
+                let (a, b) = crate::plan::split_i8(plan, self.arena);
                 let src = if in_a { a } else { b };
                 for (p, &q) in pixels.iter_mut().zip(src.iter()) {
                     *p = lut[(q as i32 + 128) as usize];

@@ -43,7 +43,7 @@ impl<'m, 'a> Encoder<'m, 'a> {
         else {
             return Err(Error::CallUnsupported);
         };
-        arena::check(plan, arena)?;
+        arena::check_bytes(plan.arena_bytes(), arena)?;
         Ok(Encoder {
             model,
             net,

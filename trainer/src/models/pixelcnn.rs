@@ -118,25 +118,16 @@ impl Default for PixelCnnConfig {
     }
 }
 
-/// Which taps of a masked kernel are used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaskKind {
-    /// Excludes the centre: the first layer, which must not see its own pixel.
-    A,
-    /// Includes the centre: every later layer.
-    B,
-}
-
-/// Whether tap (`ky`, `kx`) of a `k` x `k` kernel is used.
-pub fn tap_allowed(mask: MaskKind, k: usize, ky: usize, kx: usize) -> bool {
-    let c = k / 2;
-    ky < c || (ky == c && (kx < c || (kx == c && mask == MaskKind::B)))
-}
+/// Which taps of a masked kernel are used: the runtime's [`Mask`] (A
+/// excludes the centre, for the first layer, which must not see its own
+/// pixel; B includes it, for every later layer), whose
+/// [`Mask::allows`] is the one rule the trainer and the board share.
+pub use tinygen_runtime::format::Mask;
 
 /// The k x k mask as 0.0 / 1.0, row-major.
-pub fn mask_values(mask: MaskKind, k: usize) -> Vec<f32> {
+pub fn mask_values(mask: Mask, k: usize) -> Vec<f32> {
     (0..k * k)
-        .map(|i| f32::from(u8::from(tap_allowed(mask, k, i / k, i % k))))
+        .map(|i| f32::from(u8::from(mask.allows(k, i / k, i % k))))
         .collect()
 }
 
@@ -150,12 +141,10 @@ pub struct StackSplit {
     pub out_v: usize,
 }
 
-impl MaskKind {
-    /// Used taps of a `k`-wide horizontal kernel row: `k / 2`, plus the
-    /// centre with mask B.
-    pub fn row_taps(self, k: usize) -> usize {
-        k / 2 + usize::from(self == MaskKind::B)
-    }
+/// Used taps of a `k`-wide horizontal kernel row (`k / 2`, plus the
+/// centre with mask B): those [`Mask::allows_1d`] allows.
+pub fn row_taps(mask: Mask, k: usize) -> usize {
+    (0..k).filter(|&t| mask.allows_1d(k, t)).count()
 }
 
 /// One layer as the board runs it: a masked convolution
@@ -172,7 +161,7 @@ pub struct LayerSpec {
     /// Kernel size.
     pub k: usize,
     /// Mask.
-    pub mask: MaskKind,
+    pub mask: Mask,
     /// ReLU after the layer.
     pub relu: bool,
     /// Vertical channels of a two-stack layer; `None` for a masked one.
@@ -180,26 +169,45 @@ pub struct LayerSpec {
 }
 
 impl LayerSpec {
+    /// The runtime's geometry of this layer as a two-stack convolution
+    /// (none of its vertical channels for a masked one); its row lengths do
+    /// not depend on the image size.
+    pub fn stack_geom(&self) -> tinygen_runtime::kernels::StackGeom {
+        let s = self.stack.unwrap_or(StackSplit { in_v: 0, out_v: 0 });
+        let inp = tinygen_runtime::format::Shape {
+            c: self.in_c as u16,
+            h: 1,
+            w: 1,
+        };
+        tinygen_runtime::ops::stack_conv2d::geom(
+            self.in_c as u16,
+            s.in_v as u16,
+            self.out_c as u16,
+            s.out_v as u16,
+            self.k as u8,
+            self.mask,
+            inp,
+            1,
+            1,
+        )
+    }
+
     /// Of a two-stack layer: input channels its vertical outputs read
     /// (the vertical ones, or all when there are none).
     pub fn v_src(&self) -> usize {
-        match self.stack {
-            Some(s) if s.in_v > 0 => s.in_v,
-            _ => self.in_c,
-        }
+        self.stack_geom().v_src()
     }
 
     /// Of a two-stack layer: weights of one horizontal output row,
     /// `in_h * n_h + in_v`.
     pub fn h_row_len(&self) -> usize {
-        let in_v = self.stack.map_or(0, |s| s.in_v);
-        (self.in_c - in_v) * self.mask.row_taps(self.k) + in_v
+        self.stack_geom().h_row_len()
     }
 
     /// Of a two-stack layer: weights of one vertical output row,
     /// `|V| * (k / 2 + 1) * k`.
     pub fn v_row_len(&self) -> usize {
-        self.v_src() * (self.k / 2 + 1) * self.k
+        self.stack_geom().v_row_len()
     }
 }
 
@@ -223,7 +231,7 @@ impl PixelCnnConfig {
             in_c: 1,
             out_c: s0.map_or(c, |s| s.out_v + c),
             k: FIRST_KERNEL,
-            mask: MaskKind::A,
+            mask: Mask::A,
             relu: true,
             stack: s0,
         }];
@@ -234,7 +242,7 @@ impl PixelCnnConfig {
                 in_c: s.map_or(c, |s| s.in_v + c),
                 out_c: s.map_or(c, |s| s.out_v + c),
                 k: self.kernel,
-                mask: MaskKind::B,
+                mask: Mask::B,
                 relu: true,
                 stack: s,
             });
@@ -244,7 +252,7 @@ impl PixelCnnConfig {
             in_c: c,
             out_c: 1,
             k: 1,
-            mask: MaskKind::B,
+            mask: Mask::B,
             relu: false,
             stack: None,
         });
@@ -416,7 +424,7 @@ impl StackConv {
         let (k, in_c, out_c) = (self.spec.k, self.spec.in_c, self.spec.out_c);
         let c = k / 2;
         let in_h = in_c - in_v;
-        let n_h = self.spec.mask.row_taps(k);
+        let n_h = row_taps(self.spec.mask, k);
         let mut parts = Vec::with_capacity(2);
         if let Some(wv) = &self.v_weight {
             // Rows y - c ..= y, the whole width: the blob's [|V|][k/2 + 1][k].
@@ -467,7 +475,7 @@ impl StackConv {
         let (k, in_c, out_c) = (self.spec.k, self.spec.in_c, self.spec.out_c);
         let c = k / 2;
         let in_h = in_c - in_v;
-        let n_h = self.spec.mask.row_taps(k);
+        let n_h = row_taps(self.spec.mask, k);
         let mut parts = Vec::with_capacity(2);
         if let Some(wv) = &self.v_weight {
             let v_src = if in_v == 0 {
@@ -763,15 +771,15 @@ mod tests {
     #[test]
     fn masks() {
         assert_eq!(
-            mask_values(MaskKind::A, 3),
+            mask_values(Mask::A, 3),
             vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         );
         assert_eq!(
-            mask_values(MaskKind::B, 3),
+            mask_values(Mask::B, 3),
             vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
         );
-        assert_eq!(mask_values(MaskKind::B, 1), vec![1.0]);
-        assert_eq!(mask_values(MaskKind::A, 7).iter().sum::<f32>(), 24.0);
+        assert_eq!(mask_values(Mask::B, 1), vec![1.0]);
+        assert_eq!(mask_values(Mask::A, 7).iter().sum::<f32>(), 24.0);
     }
 
     #[test]
@@ -899,10 +907,10 @@ mod tests {
         assert_eq!(
             dims,
             vec![
-                (1, 8, 7, MaskKind::A, Some((0, 4))),
-                (8, 8, 5, MaskKind::B, Some((4, 4))),
-                (8, 4, 5, MaskKind::B, Some((4, 0))),
-                (4, 1, 1, MaskKind::B, None),
+                (1, 8, 7, Mask::A, Some((0, 4))),
+                (8, 8, 5, Mask::B, Some((4, 4))),
+                (8, 4, 5, Mask::B, Some((4, 0))),
+                (4, 1, 1, Mask::B, None),
             ]
         );
         // c0: |V| = 1 (the image), 4 rows of 7; 3 horizontal taps, no link.

@@ -45,7 +45,7 @@ use candle_nn::init::Init;
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::pixelcnn::{mask_values, MaskKind};
+use super::pixelcnn::{mask_values, row_taps, Mask};
 use super::vae::bce_with_logits;
 use super::{conv, seeded_var_builder};
 
@@ -91,8 +91,8 @@ impl PixelRnnConfig {
 }
 
 /// Taps `0..n` of a width-`k` 1-row kernel are the ones `mask` allows.
-pub fn allowed_taps(mask: MaskKind, k: usize) -> usize {
-    k / 2 + usize::from(mask == MaskKind::B)
+pub fn allowed_taps(mask: Mask, k: usize) -> usize {
+    row_taps(mask, k)
 }
 
 /// One Row LSTM layer's float weights, in the file's layout.
@@ -270,7 +270,7 @@ impl PixelRnn {
         let (c, h) = (config.channels, config.hidden);
         let (c0_w, c0_b) = conv(1, c, FIRST_KERNEL, "c0")?;
         let c0_mask = Tensor::from_vec(
-            mask_values(MaskKind::A, FIRST_KERNEL),
+            mask_values(Mask::A, FIRST_KERNEL),
             (1, 1, FIRST_KERNEL, FIRST_KERNEL),
             device,
         )?;
@@ -287,7 +287,7 @@ impl PixelRnn {
             let w_is = vb.get_with_hints(
                 (4 * h, in_c, K_IN),
                 "w_is",
-                uniform(in_c * allowed_taps(MaskKind::B, K_IN)),
+                uniform(in_c * allowed_taps(Mask::B, K_IN)),
             )?;
             let w_ss = vb.get_with_hints((4 * h, h, K_STATE), "w_ss", uniform(h * K_STATE))?;
             let bias = vb.get_with_hints(4 * h, "bias", Init::Const(0.0))?;
@@ -332,7 +332,7 @@ impl PixelRnn {
     /// backward of such a slice is a whole-map tensor per row.
     fn row_lstm(l: &Lstm, x: &[Tensor]) -> Result<Vec<Tensor>> {
         let h = l.hidden;
-        let n_in = allowed_taps(MaskKind::B, K_IN);
+        let n_in = allowed_taps(Mask::B, K_IN);
         // Per gate q: (n_in·in, H) input-to-state, (K_STATE·H, H) state-to-state.
         let mut w_first = Vec::with_capacity(4);
         let mut w_next = Vec::with_capacity(4);
@@ -430,7 +430,7 @@ impl PixelRnn {
     pub fn weights(&self) -> Result<PixelRnnWeights> {
         let v = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
         let (c, hid) = (self.config.channels, self.config.hidden);
-        let n_in = allowed_taps(MaskKind::B, K_IN);
+        let n_in = allowed_taps(Mask::B, K_IN);
         let mut lstm = Vec::new();
         for (i, l) in self.lstm.iter().enumerate() {
             let in_c = self.config.lstm_in(i + 1);

@@ -20,9 +20,9 @@ pub use conv::*;
 pub(crate) use conv_transpose::conv_t_taps;
 pub use conv_transpose::*;
 pub use dense::*;
-pub use lstm::*;
 #[cfg(test)]
 pub(crate) use lstm::lstm_gate_runs;
+pub use lstm::*;
 pub(crate) use lstm::{lstm_taps, lstm_unit_f32, lstm_unit_i8};
 pub(crate) use masked::masked_runs;
 pub use masked::*;
