@@ -1097,7 +1097,8 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
          Firmware flash: loadable flash segments of the release ELF (code + embedded model).\n",
     );
     md.push('\n');
-    md.push_str(&kernels);
+    md.push_str(kernels.trim_end());
+    md.push_str("\n\n");
     md.push_str(&rest);
     std::fs::write(root.join("BENCHMARKS.md"), &md)?;
     println!("\n{md}");
