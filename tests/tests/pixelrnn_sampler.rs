@@ -163,9 +163,25 @@ fn typical_network_figures() {
             // output 1 row x 32, logits 1 row; cells: 32 x 28 x 4 bytes each.
             let rows = 4 + 32 + lstms as u32 * 2 * 32 + 32 + 1;
             let cells = lstms as u32 * 32 * 28 * 4;
-            assert_eq!(m.arena_bytes(), rows * 28 * eb + cells, "{lstms} {dtype:?}");
+            // int8: then the kernels' scratch, the largest layer's: an
+            // LSTM's input and state columns, 32 x 3 values each, two per
+            // word in groups of four.
+            let scratch = if dtype == DType::I8 {
+                2 * (32 * 3 / 2) * 4
+            } else {
+                0
+            };
+            assert_eq!(m.scratch_bytes(), scratch);
+            assert_eq!(
+                m.arena_bytes(),
+                rows * 28 * eb + cells + scratch,
+                "{lstms} {dtype:?}"
+            );
             // Full forward: two whole 32x28x28 buffers and one cell row.
-            assert_eq!(m.forward_arena_bytes(), 2 * 32 * 28 * 28 * eb + 32 * 28 * 4);
+            assert_eq!(
+                m.forward_arena_bytes(),
+                2 * 32 * 28 * 28 * eb + 32 * 28 * 4 + scratch
+            );
             // Per LSTM: 128 gate rows x (32 inputs x taps in the row (2 with
             // mask B k 3, 1 at column 0) + 32 states x taps in the previous
             // row (3, 2 at the borders; none on row 0)).
