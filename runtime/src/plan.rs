@@ -230,7 +230,7 @@ impl Plan {
             cell = cell.max(ops::cell_elems(&layer.op, shape) * 4);
             let (out, m, p) = layer_shape(i as u16, layer, shape, dtype)?;
             if dtype == DType::I8 {
-                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape) as u64);
+                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape));
             }
             shape = out;
             macs += m;
@@ -378,7 +378,7 @@ impl CachePlan {
                 offset_bytes += ops::cell_elems(&layer.op, shape) * 4;
             }
             if dtype == DType::I8 {
-                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape) as u64);
+                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape));
             }
             shape = Shape {
                 c: caches[l + 1].c,

@@ -590,7 +590,7 @@ fn arenas() {
         .max(fast::conv_transpose2d_scratch_words(&up(16, 14, 1)));
     for (q, need) in [
         (Quant::F32, 4 * (16 * 14 * 14) + 4 * 1568),
-        (Quant::Int8, 16 * 14 * 14 + 1568 + 4 * scratch),
+        (Quant::Int8, 16 * 14 * 14 + 1568 + 4 * scratch as usize),
     ] {
         let model = Model::load(vae_file(q)).unwrap();
         assert_eq!(model.arena_bytes(), need as u32, "{q:?}");

@@ -99,7 +99,7 @@ pub fn scratch_words(
     pad: u8,
     out_pad: u8,
     inp: Shape,
-) -> usize {
+) -> u64 {
     geom(in_c, out_c, k, stride, pad, out_pad, inp)
         .map_or(0, |g| fast::conv_transpose2d_scratch_words(&g))
 }

@@ -34,6 +34,6 @@ pub fn macs(inp_n: u16, out: u16) -> u64 {
 }
 
 /// Scratch words of the optimized int8 kernel on `inp`.
-pub fn scratch_words(inp: Shape) -> usize {
-    fast::dense_scratch_words(inp.numel() as usize)
+pub fn scratch_words(inp: Shape) -> u64 {
+    fast::dense_scratch_words(inp.numel())
 }

@@ -110,7 +110,7 @@ pub fn geom(
 }
 
 /// Scratch words of the optimized int8 kernel on `inp`.
-pub fn scratch_words(in_c: u16, out_c: u16, k: u8, mask: Mask, inp: Shape) -> usize {
+pub fn scratch_words(in_c: u16, out_c: u16, k: u8, mask: Mask, inp: Shape) -> u64 {
     fast::masked_scratch_words(&geom(in_c, out_c, k, mask, inp, 1, 1))
 }
 

@@ -417,7 +417,7 @@ pub fn lstm_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Lst
 /// Scratch words the optimized int8 kernel of `op` needs on `inp`; the
 /// plan has checked the layer, so every size is bounded by its weight blob
 /// or tensors.
-pub fn scratch_words(op: &Op, inp: Shape) -> usize {
+pub fn scratch_words(op: &Op, inp: Shape) -> u64 {
     match *op {
         Op::Dense { .. } => dense::scratch_words(inp),
         Op::Conv2d {

@@ -151,13 +151,6 @@ pub fn geom(
 }
 
 /// Scratch words of the optimized int8 kernel on `inp`.
-pub fn scratch_words(
-    in_c: u16,
-    hidden: u16,
-    k_in: u8,
-    mask: Mask,
-    k_state: u8,
-    inp: Shape,
-) -> usize {
+pub fn scratch_words(in_c: u16, hidden: u16, k_in: u8, mask: Mask, k_state: u8, inp: Shape) -> u64 {
     fast::lstm_scratch_words(&geom(in_c, hidden, k_in, mask, k_state, inp, 1, 1))
 }

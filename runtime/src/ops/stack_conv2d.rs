@@ -110,6 +110,6 @@ pub fn scratch_words(
     k: u8,
     mask: Mask,
     inp: Shape,
-) -> usize {
+) -> u64 {
     fast::stack_scratch_words(&geom(in_c, in_v, out_c, out_v, k, mask, inp, 1, 1))
 }

@@ -80,8 +80,15 @@ fn rows2<E: Engine>(
 }
 
 /// Scratch words of [`dense_i8`] for `n` inputs.
-pub const fn dense_scratch_words(n: usize) -> usize {
-    col_words(n)
+pub const fn dense_scratch_words(n: u64) -> u64 {
+    cw64(n)
+}
+
+/// [`col_words`] in u64: scratch sizes are computed from a file's (possibly
+/// hostile) geometry, and must not wrap on a 32-bit target before the plan
+/// compares them with what fits.
+const fn cw64(n: u64) -> u64 {
+    n.div_ceil(4) * 2
 }
 
 /// Dense layer, int8 (see [`super::reference::dense_i8`]).
@@ -116,8 +123,8 @@ pub fn dense_i8_with<E: Engine>(
 }
 
 /// Scratch words of [`conv2d_i8`]: two columns of `in_c * k * k`.
-pub const fn conv2d_scratch_words(g: &ConvGeom) -> usize {
-    2 * col_words(g.in_c * g.k * g.k)
+pub const fn conv2d_scratch_words(g: &ConvGeom) -> u64 {
+    2 * cw64(g.in_c as u64 * g.k as u64 * g.k as u64)
 }
 
 /// Column of output pixel `p` (raster index) of a convolution: taps in the
@@ -200,13 +207,22 @@ const fn conv_t_col_len(g: &ConvGeom) -> usize {
 /// Scratch words of [`conv_transpose2d_i8`]: the weights of one phase for
 /// every output channel, gathered contiguous, then the row strips (input
 /// channels a multiple of four) or two columns.
-pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> usize {
-    let n = conv_t_col_len(g);
-    let weights = (g.out_c * n).div_ceil(4);
+pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> u64 {
+    let t = phase_taps(0, g.stride, g.k) as u64;
+    let n = g.in_c as u64 * t * t;
+    let weights = (g.out_c as u64 * n).div_ceil(4);
     if g.in_c.is_multiple_of(4) {
-        weights + conv_t_window(g).1
+        // The window: conv_t_window's width, in u64.
+        let reach = ((g.out_w + g.pad) as u64 - 1) / g.stride as u64 + 1;
+        let w = if reach > g.in_w as u64 {
+            reach
+        } else {
+            g.in_w as u64
+        } + t
+            - 1;
+        weights + cw64(w * t * g.in_c as u64)
     } else {
-        weights + 2 * col_words(n)
+        weights + 2 * cw64(n)
     }
 }
 
@@ -466,9 +482,13 @@ const fn masked_segs(g: &MaskedGeom) -> (usize, usize, usize) {
 }
 
 /// Scratch words of [`masked_conv2d_at_i8`] and [`masked_conv2d_i8`].
-pub const fn masked_scratch_words(g: &MaskedGeom) -> usize {
-    let (n_seg, len, _) = masked_segs(g);
-    n_seg * col_words(len)
+pub const fn masked_scratch_words(g: &MaskedGeom) -> u64 {
+    let (n_seg, len) = if g.k == 1 {
+        (1, g.in_c as u64)
+    } else {
+        (g.in_c as u64, (g.k as u64 / 2 + 1) * g.k as u64)
+    };
+    n_seg * cw64(len)
 }
 
 /// Masked convolution, int8, at one position (see
@@ -597,14 +617,17 @@ pub fn masked_conv2d_i8(
 
 /// Scratch words of the two-stack kernels: two vertical columns, or one
 /// horizontal one (only for the outputs the layer has).
-pub const fn stack_scratch_words(g: &StackGeom) -> usize {
+pub const fn stack_scratch_words(g: &StackGeom) -> u64 {
+    // StackGeom's row lengths, in u64.
+    let (k, v_src) = (g.k as u64, g.v_src() as u64);
+    let n_h = (g.k / 2) as u64 + g.mask_b as u64;
     let v = if g.out_v > 0 {
-        2 * col_words(g.v_row_len())
+        2 * cw64(v_src * (k / 2 + 1) * k)
     } else {
         0
     };
     let h = if g.out_v < g.out_c {
-        col_words(g.h_row_len())
+        cw64((g.in_c - g.in_v) as u64 * n_h + g.in_v as u64)
     } else {
         0
     };
@@ -785,8 +808,8 @@ pub fn stack_conv2d_i8(
 
 /// Scratch words of the Row LSTM kernels: the input column
 /// (`in_c * k_in`) and the state column (`hidden * k_state`).
-pub const fn lstm_scratch_words(g: &LstmGeom) -> usize {
-    col_words(g.in_c * g.k_in) + col_words(g.hidden * g.k_state)
+pub const fn lstm_scratch_words(g: &LstmGeom) -> u64 {
+    cw64(g.in_c as u64 * g.k_in as u64) + cw64(g.hidden as u64 * g.k_state as u64)
 }
 
 /// Row LSTM, int8, at one position (see

@@ -85,7 +85,7 @@ proptest! {
         r::dense_i8(&x, &w, &b, &q.rq(), &mut want);
         both(&want, |dsp| {
             let mut got = std::vec![0i8; out];
-            let mut s = scratch(dense_scratch_words(n));
+            let mut s = scratch(dense_scratch_words(n as u64) as usize);
             if dsp {
                 dense_i8_with::<Dsp>(&x, &w, &b, &q.rq(), &mut got, &mut s);
             } else {
@@ -116,7 +116,7 @@ proptest! {
         r::conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
         both(&want, |dsp| {
             let mut got = std::vec![0i8; n];
-            let mut s = scratch(conv2d_scratch_words(&g));
+            let mut s = scratch(conv2d_scratch_words(&g) as usize);
             if dsp {
                 conv2d_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
             } else {
@@ -149,7 +149,7 @@ proptest! {
         r::conv_transpose2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
         both(&want, |dsp| {
             let mut got = std::vec![0i8; n];
-            let mut s = scratch(conv_transpose2d_scratch_words(&g));
+            let mut s = scratch(conv_transpose2d_scratch_words(&g) as usize);
             if dsp {
                 conv_transpose2d_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
             } else {
@@ -181,7 +181,7 @@ proptest! {
         r::masked_conv2d_at_i8(&x, &g, &wt, &b, &q.rq(), &mut want, y, xp);
         both(&want, |dsp| {
             let mut got = std::vec![0i8; n];
-            let mut s = scratch(masked_scratch_words(&g));
+            let mut s = scratch(masked_scratch_words(&g) as usize);
             if dsp {
                 masked_conv2d_at_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, y, xp, &mut s);
             } else {
@@ -193,7 +193,7 @@ proptest! {
             let mut want = std::vec![0i8; n];
             r::masked_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
             let mut got = std::vec![0i8; n];
-            let mut s = scratch(masked_scratch_words(&g));
+            let mut s = scratch(masked_scratch_words(&g) as usize);
             masked_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
             prop_assert_eq!(got, want);
         }
@@ -225,7 +225,7 @@ proptest! {
         r::stack_conv2d_v_row_i8(&x, &g, &wt, &b, &q.rq(), &mut want, y);
         both(&want, |dsp| {
             let mut got = std::vec![0i8; n];
-            let mut s = scratch(stack_scratch_words(&g));
+            let mut s = scratch(stack_scratch_words(&g) as usize);
             if dsp {
                 stack_conv2d_h_at_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, y, xp, &mut s);
                 stack_conv2d_v_row_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, y, &mut s);
@@ -239,7 +239,7 @@ proptest! {
             let mut want = std::vec![0i8; n];
             r::stack_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
             let mut got = std::vec![0i8; n];
-            let mut s = scratch(stack_scratch_words(&g));
+            let mut s = scratch(stack_scratch_words(&g) as usize);
             stack_conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
             prop_assert_eq!(got, want);
         }
@@ -265,7 +265,7 @@ proptest! {
         let mut want = (std::vec![0i8; n], std::vec![0i32; hidden * w]);
         r::row_lstm_i8(&x, &g, &wt, &b, &q.rq(), &mut want.0, &mut want.1);
         let mut got = (std::vec![0i8; n], std::vec![0i32; hidden * w]);
-        let mut s = scratch(lstm_scratch_words(&g));
+        let mut s = scratch(lstm_scratch_words(&g) as usize);
         for y in 0..h {
             for xp in 0..w {
                 if dsp {
