@@ -177,6 +177,12 @@ pub trait FloatWeights: Copy {
     fn at(&self, i: usize) -> f32;
     /// The `n` weights from number `i` (bounds checked here, once).
     fn sub(self, i: usize, n: usize) -> Self;
+    /// Number of weights.
+    fn len(&self) -> usize;
+    /// Whether there are no weights.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Weight number `i`, not bounds checked.
     ///
     /// # Safety
@@ -205,6 +211,10 @@ impl FloatWeights for F32Le<'_> {
         F32Le(&self.0[4 * i..4 * (i + n)])
     }
     #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+    #[inline(always)]
     unsafe fn at_unchecked(&self, i: usize) -> f32 {
         // SAFETY: the caller keeps i below the weights' count, so bytes
         // 4i..4i + 4 are in the blob.
@@ -221,6 +231,10 @@ impl FloatWeights for F16Le<'_> {
     #[inline(always)]
     fn sub(self, i: usize, n: usize) -> Self {
         F16Le(&self.0[2 * i..2 * (i + n)])
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len() / 2
     }
     #[inline(always)]
     unsafe fn at_unchecked(&self, i: usize) -> f32 {

@@ -116,16 +116,17 @@ fn run<W: FloatWeights, const R: usize>(
     stride: usize,
     (w0, x, n, xs): (usize, &[f32], usize, usize),
 ) {
-    // Bounds once per run: every weight row and the last input.
-    let rows: [W; R] = core::array::from_fn(|r| w.sub(w0 + r * stride, n));
+    // Bounds once per run: the last row's last weight (rows lie at
+    // increasing offsets) and the last input.
+    let end = w0 + (R - 1) * stride + n;
+    assert!(end <= w.len(), "weights out of bounds");
     let x = &x[..(n - 1) * xs + 1];
     for t in 0..n {
-        // SAFETY: t * xs <= (n - 1) * xs < x.len(), and t < n, the length
-        // of every row.
+        // SAFETY: t * xs <= (n - 1) * xs < x.len().
         let xv = unsafe { *x.get_unchecked(t * xs) };
-        for (a, row) in acc.iter_mut().zip(&rows) {
-            // SAFETY: t < n, every row's length.
-            *a += unsafe { row.at_unchecked(t) } * xv;
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: w0 + r * stride + t < end <= w.len() (checked above).
+            *a += unsafe { w.at_unchecked(w0 + r * stride + t) } * xv;
         }
     }
 }
@@ -138,14 +139,15 @@ fn run2<W: FloatWeights, const R: usize>(
     stride: usize,
     (w0, x, n, dx): (usize, &[f32], usize, usize),
 ) {
-    let rows: [W; R] = core::array::from_fn(|r| w.sub(w0 + r * stride, n));
+    let end = w0 + (R - 1) * stride + n;
+    assert!(end <= w.len(), "weights out of bounds");
     let x = &x[..n + dx];
     for t in 0..n {
-        // SAFETY: t + dx < n + dx = x.len(); t < n, every row's length.
+        // SAFETY: t + dx < n + dx = x.len().
         let (x0, x1) = unsafe { (*x.get_unchecked(t), *x.get_unchecked(t + dx)) };
-        for (a, row) in acc.iter_mut().zip(&rows) {
-            // SAFETY: t < n, every row's length.
-            let wv = unsafe { row.at_unchecked(t) };
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: w0 + r * stride + t < end <= w.len() (checked above).
+            let wv = unsafe { w.at_unchecked(w0 + r * stride + t) };
             a[0] += wv * x0;
             a[1] += wv * x1;
         }
