@@ -582,21 +582,10 @@ pub(crate) unsafe fn u32_at_unchecked(blob: &[u8], i: usize) -> u32 {
 /// four bytes), `from_le_bytes` elsewhere.
 #[inline(always)]
 pub(crate) fn u32_at(blob: &[u8], i: usize) -> u32 {
-    let b = &blob[4 * i..4 * i + 4];
-    #[cfg(tinygen_unaligned_ldr)]
-    {
-        let v: u32;
-        // SAFETY: `b` is 4 readable bytes (sliced above); these cores load
-        // a word from any address (little-endian, as the file); the asm
-        // only reads them.
-        unsafe {
-            core::arch::asm!("ldr {v}, [{p}]", v = lateout(reg) v, p = in(reg) b.as_ptr(),
-                options(pure, readonly, nostack, preserves_flags));
-        }
-        v
-    }
-    #[cfg(not(tinygen_unaligned_ldr))]
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    let in_bounds = 4 * i + 4 <= blob.len();
+    assert!(in_bounds, "u32 {i} past a blob of {} bytes", blob.len());
+    // SAFETY: bytes 4i..4i + 4 are in the blob (checked above).
+    unsafe { u32_at_unchecked(blob, i) }
 }
 
 #[cfg(test)]

@@ -111,30 +111,6 @@ impl<'c> ColWriter<'c> {
         }
     }
 
-    /// Appends `k` taps of `row` starting at column `x0` (which may be
-    /// negative): `row[x0 + j] - zp` for the taps `j < valid` inside the
-    /// row, zero for the others (outside the row, or masked).
-    #[inline(always)]
-    pub fn taps(&mut self, row: &[i8], x0: isize, k: usize, valid: usize, zp: i32) {
-        let len = row.len() as isize;
-        if x0 >= 0 && x0 + k as isize <= len && valid >= k {
-            // The common case: every tap inside and unmasked.
-            let from = x0 as usize;
-            self.run(&row[from..from + k], zp);
-            return;
-        }
-        let lo = (-x0).clamp(0, k as isize) as usize;
-        let hi = ((len - x0).clamp(0, k as isize) as usize)
-            .min(valid)
-            .max(lo);
-        self.zeros(lo);
-        if hi > lo {
-            let from = (x0 + lo as isize) as usize;
-            self.run(&row[from..from + (hi - lo)], zp);
-        }
-        self.zeros(k - hi);
-    }
-
     /// Appends a patch of the CHW tensor `x`: for each of `n_i` channels
     /// (`ch_stride` apart) and each of `n_a` rows (row `a` starting at
     /// `row(a)` within the channel, `None` for a row outside the image: all
@@ -897,14 +873,15 @@ mod tests {
     }
 
     #[test]
-    fn taps_zero_outside_and_masked() {
+    fn patch_zeroes_taps_outside_and_masked() {
         let row = [1i8, 2, 3, 4, 5];
         for x0 in -6isize..7 {
             for k in 0..6 {
                 for valid in 0..=k {
                     let mut col = [0x5555_5555u32; 4];
                     let mut wr = ColWriter::new(&mut col);
-                    wr.taps(&row, x0, k, valid, 10);
+                    let js = inside(x0, k, row.len(), valid);
+                    wr.patch(&row, 1, 0, 1, |_| Some(0), k, x0, js, 10);
                     wr.finish();
                     for j in 0..k {
                         let ix = x0 + j as isize;

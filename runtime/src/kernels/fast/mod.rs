@@ -483,12 +483,9 @@ const fn masked_segs(g: &MaskedGeom) -> (usize, usize, usize) {
 
 /// Scratch words of [`masked_conv2d_at_i8`] and [`masked_conv2d_i8`].
 pub const fn masked_scratch_words(g: &MaskedGeom) -> u64 {
-    let (n_seg, len) = if g.k == 1 {
-        (1, g.in_c as u64)
-    } else {
-        (g.in_c as u64, (g.k as u64 / 2 + 1) * g.k as u64)
-    };
-    n_seg * cw64(len)
+    // Segments and their lengths are u16 and u8 products: no wrap.
+    let (n_seg, len, _) = masked_segs(g);
+    n_seg as u64 * cw64(len as u64)
 }
 
 /// Masked convolution, int8, at one position (see
