@@ -382,7 +382,13 @@ pub fn run(_board: board::Board) -> bool {
         board::COUNT_UNIT
     );
     let mut all_equal = true;
+    // TINYGEN_BENCH_ONLY (at build time): only the cases whose name
+    // contains it, for profiling one kernel (tools/qemu-pcprof).
+    let only = option_env!("TINYGEN_BENCH_ONLY").unwrap_or("");
     for (i, (name, shape)) in CASES.iter().enumerate() {
+        if !name.contains(only) {
+            continue;
+        }
         all_equal &= run_case(name, shape, i as u64 + 1, pool);
     }
     if all_equal {

@@ -805,10 +805,10 @@ mod tests {
         let m = Model::load(&f).unwrap();
         // Rows: input 4 (7x7), two stack outputs read by 3x3 stacks 2 x 32,
         // the last read by the 1x1: 1 x 16; logits 1.
-        // Then the int8 kernels' scratch, the largest layer's: two columns
-        // of a hidden layer's vertical taps (16 x 2 x 3 values, two per
-        // word).
-        let scratch = 2 * kernels::fast::engine::col_words(16 * 2 * 3) as u32 * 4;
+        // Then the int8 kernels' scratch, the largest layer's: three
+        // columns of a hidden layer's vertical taps (16 x 2 x 3 values, two
+        // per word).
+        let scratch = 3 * kernels::fast::engine::col_words(16 * 2 * 3) as u32 * 4;
         assert_eq!(m.arena_bytes(), (4 + 2 * 2 * 32 + 16 + 1) * 28 + scratch);
         assert_eq!(m.macs_per_sample(), m.forward_macs());
         // Interior MACs per position: first layer 16 x 4 x 7 (vertical) +

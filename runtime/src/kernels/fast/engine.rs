@@ -116,6 +116,10 @@ impl<'c> ColWriter<'c> {
     /// `row(a)` within the channel, `None` for a row outside the image: all
     /// zeros), the `n_j` taps from column `x0`: `x[.. + x0 + j] - zp` for
     /// `j` in `js` (the taps inside the row), zero for the others.
+    ///
+    /// In an image's interior, one bounds check for the whole patch
+    /// ([`ColWriter::patch_inside`]); at its edges, one per row, covering
+    /// the row's taps in every channel.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn patch(
@@ -133,32 +137,163 @@ impl<'c> ColWriter<'c> {
         let (p, total) = (self.p, n_i * n_a * n_j);
         self.p += total;
         let out = &mut self.h()[p..p + total];
-        if jlo == 0
-            && jhi == n_j
-            && Self::patch_inside(x, out, (n_i, ch_stride), n_a, &row, (x0, n_j), zp)
+        if n_i == 0
+            || (jlo == 0
+                && jhi == n_j
+                && Self::patch_inside(x, out, (n_i, ch_stride), n_a, &row, (x0, n_j), zp))
         {
             return;
         }
-        let mut o = 0;
-        for i in 0..n_i {
-            for a in 0..n_a {
-                let dst = &mut out[o..o + n_j];
-                o += n_j;
-                match row(a) {
-                    None => dst.iter_mut().for_each(|d| *d = 0),
-                    Some(r) => {
-                        dst[..jlo].iter_mut().for_each(|d| *d = 0);
-                        if jhi > jlo {
-                            // Inside the row: r + x0 + jlo >= r >= 0.
-                            let start = ((i * ch_stride + r) as isize + x0 + jlo as isize) as usize;
-                            let src = &x[start..start + (jhi - jlo)];
-                            for (d, &v) in dst[jlo..jhi].iter_mut().zip(src) {
-                                *d = (v as i32 - zp) as i16;
-                            }
-                        }
-                        dst[jhi..].iter_mut().for_each(|d| *d = 0);
-                    }
+        let (jlo, jhi) = (jlo.min(n_j), jhi.min(n_j).max(jlo.min(n_j)));
+        let seg = n_a * n_j;
+        for a in 0..n_a {
+            // The row's first tap inside, in channel 0, and its last read
+            // in channel n_i - 1.
+            let src = row(a)
+                .filter(|_| jhi > jlo)
+                .map(|r| (r as isize + x0 + jlo as isize) as usize);
+            let Some(src) = src else {
+                for i in 0..n_i {
+                    out[i * seg + a * n_j..][..n_j].fill(0);
                 }
+                continue;
+            };
+            let last = (n_i - 1)
+                .checked_mul(ch_stride)
+                .and_then(|v| v.checked_add(src + (jhi - jlo)));
+            assert!(
+                last.is_some_and(|l| l <= x.len()) && (n_i - 1) * seg + (a + 1) * n_j <= out.len(),
+                "patch outside its tensor"
+            );
+            // SAFETY: channel i reads src + i * ch_stride + (0..jhi - jlo),
+            // at most `last` <= x.len(), and writes i * seg + a * n_j +
+            // (0..n_j) < out.len() (both asserted above).
+            unsafe {
+                let (s, d) = (x.as_ptr().add(src), out.as_mut_ptr().add(a * n_j));
+                Self::copy_row(s, d, (n_i, ch_stride, seg), (n_j, jlo, jhi), zp);
+            }
+        }
+    }
+
+    /// [`ColWriter::patch`] where every row and tap is inside (the
+    /// interior of an image): one bounds check for the whole patch, then
+    /// plain copies, unrolled for the common kernel widths. Returns false
+    /// (writing nothing) unless every row is inside and the whole patch
+    /// lies within `x`.
+    #[inline(always)]
+    fn patch_inside(
+        x: &[i8],
+        out: &mut [i16],
+        (n_i, ch_stride): (usize, usize),
+        n_a: usize,
+        row: &impl Fn(usize) -> Option<usize>,
+        (x0, n_j): (isize, usize),
+        zp: i32,
+    ) -> bool {
+        if n_i == 0 || n_a == 0 || n_a > 8 || n_j == 0 {
+            return false;
+        }
+        let mut rows = [0usize; 8];
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        for (a, r) in rows.iter_mut().enumerate().take(n_a) {
+            let Some(v) = row(a) else {
+                return false;
+            };
+            let Ok(v) = usize::try_from(v as isize + x0) else {
+                return false;
+            };
+            *r = v;
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        // The last value read: channel n_i - 1, the highest row, tap n_j - 1.
+        let Some(last) = (n_i - 1)
+            .checked_mul(ch_stride)
+            .and_then(|v| v.checked_add(hi + n_j - 1))
+        else {
+            return false;
+        };
+        if last >= x.len() || out.len() != n_i * n_a * n_j {
+            return false;
+        }
+        let rows = &rows[..n_a];
+        // SAFETY: every read is at most `last` < x.len() and every write
+        // below n_i * n_a * n_j = out.len() (checked above).
+        unsafe {
+            match n_j {
+                3 => Self::copy_inside(x, out, (n_i, ch_stride), rows, 3, zp),
+                5 => Self::copy_inside(x, out, (n_i, ch_stride), rows, 5, zp),
+                7 => Self::copy_inside(x, out, (n_i, ch_stride), rows, 7, zp),
+                _ => Self::copy_inside(x, out, (n_i, ch_stride), rows, n_j, zp),
+            }
+        }
+        true
+    }
+
+    /// The copy of [`ColWriter::patch_inside`]: for each channel and row,
+    /// `n_j` values.
+    ///
+    /// # Safety
+    ///
+    /// `(n_i - 1) * ch_stride + max(rows) + n_j <= x.len()` and
+    /// `n_i * rows.len() * n_j <= out.len()`.
+    #[inline(always)]
+    unsafe fn copy_inside(
+        x: &[i8],
+        out: &mut [i16],
+        (n_i, ch_stride): (usize, usize),
+        rows: &[usize],
+        n_j: usize,
+        zp: i32,
+    ) {
+        let mut d = out.as_mut_ptr();
+        for i in 0..n_i {
+            let base = i * ch_stride;
+            for &r in rows {
+                // SAFETY: the caller bounds base + r + n_j by x.len() and
+                // the n_i * rows.len() * n_j writes by out.len().
+                unsafe {
+                    let src = x.as_ptr().add(base + r);
+                    for j in 0..n_j {
+                        *d.add(j) = (*src.add(j) as i32 - zp) as i16;
+                    }
+                    d = d.add(n_j);
+                }
+            }
+        }
+    }
+
+    /// One row of [`ColWriter::patch`] in every channel: `n_j` values per
+    /// channel at `d + i * seg`, zeros outside `jlo..jhi`, `s[i * ch_stride
+    /// + j - jlo] - zp` inside.
+    ///
+    /// # Safety
+    ///
+    /// The reads `s + i * ch_stride + (0..jhi - jlo)` and the writes
+    /// `d + i * seg + (0..n_j)` are in bounds for every `i < n_i`.
+    #[inline(always)]
+    unsafe fn copy_row(
+        s: *const i8,
+        d: *mut i16,
+        (n_i, ch_stride, seg): (usize, usize, usize),
+        (n_j, jlo, jhi): (usize, usize, usize),
+        zp: i32,
+    ) {
+        let (mut s, mut d) = (s, d);
+        for _ in 0..n_i {
+            // SAFETY: the caller bounds every access.
+            unsafe {
+                for j in 0..jlo {
+                    *d.add(j) = 0;
+                }
+                for j in jlo..jhi {
+                    *d.add(j) = (*s.add(j - jlo) as i32 - zp) as i16;
+                }
+                for j in jhi..n_j {
+                    *d.add(j) = 0;
+                }
+                s = s.wrapping_add(ch_stride);
+                d = d.wrapping_add(seg);
             }
         }
     }
@@ -207,64 +342,6 @@ impl<'c> ColWriter<'c> {
                 None => dst.iter_mut().for_each(|d| *d = 0),
             }
         }
-    }
-
-    /// [`ColWriter::patch`] where every row and tap is inside (the
-    /// interior of an image): one bounds check for the whole patch, then
-    /// plain copies. Returns false (writing nothing) unless every row is
-    /// inside and the whole patch lies within `x`.
-    #[inline(always)]
-    fn patch_inside(
-        x: &[i8],
-        out: &mut [i16],
-        (n_i, ch_stride): (usize, usize),
-        n_a: usize,
-        row: &impl Fn(usize) -> Option<usize>,
-        (x0, n_j): (isize, usize),
-        zp: i32,
-    ) -> bool {
-        if n_i == 0 || n_a == 0 || n_a > 8 || n_j == 0 {
-            return false;
-        }
-        let mut rows = [0usize; 8];
-        let (mut lo, mut hi) = (usize::MAX, 0usize);
-        for (a, r) in rows.iter_mut().enumerate().take(n_a) {
-            let Some(v) = row(a) else {
-                return false;
-            };
-            let Ok(v) = usize::try_from(v as isize + x0) else {
-                return false;
-            };
-            *r = v;
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        // The last value read: channel n_i - 1, the highest row, tap n_j - 1.
-        let Some(last) = (n_i - 1)
-            .checked_mul(ch_stride)
-            .and_then(|v| v.checked_add(hi + n_j - 1))
-        else {
-            return false;
-        };
-        if last >= x.len() || out.len() != n_i * n_a * n_j {
-            return false;
-        }
-        let mut o = 0;
-        for i in 0..n_i {
-            let base = i * ch_stride;
-            for &r in &rows[..n_a] {
-                let s = base + r;
-                for j in 0..n_j {
-                    // SAFETY: s + j <= last < x.len() (checked above) and
-                    // o < n_i * n_a * n_j = out.len().
-                    unsafe {
-                        *out.get_unchecked_mut(o) = (*x.get_unchecked(s + j) as i32 - zp) as i16;
-                    }
-                    o += 1;
-                }
-            }
-        }
-        true
     }
 
     /// Ends a segment: pads the last group with zeros, so that the next
@@ -323,8 +400,8 @@ pub trait Engine {
     /// [`col_words`]`(n)` words), wrapping. `R` is 1, 2 or 3.
     fn rows<const R: usize>(acc: &mut [i32; R], w: [&[u8]; R], col: &[u32], n: usize);
     /// Adds to `acc[c]` the dot product of weight row `w` with column
-    /// `col[c]`, wrapping.
-    fn cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], n: usize);
+    /// `col[c]`, wrapping. `C` is 2 or 3.
+    fn cols<const C: usize>(acc: &mut [i32; C], w: &[u8], col: [&[u32]; C], n: usize);
 }
 
 /// The partial last group: weights read one by one.
@@ -466,26 +543,24 @@ fn dsp_rows_groups<const R: usize>(
     }
 }
 
-/// Groups `from..to` of [`Dsp::cols2`] one at a time.
+/// Groups `from..to` of [`Dsp::cols`] one at a time.
 #[inline(always)]
-fn dsp_cols2_groups(a: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], from: usize, to: usize) {
+fn dsp_cols_groups<const C: usize>(
+    a: &mut [i32; C],
+    w: &[u8],
+    col: [&[u32]; C],
+    from: usize,
+    to: usize,
+) {
     for g in from..to {
-        // SAFETY: g < n / 4: 2g + 1 < col_words(n) <= col[c].len() and
-        // 4g + 4 <= n <= w.len().
-        let (word, c) = unsafe {
-            (
-                word_at(w, 4 * g),
-                [
-                    cw(col[0], 2 * g),
-                    cw(col[0], 2 * g + 1),
-                    cw(col[1], 2 * g),
-                    cw(col[1], 2 * g + 1),
-                ],
-            )
-        };
+        // SAFETY: g < n / 4: 4g + 4 <= n <= w.len().
+        let word = unsafe { word_at(w, 4 * g) };
         let (lo, hi) = (dsp::sxtb16(word), dsp::sxtb16_ror8(word));
-        a[0] = dsp::smlad(hi, c[1], dsp::smlad(lo, c[0], a[0]));
-        a[1] = dsp::smlad(hi, c[3], dsp::smlad(lo, c[2], a[1]));
+        for c in 0..C {
+            // SAFETY: g < n / 4: 2g + 1 < col_words(n) <= col[c].len().
+            let (c0, c1) = unsafe { (cw(col[c], 2 * g), cw(col[c], 2 * g + 1)) };
+            a[c] = dsp::smlad(hi, c1, dsp::smlad(lo, c0, a[c]));
+        }
     }
 }
 
@@ -523,23 +598,29 @@ impl Engine for Dsp {
     }
 
     #[inline(always)]
-    fn cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], n: usize) {
+    fn cols<const C: usize>(acc: &mut [i32; C], w: &[u8], col: [&[u32]; C], n: usize) {
         let w = &w[..n];
         let col = col.map(|c| &c[..col_words(n)]);
         let groups = n / 4;
         #[cfg(tinygen_dsp)]
-        let done = if groups >= 2 {
+        let done = if groups >= 2 && (2..=3).contains(&C) {
             let pairs = groups / 2;
             // SAFETY: reads `pairs` * 8 weight bytes and `pairs` * 16
             // bytes of each column, within the slices bounded above.
-            unsafe { asm_cols2(acc, w, col, pairs) };
+            unsafe {
+                if C == 3 {
+                    asm_cols3(acc, w, &col, pairs)
+                } else {
+                    asm_cols2(acc, w, &col, pairs)
+                }
+            };
             2 * pairs
         } else {
             0
         };
         #[cfg(not(tinygen_dsp))]
         let done = 0;
-        dsp_cols2_groups(acc, w, col, done, groups);
+        dsp_cols_groups(acc, w, col, done, groups);
         let mut t = [*acc];
         tail(&mut t, [w], col, groups * 4, n);
         *acc = t[0];
@@ -720,11 +801,11 @@ unsafe fn asm_rows1<const R: usize>(acc: &mut [i32; R], w: &[&[u8]; R], col: &[u
 ///
 /// # Safety
 ///
-/// `w` holds at least `8 * pairs` bytes and each column at least
-/// `4 * pairs` words; `pairs >= 1`.
+/// `C >= 2`; `w` holds at least `8 * pairs` bytes and each of the first
+/// two columns at least `4 * pairs` words; `pairs >= 1`.
 #[cfg(tinygen_dsp)]
 #[inline(always)]
-unsafe fn asm_cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], pairs: usize) {
+unsafe fn asm_cols2<const C: usize>(acc: &mut [i32; C], w: &[u8], col: &[&[u32]; C], pairs: usize) {
     let (mut a0, mut a1) = (acc[0], acc[1]);
     // SAFETY: the caller bounds the reads; registers only otherwise.
     unsafe {
@@ -767,6 +848,68 @@ unsafe fn asm_cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], pairs: usize
     }
     acc[0] = a0;
     acc[1] = a1;
+}
+
+/// One weight row over three columns, two groups per iteration: 26
+/// instructions per 24 multiply-accumulates (each weight word is widened
+/// once for three columns; twelve registers, all the allocator has).
+///
+/// # Safety
+///
+/// `C >= 3`; `w` holds at least `8 * pairs` bytes and each of the first
+/// three columns at least `4 * pairs` words; `pairs >= 1`.
+#[cfg(tinygen_dsp)]
+#[inline(always)]
+unsafe fn asm_cols3<const C: usize>(acc: &mut [i32; C], w: &[u8], col: &[&[u32]; C], pairs: usize) {
+    let (mut a0, mut a1, mut a2) = (acc[0], acc[1], acc[2]);
+    // SAFETY: the caller bounds the reads; registers only otherwise.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {t}, [{wp}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "ldrd {x}, {y}, [{ca}], #8",
+            "smlad {a0}, {u}, {x}, {a0}",
+            "smlad {a0}, {t}, {y}, {a0}",
+            "ldrd {x}, {y}, [{cb}], #8",
+            "smlad {a1}, {u}, {x}, {a1}",
+            "smlad {a1}, {t}, {y}, {a1}",
+            "ldrd {x}, {y}, [{cc}], #8",
+            "smlad {a2}, {u}, {x}, {a2}",
+            "smlad {a2}, {t}, {y}, {a2}",
+            "ldr {t}, [{wp}], #4",
+            "sxtb16 {u}, {t}",
+            "sxtb16 {t}, {t}, ror #8",
+            "ldrd {x}, {y}, [{ca}], #8",
+            "smlad {a0}, {u}, {x}, {a0}",
+            "smlad {a0}, {t}, {y}, {a0}",
+            "ldrd {x}, {y}, [{cb}], #8",
+            "smlad {a1}, {u}, {x}, {a1}",
+            "smlad {a1}, {t}, {y}, {a1}",
+            "ldrd {x}, {y}, [{cc}], #8",
+            "smlad {a2}, {u}, {x}, {a2}",
+            "smlad {a2}, {t}, {y}, {a2}",
+            "subs {k}, {k}, #1",
+            "bne 2b",
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            wp = inout(reg) w.as_ptr() => _,
+            ca = inout(reg) col[0].as_ptr() => _,
+            cb = inout(reg) col[1].as_ptr() => _,
+            cc = inout(reg) col[2].as_ptr() => _,
+            k = inout(reg) pairs => _,
+            t = out(reg) _,
+            u = out(reg) _,
+            x = out(reg) _,
+            y = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
 }
 
 /// The portable engine (see the module doc).
@@ -825,14 +968,15 @@ impl Engine for Portable {
     }
 
     #[inline(always)]
-    fn cols2(acc: &mut [i32; 2], w: &[u8], col: [&[u32]; 2], n: usize) {
+    fn cols<const C: usize>(acc: &mut [i32; C], w: &[u8], col: [&[u32]; C], n: usize) {
         let w = &w[..n];
         let col = col.map(|c| &c[..col_words(n)]);
         let groups = n / 4;
         for g in 0..groups {
             let wv = weights(w, g);
-            acc[0] = acc[0].wrapping_add(dot4(wv, group(col[0], g)));
-            acc[1] = acc[1].wrapping_add(dot4(wv, group(col[1], g)));
+            for c in 0..C {
+                acc[c] = acc[c].wrapping_add(dot4(wv, group(col[c], g)));
+            }
         }
         let mut t = [*acc];
         tail(&mut t, [w], col, groups * 4, n);
@@ -951,8 +1095,8 @@ mod tests {
         assert_eq!(a, want, "portable rows n {n}");
     }
 
-    fn cols2_agree(seed: u64, n: usize) {
-        let (w, v) = data(seed, 1, 2, n);
+    fn cols_agree<const C: usize>(seed: u64, n: usize) {
+        let (w, v) = data(seed, 1, C, n);
         let cols: Vec<Vec<u32>> = v
             .iter()
             .map(|vals| {
@@ -963,14 +1107,14 @@ mod tests {
                 col
             })
             .collect();
-        let want = [dot(&w[0], &v[0]), dot(&w[0], &v[1])];
-        let c = [&cols[0][..], &cols[1][..]];
-        let mut a = [7i32; 2];
-        Dsp::cols2(&mut a, &w[0], c, n);
-        assert_eq!(a, want, "dsp cols2 n {n}");
-        let mut a = [7i32; 2];
-        Portable::cols2(&mut a, &w[0], c, n);
-        assert_eq!(a, want, "portable cols2 n {n}");
+        let want: [i32; C] = core::array::from_fn(|c| dot(&w[0], &v[c]));
+        let c: [&[u32]; C] = core::array::from_fn(|c| &cols[c][..]);
+        let mut a = [7i32; C];
+        Dsp::cols(&mut a, &w[0], c, n);
+        assert_eq!(a, want, "dsp cols {C} n {n}");
+        let mut a = [7i32; C];
+        Portable::cols(&mut a, &w[0], c, n);
+        assert_eq!(a, want, "portable cols {C} n {n}");
     }
 
     #[test]
@@ -979,7 +1123,8 @@ mod tests {
             rows_agree::<1>(n as u64, n);
             rows_agree::<2>(n as u64 + 100, n);
             rows_agree::<3>(n as u64 + 200, n);
-            cols2_agree(n as u64 + 300, n);
+            cols_agree::<2>(n as u64 + 300, n);
+            cols_agree::<3>(n as u64 + 400, n);
         }
     }
 }

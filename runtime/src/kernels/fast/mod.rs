@@ -56,26 +56,146 @@ fn rows1<E: Engine>(
     }
 }
 
-/// Runs `n_rows` output rows over two columns (see [`rows1`]);
-/// `put(o, [acc_a, acc_b])`.
+/// Runs output rows `0..n_rows` (weight row `o`: `w[o * n..][..n]`, bias
+/// `o`) over `C` columns: one weight load serves every column.
+/// `put(o, acc)` gets the `C` dot products.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn rows2<E: Engine>(
+fn rows_cols<E: Engine, const C: usize>(
     n_rows: usize,
     w: &[u8],
-    base: usize,
-    stride: usize,
     n: usize,
     bias: &[u8],
-    bias0: usize,
-    col: [&[u32]; 2],
-    mut put: impl FnMut(usize, [i32; 2]),
+    col: [&[u32]; C],
+    mut put: impl FnMut(usize, [i32; C]),
 ) {
     for o in 0..n_rows {
-        let b = i32_at(bias, bias0 + o);
-        let mut acc = [b, b];
-        E::cols2(&mut acc, &w[base + o * stride..][..n], col, n);
+        let b = i32_at(bias, o);
+        let mut acc = [b; C];
+        E::cols(&mut acc, &w[o * n..][..n], col, n);
         put(o, acc);
+    }
+}
+
+/// Scratch words of [`pixels`]: three columns of `n` values.
+const fn pixels_scratch_words(n: u64) -> u64 {
+    3 * cw64(n)
+}
+
+/// Runs output rows `0..n_rows` (as in [`rows_cols`]) over the columns of
+/// pixels `0..npix`, three pixels at a time (then two, then one):
+/// `build(p, writer)` writes (and finishes) pixel `p`'s column of `n`
+/// values, and `put(o, p, acc)` gets output row `o`'s dot product at pixel
+/// `p`. `scratch`: [`pixels_scratch_words`]`(n)` words.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pixels<E: Engine>(
+    npix: usize,
+    n_rows: usize,
+    w: &[u8],
+    n: usize,
+    bias: &[u8],
+    scratch: &mut [u32],
+    mut build: impl FnMut(usize, ColWriter<'_>),
+    mut put: impl FnMut(usize, usize, i32),
+) {
+    let cw = col_words(n);
+    let (c0, rest) = scratch.split_at_mut(cw);
+    let (c1, rest) = rest.split_at_mut(cw);
+    let c2 = &mut rest[..cw];
+    let mut p = 0;
+    while p + 3 <= npix {
+        build(p, ColWriter::new(c0));
+        build(p + 1, ColWriter::new(c1));
+        build(p + 2, ColWriter::new(c2));
+        rows_cols::<E, 3>(n_rows, w, n, bias, [c0, c1, c2], |o, a| {
+            put(o, p, a[0]);
+            put(o, p + 1, a[1]);
+            put(o, p + 2, a[2]);
+        });
+        p += 3;
+    }
+    if p + 2 == npix {
+        build(p, ColWriter::new(c0));
+        build(p + 1, ColWriter::new(c1));
+        rows_cols::<E, 2>(n_rows, w, n, bias, [c0, c1], |o, a| {
+            put(o, p, a[0]);
+            put(o, p + 1, a[1]);
+        });
+    } else if p < npix {
+        build(p, ColWriter::new(c0));
+        rows1::<E>(n_rows, w, 0, n, n, bias, 0, c0, |o, a| put(o, p, a));
+    }
+}
+
+/// Fills `window` with a channels-last *window* of the CHW tensor `x`
+/// (`in_c` channels of `in_h` x `in_w`): `[column][row][channel]`, `cols`
+/// columns of `rows` rows, value `(c, a, i)` = `x[i][iy(a)][ix(c)] - zp`,
+/// zero where `ix(c)` or `iy(a)` is outside the image. With `in_c` a
+/// multiple of four, every column starts a group: the taps of a pixel that
+/// reads columns `c..c + n` are one contiguous run of the window, from word
+/// `c * rows * in_c / 2`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fill_window(
+    x: &[i8],
+    (in_c, in_h, in_w): (usize, usize, usize),
+    window: &mut [u32],
+    (cols, rows): (usize, usize),
+    ix: impl Fn(usize) -> isize,
+    iy: impl Fn(usize) -> isize,
+    zp: i32,
+) {
+    let mut wr = ColWriter::new(window);
+    for c in 0..cols {
+        let ix = ix(c);
+        for a in 0..rows {
+            let iy = iy(a);
+            if ix >= 0 && ix < in_w as isize && iy >= 0 && iy < in_h as isize {
+                let at = iy as usize * in_w + ix as usize;
+                wr.strided(&x[at..], in_c, in_h * in_w, zp);
+            } else {
+                wr.zeros(in_c);
+            }
+        }
+    }
+    wr.finish();
+}
+
+/// Runs output rows `0..n_rows` (as in [`rows_cols`]) over pixels
+/// `0..npix` whose columns are runs of `win` from word `at(j)`, three
+/// pixels at a time: `put(o, j, acc)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn window_pixels<E: Engine>(
+    npix: usize,
+    n_rows: usize,
+    w: &[u8],
+    n: usize,
+    bias: &[u8],
+    win: &[u32],
+    at: impl Fn(usize) -> usize,
+    mut put: impl FnMut(usize, usize, i32),
+) {
+    let mut j = 0;
+    while j + 3 <= npix {
+        let cols = [&win[at(j)..], &win[at(j + 1)..], &win[at(j + 2)..]];
+        rows_cols::<E, 3>(n_rows, w, n, bias, cols, |o, a| {
+            put(o, j, a[0]);
+            put(o, j + 1, a[1]);
+            put(o, j + 2, a[2]);
+        });
+        j += 3;
+    }
+    if j + 2 == npix {
+        let cols = [&win[at(j)..], &win[at(j + 1)..]];
+        rows_cols::<E, 2>(n_rows, w, n, bias, cols, |o, a| {
+            put(o, j, a[0]);
+            put(o, j + 1, a[1]);
+        });
+    } else if j < npix {
+        rows1::<E>(n_rows, w, 0, n, n, bias, 0, &win[at(j)..], |o, a| {
+            put(o, j, a)
+        });
     }
 }
 
@@ -122,9 +242,58 @@ pub fn dense_i8_with<E: Engine>(
     });
 }
 
-/// Scratch words of [`conv2d_i8`]: two columns of `in_c * k * k`.
+/// Scratch words of [`conv2d_i8`]'s window path (the weights gathered
+/// tap-major and one output row's window), or None where the layer takes
+/// the column path: input channels not a multiple of four, or a window
+/// path needing more scratch than the layer's activations (input and
+/// output) take, which would raise the arena more than the speed is worth.
+const fn conv2d_window_words(g: &ConvGeom) -> Option<u64> {
+    let n = g.in_c as u64 * g.k as u64 * g.k as u64;
+    let cols = (g.in_w + 2 * g.pad) as u64;
+    let words = (g.out_c as u64 * n).div_ceil(4) + cw64(cols * g.k as u64 * g.in_c as u64);
+    let acts =
+        g.in_c as u64 * (g.in_h * g.in_w) as u64 + g.out_c as u64 * (g.out_h * g.out_w) as u64;
+    if g.in_c.is_multiple_of(4) && 4 * words <= acts {
+        Some(words)
+    } else {
+        None
+    }
+}
+
+/// Scratch words of [`conv2d_i8`]: the window path's (see
+/// [`conv2d_i8_with`]) or three columns of `in_c * k * k`.
 pub const fn conv2d_scratch_words(g: &ConvGeom) -> u64 {
-    2 * cw64(g.in_c as u64 * g.k as u64 * g.k as u64)
+    match conv2d_window_words(g) {
+        Some(w) => w,
+        None => pixels_scratch_words(g.in_c as u64 * g.k as u64 * g.k as u64),
+    }
+}
+
+/// Gathers the weights of a convolution (`[o][i][ky][kx]`) into `wg` in
+/// the window's order, `[o][kx][ky][i]`, four to a word.
+fn conv_gather(w: &[u8], g: &ConvGeom, wg: &mut [u32]) {
+    let kk = g.k * g.k;
+    let mut word = 0u32;
+    let mut t = 0usize;
+    for o in 0..g.out_c {
+        for kx in 0..g.k {
+            for ky in 0..g.k {
+                let mut wi = o * g.in_c * kk + ky * g.k + kx;
+                for _ in 0..g.in_c {
+                    word |= (w[wi] as u32) << (8 * (t & 3));
+                    wi += kk;
+                    t += 1;
+                    if t & 3 == 0 {
+                        wg[t / 4 - 1] = word;
+                        word = 0;
+                    }
+                }
+            }
+        }
+    }
+    if t & 3 != 0 {
+        wg[t / 4] = word;
+    }
 }
 
 /// Column of output pixel `p` (raster index) of a convolution: taps in the
@@ -157,6 +326,14 @@ pub fn conv2d_i8(
 }
 
 /// [`conv2d_i8`] with engine `E`.
+///
+/// Two paths. The window path (a multiple of four input channels, and
+/// scratch to spare, see [`conv2d_scratch_words`]): the weights are
+/// gathered once into the order `[o][kx][ky][i]`, and for each output row
+/// the `k` input rows it reads become one channels-last window (as in
+/// [`conv_transpose2d_i8_with`]) in which every output pixel's taps are one
+/// contiguous run: no column is built per pixel. The column path: one
+/// column per output pixel, three pixels per pass over the weights.
 pub fn conv2d_i8_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -167,25 +344,45 @@ pub fn conv2d_i8_with<E: Engine>(
     scratch: &mut [u32],
 ) {
     let n = g.in_c * g.k * g.k;
-    let (c0, rest) = scratch.split_at_mut(col_words(n));
-    let c1 = &mut rest[..col_words(n)];
     let npix = g.out_h * g.out_w;
-    let mut p = 0;
-    while p + 1 < npix {
-        conv_col(x, g, q.in_zp, p, ColWriter::new(c0));
-        conv_col(x, g, q.in_zp, p + 1, ColWriter::new(c1));
-        rows2::<E>(g.out_c, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
-            out[o * npix + p] = q.apply(a[0], o);
-            out[o * npix + p + 1] = q.apply(a[1], o);
-        });
-        p += 2;
+    if conv2d_window_words(g).is_some() {
+        // One window per output row: column c is input column c - pad,
+        // row a input row oy * stride - pad + a; output column ox reads
+        // window columns ox * stride ..= ox * stride + k - 1.
+        let (wg, window) = scratch.split_at_mut((g.out_c * n).div_ceil(4));
+        conv_gather(w, g, wg);
+        let wb = crate::arena::words_as_bytes(wg);
+        let cols = g.in_w + 2 * g.pad;
+        let window = &mut window[..col_words(cols * g.k * g.in_c)];
+        for oy in 0..g.out_h {
+            let y0 = (oy * g.stride) as isize - g.pad as isize;
+            fill_window(
+                x,
+                (g.in_c, g.in_h, g.in_w),
+                window,
+                (cols, g.k),
+                |c| c as isize - g.pad as isize,
+                |a| y0 + a as isize,
+                q.in_zp,
+            );
+            let at = |ox: usize| ox * g.stride * g.k * g.in_c / 2;
+            let row = oy * g.out_w;
+            window_pixels::<E>(g.out_w, g.out_c, wb, n, bias, window, at, |o, ox, a| {
+                out[o * npix + row + ox] = q.apply(a, o)
+            });
+        }
+        return;
     }
-    if p < npix {
-        conv_col(x, g, q.in_zp, p, ColWriter::new(c0));
-        rows1::<E>(g.out_c, w, 0, n, n, bias, 0, c0, |o, a| {
-            out[o * npix + p] = q.apply(a, o);
-        });
-    }
+    pixels::<E>(
+        npix,
+        g.out_c,
+        w,
+        n,
+        bias,
+        scratch,
+        |p, wr| conv_col(x, g, q.in_zp, p, wr),
+        |o, p, a| out[o * npix + p] = q.apply(a, o),
+    );
 }
 
 /// Kernel taps along one axis of a transposed convolution's phase `r`
@@ -222,7 +419,7 @@ pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> u64 {
             - 1;
         weights + cw64(w * t * g.in_c as u64)
     } else {
-        weights + 2 * cw64(n)
+        weights + pixels_scratch_words(n)
     }
 }
 
@@ -350,7 +547,6 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
     let (wg, window) = scratch.split_at_mut((g.out_c * g.in_c * nt * nt).div_ceil(4));
     let window = &mut window[..window_words];
     let plane = g.out_h * g.out_w;
-    let in_plane = g.in_h * g.in_w;
     for ry in 0..s {
         let ny = phase_taps(ry, s, g.k);
         let y_first = (ry + s - g.pad % s) % s;
@@ -366,44 +562,28 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
             let mut y = y_first;
             while y < g.out_h {
                 let iy0 = ((y + g.pad - ry) / s) as isize;
+                // Window column c is input column c - (nx - 1); row a is
+                // input row iy0 - a.
                 if n > 0 {
-                    // Window column c is input column c - (nx - 1); row a
-                    // is input row iy0 - a.
-                    let mut wr = ColWriter::new(window);
-                    for c in 0..sw {
-                        let ix = c as isize - (nx as isize - 1);
-                        for a in 0..ny {
-                            let iy = iy0 - a as isize;
-                            if ix >= 0 && ix < g.in_w as isize && iy >= 0 && iy < g.in_h as isize {
-                                let at = iy as usize * g.in_w + ix as usize;
-                                wr.strided(&x[at..], g.in_c, in_plane, q.in_zp);
-                            } else {
-                                wr.zeros(g.in_c);
-                            }
-                        }
-                    }
-                    wr.finish();
+                    fill_window(
+                        x,
+                        (g.in_c, g.in_h, g.in_w),
+                        window,
+                        (sw, ny),
+                        |c| c as isize - (nx as isize - 1),
+                        |a| iy0 - a as isize,
+                        q.in_zp,
+                    );
                 }
-                let win: &[u32] = window;
                 // Output column x reads window columns ix0 ..= ix0 + nx - 1,
                 // ix0 = (x + pad - rx) / s: words from ix0 * ny * in_c / 2.
-                let at = |xo: usize| (xo + g.pad - rx) / s * ny * g.in_c / 2;
+                let xo = |j: usize| x_first + j * s;
+                let at = |j: usize| (xo(j) + g.pad - rx) / s * ny * g.in_c / 2;
                 let orow = y * g.out_w;
-                let mut xo = x_first;
-                while xo < g.out_w {
-                    if xo + s < g.out_w {
-                        let cols = [&win[at(xo)..], &win[at(xo + s)..]];
-                        rows2::<E>(g.out_c, wb, 0, n, n, bias, 0, cols, |o, a| {
-                            out[o * plane + orow + xo] = q.apply(a[0], o);
-                            out[o * plane + orow + xo + s] = q.apply(a[1], o);
-                        });
-                    } else {
-                        rows1::<E>(g.out_c, wb, 0, n, n, bias, 0, &win[at(xo)..], |o, a| {
-                            out[o * plane + orow + xo] = q.apply(a, o);
-                        });
-                    }
-                    xo += 2 * s;
-                }
+                let npix = (g.out_w - x_first).div_ceil(s);
+                window_pixels::<E>(npix, g.out_c, wb, n, bias, window, at, |o, j, a| {
+                    out[o * plane + orow + xo(j)] = q.apply(a, o)
+                });
                 y += s;
             }
         }
@@ -423,9 +603,7 @@ fn conv_t_per_pixel<E: Engine>(
 ) {
     let s = g.stride;
     let nmax = conv_t_col_len(g);
-    let (wg, rest) = scratch.split_at_mut((g.out_c * nmax).div_ceil(4));
-    let (c0, rest) = rest.split_at_mut(col_words(nmax));
-    let c1 = &mut rest[..col_words(nmax)];
+    let (wg, cols) = scratch.split_at_mut((g.out_c * nmax).div_ceil(4));
     let plane = g.out_h * g.out_w;
     for ry in 0..s {
         let ny = phase_taps(ry, s, g.k);
@@ -440,31 +618,23 @@ fn conv_t_per_pixel<E: Engine>(
             }
             gather_phase(w, g, (ry, rx), (ny, nx), false, wg);
             let wb = super::super::arena::words_as_bytes(wg);
-            // Pixels of the phase in raster order, two at a time.
+            // Pixels of the phase in raster order.
             let nx_pix = (g.out_w - x_first).div_ceil(s);
             let ny_pix = (g.out_h - y_first).div_ceil(s);
-            let npix = nx_pix * ny_pix;
             let at = |p: usize| (y_first + (p / nx_pix) * s, x_first + (p % nx_pix) * s);
-            let mut p = 0;
-            while p + 1 < npix {
-                let (p0, p1) = (at(p), at(p + 1));
-                conv_t_col(x, g, q.in_zp, p0, (ry, rx), (ny, nx), ColWriter::new(c0));
-                conv_t_col(x, g, q.in_zp, p1, (ry, rx), (ny, nx), ColWriter::new(c1));
-                let (i0, i1) = (p0.0 * g.out_w + p0.1, p1.0 * g.out_w + p1.1);
-                rows2::<E>(g.out_c, wb, 0, n, n, bias, 0, [&*c0, &*c1], |o, a| {
-                    out[o * plane + i0] = q.apply(a[0], o);
-                    out[o * plane + i1] = q.apply(a[1], o);
-                });
-                p += 2;
-            }
-            if p < npix {
-                let p0 = at(p);
-                conv_t_col(x, g, q.in_zp, p0, (ry, rx), (ny, nx), ColWriter::new(c0));
-                let i0 = p0.0 * g.out_w + p0.1;
-                rows1::<E>(g.out_c, wb, 0, n, n, bias, 0, c0, |o, a| {
-                    out[o * plane + i0] = q.apply(a, o);
-                });
-            }
+            pixels::<E>(
+                nx_pix * ny_pix,
+                g.out_c,
+                wb,
+                n,
+                bias,
+                cols,
+                |p, wr| conv_t_col(x, g, q.in_zp, at(p), (ry, rx), (ny, nx), wr),
+                |o, p, a| {
+                    let (y, x) = at(p);
+                    out[o * plane + y * g.out_w + x] = q.apply(a, o);
+                },
+            );
         }
     }
 }
@@ -619,7 +789,7 @@ pub const fn stack_scratch_words(g: &StackGeom) -> u64 {
     let (k, v_src) = (g.k as u64, g.v_src() as u64);
     let n_h = (g.k / 2) as u64 + g.mask_b as u64;
     let v = if g.out_v > 0 {
-        2 * cw64(v_src * (k / 2 + 1) * k)
+        pixels_scratch_words(v_src * (k / 2 + 1) * k)
     } else {
         0
     };
@@ -763,26 +933,17 @@ pub fn stack_conv2d_v_row_i8_with<E: Engine>(
         return;
     }
     let n = g.v_row_len();
-    let (c0, rest) = scratch.split_at_mut(col_words(n));
-    let c1 = &mut rest[..col_words(n)];
     let orow = y % g.out_rows;
-    let at = |o: usize, xp: usize| (o * g.out_rows + orow) * g.w + xp;
-    let mut xp = 0;
-    while xp + 1 < g.w {
-        stack_v_col(x, g, q.in_zp, y, xp, ColWriter::new(c0));
-        stack_v_col(x, g, q.in_zp, y, xp + 1, ColWriter::new(c1));
-        rows2::<E>(g.out_v, w, 0, n, n, bias, 0, [c0, c1], |o, a| {
-            out[at(o, xp)] = q.apply(a[0], o);
-            out[at(o, xp + 1)] = q.apply(a[1], o);
-        });
-        xp += 2;
-    }
-    if xp < g.w {
-        stack_v_col(x, g, q.in_zp, y, xp, ColWriter::new(c0));
-        rows1::<E>(g.out_v, w, 0, n, n, bias, 0, c0, |o, a| {
-            out[at(o, xp)] = q.apply(a, o);
-        });
-    }
+    pixels::<E>(
+        g.w,
+        g.out_v,
+        w,
+        n,
+        bias,
+        scratch,
+        |xp, wr| stack_v_col(x, g, q.in_zp, y, xp, wr),
+        |o, xp, a| out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o),
+    );
 }
 
 /// Two-stack convolution, int8, over the whole image.

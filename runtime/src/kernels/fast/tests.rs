@@ -97,7 +97,7 @@ proptest! {
 
     #[test]
     fn conv(
-        in_c in 1usize..5, out_c in 1usize..7, h in 1usize..9, w in 1usize..9,
+        in_c in 1usize..10, out_c in 1usize..7, h in 1usize..9, w in 1usize..9,
         k in 1usize..6, stride in 1usize..4, pad in 0usize..3, seed in 0u64..10_000,
     ) {
         prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
@@ -128,7 +128,7 @@ proptest! {
 
     #[test]
     fn conv_transpose(
-        in_c in 1usize..5, out_c in 1usize..6, h in 1usize..7, w in 1usize..7,
+        in_c in 1usize..10, out_c in 1usize..6, h in 1usize..7, w in 1usize..7,
         k in 1usize..6, stride in 1usize..4, pad in 0usize..3, out_pad in 0usize..3,
         seed in 0u64..10_000,
     ) {
