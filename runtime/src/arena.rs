@@ -90,6 +90,14 @@ pub(crate) fn words_as_bytes(words: &[u32]) -> &[u8] {
     unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 4 * words.len()) }
 }
 
+/// Scratch words as bytes, to write (the optimized kernels' gathered
+/// weights).
+pub(crate) fn words_as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: every bit pattern is a valid u8, and the byte length of
+    // `words` is 4 * len; this borrow replaces the caller's.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) }
+}
+
 /// Scratch words as i16 halves (the optimized kernels' columns).
 pub(crate) fn words_as_halves(words: &mut [u32]) -> &mut [i16] {
     // SAFETY: every bit pattern is a valid i16, u32 is aligned for i16,

@@ -269,30 +269,36 @@ pub const fn conv2d_scratch_words(g: &ConvGeom) -> u64 {
     }
 }
 
+/// Copies `src[start + i * stride]` into `dst[i]` for every `i`: one
+/// bounds check, then a strided byte copy (the weight gathers).
+#[inline(always)]
+fn gather_strided(dst: &mut [u8], src: &[u8], start: usize, stride: usize) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[start..=start + last * stride];
+    let mut at = 0;
+    for d in dst {
+        // SAFETY: at = i * stride <= last * stride < src.len().
+        *d = unsafe { *src.get_unchecked(at) };
+        at += stride;
+    }
+}
+
 /// Gathers the weights of a convolution (`[o][i][ky][kx]`) into `wg` in
-/// the window's order, `[o][kx][ky][i]`, four to a word.
+/// the window's order, `[o][kx][ky][i]`.
 fn conv_gather(w: &[u8], g: &ConvGeom, wg: &mut [u32]) {
     let kk = g.k * g.k;
-    let mut word = 0u32;
-    let mut t = 0usize;
+    let wg = crate::arena::words_as_bytes_mut(wg);
+    let mut t = 0;
     for o in 0..g.out_c {
         for kx in 0..g.k {
             for ky in 0..g.k {
-                let mut wi = o * g.in_c * kk + ky * g.k + kx;
-                for _ in 0..g.in_c {
-                    word |= (w[wi] as u32) << (8 * (t & 3));
-                    wi += kk;
-                    t += 1;
-                    if t & 3 == 0 {
-                        wg[t / 4 - 1] = word;
-                        word = 0;
-                    }
-                }
+                let dst = &mut wg[t..t + g.in_c];
+                gather_strided(dst, w, o * g.in_c * kk + ky * g.k + kx, kk);
+                t += g.in_c;
             }
         }
-    }
-    if t & 3 != 0 {
-        wg[t / 4] = word;
     }
 }
 
@@ -480,8 +486,8 @@ fn gather_phase(
 ) {
     let s = g.stride;
     let kk = g.k * g.k;
-    let mut word = 0u32;
-    let mut t = 0usize;
+    let wg = crate::arena::words_as_bytes_mut(wg);
+    let mut t = 0;
     for o in 0..g.out_c {
         for u in 0..ny * nx {
             // Tap (a, b), b from nx - 1 down: rows outer, or columns outer.
@@ -492,20 +498,10 @@ fn gather_phase(
             };
             let b = nx - 1 - j;
             let tap = (ry + a * s) * g.k + rx + b * s;
-            let mut wi = o * kk + tap;
-            for _ in 0..g.in_c {
-                word |= (w[wi] as u32) << (8 * (t & 3));
-                wi += g.out_c * kk;
-                t += 1;
-                if t & 3 == 0 {
-                    wg[t / 4 - 1] = word;
-                    word = 0;
-                }
-            }
+            let dst = &mut wg[t..t + g.in_c];
+            gather_strided(dst, w, o * kk + tap, g.out_c * kk);
+            t += g.in_c;
         }
-    }
-    if t & 3 != 0 {
-        wg[t / 4] = word;
     }
 }
 
