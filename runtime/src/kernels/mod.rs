@@ -299,6 +299,15 @@ impl RequantI8<'_> {
         let m = crate::format::i32_at(self.multiplier, c);
         requantize_i32_i8(acc, m, self.shift[c], self.out_zp, self.min, self.max)
     }
+
+    /// Requantizes accumulators `acc` of output channel `c`, loading its
+    /// multiplier and shift once.
+    #[inline(always)]
+    pub fn apply_n<const C: usize>(&self, acc: [i32; C], c: usize) -> [i8; C] {
+        let m = crate::format::i32_at(self.multiplier, c);
+        let shift = self.shift[c];
+        acc.map(|a| requantize_i32_i8(a, m, shift, self.out_zp, self.min, self.max))
+    }
 }
 
 /// `clamp(round(acc * m / 2^shift) + zp, min, max)`, rounding half up, in

@@ -77,9 +77,9 @@ impl<'c> ColWriter<'c> {
     /// Appends `k` zeros.
     #[inline(always)]
     pub fn zeros(&mut self, k: usize) {
-        for _ in 0..k {
-            self.push(0);
-        }
+        let p = self.p;
+        self.h()[p..p + k].fill(0);
+        self.p += k;
     }
 
     /// Appends `x[i] - zp` for each `i8` of `x`.

@@ -58,21 +58,22 @@ fn rows1<E: Engine>(
 
 /// Runs output rows `0..n_rows` (weight row `o`: `w[o * n..][..n]`, bias
 /// `o`) over `C` columns: one weight load serves every column.
-/// `put(o, acc)` gets the `C` dot products.
+/// `put(o, out)` gets the `C` requantized outputs of row `o`.
 #[inline(always)]
 fn rows_cols<E: Engine, const C: usize>(
     n_rows: usize,
     w: &[u8],
     n: usize,
     bias: &[u8],
+    q: &RequantI8<'_>,
     col: [&[u32]; C],
-    mut put: impl FnMut(usize, [i32; C]),
+    mut put: impl FnMut(usize, [i8; C]),
 ) {
     for o in 0..n_rows {
         let b = i32_at(bias, o);
         let mut acc = [b; C];
         E::cols(&mut acc, &w[o * n..][..n], col, n);
-        put(o, acc);
+        put(o, q.apply_n(acc, o));
     }
 }
 
@@ -84,8 +85,8 @@ const fn pixels_scratch_words(n: u64) -> u64 {
 /// Runs output rows `0..n_rows` (as in [`rows_cols`]) over the columns of
 /// pixels `0..npix`, three pixels at a time (then two, then one):
 /// `build(p, writer)` writes (and finishes) pixel `p`'s column of `n`
-/// values, and `put(o, p, acc)` gets output row `o`'s dot product at pixel
-/// `p`. `scratch`: [`pixels_scratch_words`]`(n)` words.
+/// values, and `put(o, p, v)` gets output row `o`'s requantized output at
+/// pixel `p`. `scratch`: [`pixels_scratch_words`]`(n)` words.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn pixels<E: Engine>(
@@ -94,9 +95,10 @@ fn pixels<E: Engine>(
     w: &[u8],
     n: usize,
     bias: &[u8],
+    q: &RequantI8<'_>,
     scratch: &mut [u32],
     mut build: impl FnMut(usize, ColWriter<'_>),
-    mut put: impl FnMut(usize, usize, i32),
+    mut put: impl FnMut(usize, usize, i8),
 ) {
     let cw = col_words(n);
     let (c0, rest) = scratch.split_at_mut(cw);
@@ -107,7 +109,7 @@ fn pixels<E: Engine>(
         build(p, ColWriter::new(c0));
         build(p + 1, ColWriter::new(c1));
         build(p + 2, ColWriter::new(c2));
-        rows_cols::<E, 3>(n_rows, w, n, bias, [c0, c1, c2], |o, a| {
+        rows_cols::<E, 3>(n_rows, w, n, bias, q, [c0, c1, c2], |o, a| {
             put(o, p, a[0]);
             put(o, p + 1, a[1]);
             put(o, p + 2, a[2]);
@@ -117,13 +119,13 @@ fn pixels<E: Engine>(
     if p + 2 == npix {
         build(p, ColWriter::new(c0));
         build(p + 1, ColWriter::new(c1));
-        rows_cols::<E, 2>(n_rows, w, n, bias, [c0, c1], |o, a| {
+        rows_cols::<E, 2>(n_rows, w, n, bias, q, [c0, c1], |o, a| {
             put(o, p, a[0]);
             put(o, p + 1, a[1]);
         });
     } else if p < npix {
         build(p, ColWriter::new(c0));
-        rows1::<E>(n_rows, w, 0, n, n, bias, 0, c0, |o, a| put(o, p, a));
+        rows1::<E>(n_rows, w, 0, n, n, bias, 0, c0, |o, a| put(o, p, q.apply(a, o)));
     }
 }
 
@@ -163,7 +165,7 @@ fn fill_window(
 
 /// Runs output rows `0..n_rows` (as in [`rows_cols`]) over pixels
 /// `0..npix` whose columns are runs of `win` from word `at(j)`, three
-/// pixels at a time: `put(o, j, acc)`.
+/// pixels at a time: `put(o, j, v)` gets the requantized outputs.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn window_pixels<E: Engine>(
@@ -172,14 +174,15 @@ fn window_pixels<E: Engine>(
     w: &[u8],
     n: usize,
     bias: &[u8],
+    q: &RequantI8<'_>,
     win: &[u32],
     at: impl Fn(usize) -> usize,
-    mut put: impl FnMut(usize, usize, i32),
+    mut put: impl FnMut(usize, usize, i8),
 ) {
     let mut j = 0;
     while j + 3 <= npix {
         let cols = [&win[at(j)..], &win[at(j + 1)..], &win[at(j + 2)..]];
-        rows_cols::<E, 3>(n_rows, w, n, bias, cols, |o, a| {
+        rows_cols::<E, 3>(n_rows, w, n, bias, q, cols, |o, a| {
             put(o, j, a[0]);
             put(o, j + 1, a[1]);
             put(o, j + 2, a[2]);
@@ -188,13 +191,13 @@ fn window_pixels<E: Engine>(
     }
     if j + 2 == npix {
         let cols = [&win[at(j)..], &win[at(j + 1)..]];
-        rows_cols::<E, 2>(n_rows, w, n, bias, cols, |o, a| {
+        rows_cols::<E, 2>(n_rows, w, n, bias, q, cols, |o, a| {
             put(o, j, a[0]);
             put(o, j + 1, a[1]);
         });
     } else if j < npix {
         rows1::<E>(n_rows, w, 0, n, n, bias, 0, &win[at(j)..], |o, a| {
-            put(o, j, a)
+            put(o, j, q.apply(a, o))
         });
     }
 }
@@ -373,8 +376,8 @@ pub fn conv2d_i8_with<E: Engine>(
             );
             let at = |ox: usize| ox * g.stride * g.k * g.in_c / 2;
             let row = oy * g.out_w;
-            window_pixels::<E>(g.out_w, g.out_c, wb, n, bias, window, at, |o, ox, a| {
-                out[o * npix + row + ox] = q.apply(a, o)
+            window_pixels::<E>(g.out_w, g.out_c, wb, n, bias, q, window, at, |o, ox, v| {
+                out[o * npix + row + ox] = v
             });
         }
         return;
@@ -385,9 +388,10 @@ pub fn conv2d_i8_with<E: Engine>(
         w,
         n,
         bias,
+        q,
         scratch,
         |p, wr| conv_col(x, g, q.in_zp, p, wr),
-        |o, p, a| out[o * npix + p] = q.apply(a, o),
+        |o, p, v| out[o * npix + p] = v,
     );
 }
 
@@ -577,8 +581,8 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
                 let at = |j: usize| (xo(j) + g.pad - rx) / s * ny * g.in_c / 2;
                 let orow = y * g.out_w;
                 let npix = (g.out_w - x_first).div_ceil(s);
-                window_pixels::<E>(npix, g.out_c, wb, n, bias, window, at, |o, j, a| {
-                    out[o * plane + orow + xo(j)] = q.apply(a, o)
+                window_pixels::<E>(npix, g.out_c, wb, n, bias, q, window, at, |o, j, v| {
+                    out[o * plane + orow + xo(j)] = v
                 });
                 y += s;
             }
@@ -624,11 +628,12 @@ fn conv_t_per_pixel<E: Engine>(
                 wb,
                 n,
                 bias,
+                q,
                 cols,
                 |p, wr| conv_t_col(x, g, q.in_zp, at(p), (ry, rx), (ny, nx), wr),
-                |o, p, a| {
+                |o, p, v| {
                     let (y, x) = at(p);
-                    out[o * plane + y * g.out_w + x] = q.apply(a, o);
+                    out[o * plane + y * g.out_w + x] = v;
                 },
             );
         }
@@ -936,9 +941,10 @@ pub fn stack_conv2d_v_row_i8_with<E: Engine>(
         w,
         n,
         bias,
+        q,
         scratch,
         |xp, wr| stack_v_col(x, g, q.in_zp, y, xp, wr),
-        |o, xp, a| out[(o * g.out_rows + orow) * g.w + xp] = q.apply(a, o),
+        |o, xp, v| out[(o * g.out_rows + orow) * g.w + xp] = v,
     );
 }
 
