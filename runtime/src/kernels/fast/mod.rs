@@ -125,7 +125,9 @@ fn pixels<E: Engine>(
         });
     } else if p < npix {
         build(p, ColWriter::new(c0));
-        rows1::<E>(n_rows, w, 0, n, n, bias, 0, c0, |o, a| put(o, p, q.apply(a, o)));
+        rows1::<E>(n_rows, w, 0, n, n, bias, 0, c0, |o, a| {
+            put(o, p, q.apply(a, o))
+        });
     }
 }
 
@@ -419,17 +421,34 @@ pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> u64 {
     let n = g.in_c as u64 * t * t;
     let weights = (g.out_c as u64 * n).div_ceil(4);
     if g.in_c.is_multiple_of(4) {
-        // The window: conv_t_window's width, in u64.
-        let reach = ((g.out_w + g.pad) as u64 - 1) / g.stride as u64 + 1;
-        let w = if reach > g.in_w as u64 {
-            reach
-        } else {
-            g.in_w as u64
-        } + t
-            - 1;
-        weights + cw64(w * t * g.in_c as u64)
+        let (phases, window) = conv_t_window_words(g);
+        phases * weights + window
     } else {
         weights + pixels_scratch_words(n)
+    }
+}
+
+/// The window path of a transposed convolution (input channels a
+/// multiple of four): how many phases' weights it holds at once (all `s`
+/// of a phase row, so that one window serves them all, where that fits in
+/// the layer's activations; else one), and the window's words.
+const fn conv_t_window_words(g: &ConvGeom) -> (u64, u64) {
+    let t = phase_taps(0, g.stride, g.k) as u64;
+    let weights = (g.out_c as u64 * g.in_c as u64 * t * t).div_ceil(4);
+    let reach = ((g.out_w + g.pad) as u64 - 1) / g.stride as u64 + 1;
+    let w = if reach > g.in_w as u64 {
+        reach
+    } else {
+        g.in_w as u64
+    } + t
+        - 1;
+    let window = cw64(w * t * g.in_c as u64);
+    let acts =
+        g.in_c as u64 * (g.in_h * g.in_w) as u64 + g.out_c as u64 * (g.out_h * g.out_w) as u64;
+    if 4 * (g.stride as u64 * weights + window) <= acts {
+        (g.stride as u64, window)
+    } else {
+        (1, window)
     }
 }
 
@@ -544,48 +563,66 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
     let s = g.stride;
     let nt = phase_taps(0, s, g.k);
     let (sw, window_words) = conv_t_window(g);
-    let (wg, window) = scratch.split_at_mut((g.out_c * g.in_c * nt * nt).div_ceil(4));
+    let (phases, _) = conv_t_window_words(g);
+    let pw = (g.out_c * g.in_c * nt * nt).div_ceil(4);
+    let (wg, window) = scratch.split_at_mut(phases as usize * pw);
     let window = &mut window[..window_words];
     let plane = g.out_h * g.out_w;
     for ry in 0..s {
         let ny = phase_taps(ry, s, g.k);
         let y_first = (ry + s - g.pad % s) % s;
-        for rx in 0..s {
-            let nx = phase_taps(rx, s, g.k);
-            let x_first = (rx + s - g.pad % s) % s;
-            if y_first >= g.out_h || x_first >= g.out_w {
-                continue;
+        if y_first >= g.out_h {
+            continue;
+        }
+        // The column phases of this row phase, in groups of `phases`
+        // whose weights are gathered together and share each window.
+        let mut rx0 = 0;
+        while rx0 < s {
+            let rxs = rx0..(rx0 + phases as usize).min(s);
+            for rx in rxs.clone() {
+                let nx = phase_taps(rx, s, g.k);
+                let wr = &mut wg[(rx - rx0) * pw..][..pw];
+                gather_phase(w, g, (ry, rx), (ny, nx), true, wr);
             }
-            let n = nx * ny * g.in_c;
-            gather_phase(w, g, (ry, rx), (ny, nx), true, wg);
-            let wb = crate::arena::words_as_bytes(wg);
             let mut y = y_first;
             while y < g.out_h {
-                let iy0 = ((y + g.pad - ry) / s) as isize;
-                // Window column c is input column c - (nx - 1); row a is
+                // Window column c is input column c - (nt - 1); row a is
                 // input row iy0 - a.
-                if n > 0 {
+                let iy0 = ((y + g.pad - ry) / s) as isize;
+                if ny > 0 {
                     fill_window(
                         x,
                         (g.in_c, g.in_h, g.in_w),
                         window,
                         (sw, ny),
-                        |c| c as isize - (nx as isize - 1),
+                        |c| c as isize - (nt as isize - 1),
                         |a| iy0 - a as isize,
                         q.in_zp,
                     );
                 }
-                // Output column x reads window columns ix0 ..= ix0 + nx - 1,
-                // ix0 = (x + pad - rx) / s: words from ix0 * ny * in_c / 2.
-                let xo = |j: usize| x_first + j * s;
-                let at = |j: usize| (xo(j) + g.pad - rx) / s * ny * g.in_c / 2;
-                let orow = y * g.out_w;
-                let npix = (g.out_w - x_first).div_ceil(s);
-                window_pixels::<E>(npix, g.out_c, wb, n, bias, q, window, at, |o, j, v| {
-                    out[o * plane + orow + xo(j)] = v
-                });
+                for rx in rxs.clone() {
+                    let nx = phase_taps(rx, s, g.k);
+                    let x_first = (rx + s - g.pad % s) % s;
+                    if x_first >= g.out_w {
+                        continue;
+                    }
+                    let n = nx * ny * g.in_c;
+                    let wb = crate::arena::words_as_bytes(&wg[(rx - rx0) * pw..][..pw]);
+                    // Output column x reads input columns ix0 ..= ix0 + nx
+                    // - 1, ix0 = (x + pad - rx) / s - (nx - 1): window
+                    // columns from ix0 + nt - 1, words from there times
+                    // ny * in_c / 2.
+                    let xo = |j: usize| x_first + j * s;
+                    let at = |j: usize| ((xo(j) + g.pad - rx) / s + nt - nx) * ny * g.in_c / 2;
+                    let orow = y * g.out_w;
+                    let npix = (g.out_w - x_first).div_ceil(s);
+                    window_pixels::<E>(npix, g.out_c, wb, n, bias, q, window, at, |o, j, v| {
+                        out[o * plane + orow + xo(j)] = v
+                    });
+                }
                 y += s;
             }
+            rx0 = rxs.end;
         }
     }
 }

@@ -73,6 +73,98 @@ fn both<T: PartialEq + core::fmt::Debug>(want: &T, mut f: impl FnMut(bool) -> T)
     assert_eq!(&f(false), want, "portable engine");
 }
 
+/// conv2d_i8 with both engines equals the reference on random values.
+fn check_conv(g: &ConvGeom, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = acts(&mut rng, g.in_c * g.in_h * g.in_w);
+    let wt = bytes(&mut rng, g.out_c * g.in_c * g.k * g.k);
+    let b = bias(&mut rng, g.out_c);
+    let q = Q::new(&mut rng, g.out_c, (g.in_c * g.k * g.k * 64) as u32);
+    let n = g.out_c * g.out_h * g.out_w;
+    let mut want = std::vec![0i8; n];
+    r::conv2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
+    both(&want, |dsp| {
+        let mut got = std::vec![0i8; n];
+        let mut s = scratch(conv2d_scratch_words(g) as usize);
+        if dsp {
+            conv2d_i8_with::<Dsp>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
+        } else {
+            conv2d_i8_with::<Portable>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
+        }
+        got
+    });
+}
+
+/// conv_transpose2d_i8 with both engines equals the reference on random
+/// values.
+fn check_conv_transpose(g: &ConvGeom, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = acts(&mut rng, g.in_c * g.in_h * g.in_w);
+    let wt = bytes(&mut rng, g.out_c * g.in_c * g.k * g.k);
+    let b = bias(&mut rng, g.out_c);
+    let q = Q::new(&mut rng, g.out_c, (g.in_c * 4 * 64) as u32);
+    let n = g.out_c * g.out_h * g.out_w;
+    let mut want = std::vec![0i8; n];
+    r::conv_transpose2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
+    both(&want, |dsp| {
+        let mut got = std::vec![0i8; n];
+        let mut s = scratch(conv_transpose2d_scratch_words(g) as usize);
+        if dsp {
+            conv_transpose2d_i8_with::<Dsp>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
+        } else {
+            conv_transpose2d_i8_with::<Portable>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
+        }
+        got
+    });
+}
+
+/// A square geometry.
+const fn square(
+    in_c: usize,
+    hw: usize,
+    out_c: usize,
+    out_hw: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvGeom {
+    ConvGeom {
+        in_c,
+        in_h: hw,
+        in_w: hw,
+        out_c,
+        out_h: out_hw,
+        out_w: out_hw,
+        k,
+        stride,
+        pad,
+    }
+}
+
+/// Each path of the convolutions on the shapes that take it: conv2d's
+/// window (a multiple of four channels, room to spare) and columns (one
+/// channel, or weights bigger than the activations), the transposed
+/// convolution's window shared by the phases of a row (the VAE's last
+/// layer), one phase per window (the GAN's 64 -> 32), and columns.
+#[test]
+fn convolution_paths() {
+    let window = square(16, 14, 16, 14, 3, 1, 1);
+    assert!(conv2d_window_words(&window).is_some());
+    check_conv(&window, 1);
+    let big_weights = square(32, 14, 64, 7, 4, 2, 1);
+    assert!(conv2d_window_words(&big_weights).is_none());
+    check_conv(&big_weights, 2);
+    check_conv(&square(1, 28, 8, 28, 7, 1, 3), 3);
+
+    let shared = square(16, 14, 1, 28, 4, 2, 1);
+    assert_eq!(conv_t_window_words(&shared).0, 2);
+    check_conv_transpose(&shared, 4);
+    let single = square(64, 7, 32, 14, 4, 2, 1);
+    assert_eq!(conv_t_window_words(&single).0, 1);
+    check_conv_transpose(&single, 5);
+    check_conv_transpose(&square(3, 7, 5, 14, 4, 2, 1), 6);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -106,24 +198,7 @@ proptest! {
             out_h: (h + 2 * pad - k) / stride + 1, out_w: (w + 2 * pad - k) / stride + 1,
             k, stride, pad,
         };
-        let mut rng = Rng::new(seed);
-        let x = acts(&mut rng, in_c * h * w);
-        let wt = bytes(&mut rng, out_c * in_c * k * k);
-        let b = bias(&mut rng, out_c);
-        let q = Q::new(&mut rng, out_c, (in_c * k * k * 64) as u32);
-        let n = out_c * g.out_h * g.out_w;
-        let mut want = std::vec![0i8; n];
-        r::conv2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
-        both(&want, |dsp| {
-            let mut got = std::vec![0i8; n];
-            let mut s = scratch(conv2d_scratch_words(&g) as usize);
-            if dsp {
-                conv2d_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
-            } else {
-                conv2d_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
-            }
-            got
-        });
+        check_conv(&g, seed);
     }
 
     #[test]
@@ -139,24 +214,7 @@ proptest! {
         let g = ConvGeom {
             in_c, in_h: h, in_w: w, out_c, out_h: oh as usize, out_w: ow as usize, k, stride, pad,
         };
-        let mut rng = Rng::new(seed);
-        let x = acts(&mut rng, in_c * h * w);
-        let wt = bytes(&mut rng, out_c * in_c * k * k);
-        let b = bias(&mut rng, out_c);
-        let q = Q::new(&mut rng, out_c, (in_c * 4 * 64) as u32);
-        let n = out_c * g.out_h * g.out_w;
-        let mut want = std::vec![0i8; n];
-        r::conv_transpose2d_i8(&x, &g, &wt, &b, &q.rq(), &mut want);
-        both(&want, |dsp| {
-            let mut got = std::vec![0i8; n];
-            let mut s = scratch(conv_transpose2d_scratch_words(&g) as usize);
-            if dsp {
-                conv_transpose2d_i8_with::<Dsp>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
-            } else {
-                conv_transpose2d_i8_with::<Portable>(&x, &g, &wt, &b, &q.rq(), &mut got, &mut s);
-            }
-            got
-        });
+        check_conv_transpose(&g, seed);
     }
 
     /// Every position of a masked convolution over ring buffers of
