@@ -17,7 +17,7 @@
 #[cfg(test)]
 use super::super::reference::lstm_gate_runs;
 use super::super::reference::{
-    conv_t_taps, conv_taps, lstm_taps, lstm_unit_f32, masked_runs, relu_if, stack_h_runs,
+    conv_t_first, conv_taps, lstm_taps, lstm_unit_f32, masked_runs, relu_if, stack_h_runs,
     stack_v_runs,
 };
 use super::super::{ConvGeom, FloatWeights, LstmGeom, MaskedGeom, StackGeom};
@@ -75,14 +75,6 @@ impl Runs for Conv<'_> {
     }
 }
 
-struct ConvT<'g>(&'g ConvGeom, usize, usize);
-impl Runs for ConvT<'_> {
-    #[inline(always)]
-    fn each(&self, o: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
-        conv_t_taps(self.0, o, self.1, self.2, |wi, xi| f(wi, xi, 1, 1))
-    }
-}
-
 struct Masked<'g>(&'g MaskedGeom, usize, usize);
 impl Runs for Masked<'_> {
     #[inline(always)]
@@ -116,11 +108,24 @@ fn run<W: FloatWeights, const R: usize>(
     stride: usize,
     (w0, x, n, xs): (usize, &[f32], usize, usize),
 ) {
-    // Bounds once per run: the last row's last weight (rows lie at
-    // increasing offsets) and the last input.
+    let x = &x[..(n - 1) * xs + 1];
+    if R <= 4 {
+        // Up to four rows: a base register per row and one shared offset.
+        let rows: [W; R] = core::array::from_fn(|r| w.sub(w0 + r * stride, n));
+        for t in 0..n {
+            // SAFETY: t * xs <= (n - 1) * xs < x.len().
+            let xv = unsafe { *x.get_unchecked(t * xs) };
+            for (row, a) in rows.iter().zip(acc.iter_mut()) {
+                // SAFETY: t < n, each row's length.
+                *a += unsafe { row.at_unchecked(t) } * xv;
+            }
+        }
+        return;
+    }
+    // More rows than registers for their bases: one bounds check for the
+    // last row's last weight (rows lie at increasing offsets).
     let end = w0 + (R - 1) * stride + n;
     assert!(end <= w.len(), "weights out of bounds");
-    let x = &x[..(n - 1) * xs + 1];
     for t in 0..n {
         // SAFETY: t * xs <= (n - 1) * xs < x.len().
         let xv = unsafe { *x.get_unchecked(t * xs) };
@@ -161,6 +166,21 @@ fn run2<W: FloatWeights, const R: usize>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn blocks<W: FloatWeights>(
+    o01: (usize, usize),
+    w: W,
+    stride: usize,
+    bias: &[u8],
+    x: &[f32],
+    runs: &impl Runs,
+    put: impl FnMut(usize, f32),
+) {
+    blocks_of::<W, B>(o01, w, stride, bias, x, runs, put)
+}
+
+/// [`blocks`] in blocks of `R` channels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn blocks_of<W: FloatWeights, const R: usize>(
     (o0, o1): (usize, usize),
     w: W,
     stride: usize,
@@ -170,17 +190,19 @@ fn blocks<W: FloatWeights>(
     mut put: impl FnMut(usize, f32),
 ) {
     let mut o = o0;
-    while o + B <= o1 {
-        let mut acc: [f32; B] = core::array::from_fn(|r| f32_at(bias, o + r));
+    while o + R <= o1 {
+        // One bounds check for the block's biases.
+        let b = &bias[4 * o..4 * (o + R)];
+        let mut acc: [f32; R] = core::array::from_fn(|r| f32_at(b, r));
         let counted = macs_before();
         runs.each(o, |w0, x0, n, xs| {
             run(&mut acc, w, stride, (w0, &x[x0..], n, xs))
         });
-        macs_times(counted, B);
+        macs_times(counted, R);
         for (r, a) in acc.into_iter().enumerate() {
             put(o + r, a);
         }
-        o += B;
+        o += R;
     }
     while o < o1 {
         let mut acc = [f32_at(bias, o)];
@@ -231,7 +253,9 @@ fn blocks2<W: FloatWeights>(
 /// Dense layer, f32 activations (see [`super::super::reference::dense_f32`]).
 pub fn dense_f32<W: FloatWeights>(x: &[f32], w: W, bias: &[u8], out: &mut [f32], relu: bool) {
     let n = x.len();
-    blocks((0, out.len()), w, n, bias, x, &Dense(n), |o, a| {
+    // Four rows at a time: eight rows' weight offsets do not fit the
+    // core registers beside the loop's own.
+    blocks_of::<W, 4>((0, out.len()), w, n, bias, x, &Dense(n), |o, a| {
         out[o] = relu_if(a, relu)
     });
 }
@@ -264,6 +288,14 @@ pub fn conv2d_f32<W: FloatWeights>(
 
 /// 2-D transposed convolution, f32 activations (weights
 /// `[in_c][out_c][k][k]`: channel `o + 1`'s taps are `k * k` further).
+///
+/// The pixels of one output row that are `stride` apart (one column
+/// phase) read the same kernel taps from consecutive input columns, except
+/// near the edges where taps are clipped. Such *uniform* runs go eight,
+/// six, four or two pixels at a time, each block over two, four or eight
+/// output channels (twelve or sixteen accumulators): each weight is loaded once for all the
+/// block's pixels and each input once for all its channels. Every
+/// accumulator still sees the reference's taps in the reference's order.
 pub fn conv_transpose2d_f32<W: FloatWeights>(
     x: &[f32],
     g: &ConvGeom,
@@ -272,21 +304,181 @@ pub fn conv_transpose2d_f32<W: FloatWeights>(
     out: &mut [f32],
     relu: bool,
 ) {
-    let plane = g.out_h * g.out_w;
+    let s = g.stride;
     for y in 0..g.out_h {
-        for xo in 0..g.out_w {
-            let p = y * g.out_w + xo;
-            blocks(
-                (0, g.out_c),
-                w,
-                g.k * g.k,
-                bias,
-                x,
-                &ConvT(g, y, xo),
-                |o, a| out[o * plane + p] = relu_if(a, relu),
-            );
+        for r in 0..s.min(g.out_w) {
+            // The pixels xo = r + j s of this row and column phase.
+            let npix = (g.out_w - r).div_ceil(s);
+            let mut j = 0;
+            while j < npix {
+                let xo = r + j * s;
+                let fits = |n: usize| j + n <= npix && conv_t_uniform(g, xo, n);
+                let o = (x, g, w, bias, relu, y, xo);
+                j += if fits(8) {
+                    conv_t_pixels_f32::<W, 8, 2>(o, out)
+                } else if fits(6) {
+                    conv_t_pixels_f32::<W, 6, 2>(o, out)
+                } else if fits(4) {
+                    conv_t_pixels_f32::<W, 4, 4>(o, out)
+                } else if fits(2) {
+                    conv_t_pixels_f32::<W, 2, 8>(o, out)
+                } else {
+                    conv_t_pixels_f32::<W, 1, 8>(o, out)
+                };
+            }
         }
     }
+}
+
+/// Kernel columns of output column `xo` of a transposed convolution: the
+/// first tap and its input column, and the number of taps (see
+/// `conv_t_first`).
+#[inline(always)]
+fn conv_t_cols(g: &ConvGeom, xo: usize) -> (usize, usize, usize) {
+    let (kx0, ix0) = conv_t_first(xo, g.pad, g.stride, g.k, g.in_w);
+    let nx = if kx0 >= g.k {
+        0
+    } else {
+        (g.k - kx0).div_ceil(g.stride).min(ix0 + 1)
+    };
+    (kx0, ix0, nx)
+}
+
+/// Whether the `n` output columns `xo, xo + s, ...` of a transposed
+/// convolution read the same kernel columns from consecutive input
+/// columns: the first and the last agree (clipping, at either edge, only
+/// grows toward the edge).
+#[inline(always)]
+fn conv_t_uniform(g: &ConvGeom, xo: usize, n: usize) -> bool {
+    let (kx0, ix0, nx) = conv_t_cols(g, xo);
+    let (kx1, ix1, nx1) = conv_t_cols(g, xo + (n - 1) * g.stride);
+    kx0 == kx1 && nx == nx1 && ix1 == ix0 + n - 1
+}
+
+/// `P` output pixels `xo, xo + s, ...` of row `y`, uniform (see
+/// [`conv_t_uniform`]), every output channel, `C` channels at a time (then
+/// one by one). Returns `P`.
+#[allow(clippy::type_complexity)]
+#[inline(always)]
+fn conv_t_pixels_f32<W: FloatWeights, const P: usize, const C: usize>(
+    (x, g, w, bias, relu, y, xo): (&[f32], &ConvGeom, W, &[u8], bool, usize, usize),
+    out: &mut [f32],
+) -> usize {
+    let (s, k) = (g.stride, g.k);
+    let (kx0, ix0, nx) = conv_t_cols(g, xo);
+    let (ky0, iy0) = conv_t_first(y, g.pad, s, k, g.in_h);
+    let ny = if ky0 >= k || nx == 0 {
+        0
+    } else {
+        (k - ky0).div_ceil(s).min(iy0 + 1)
+    };
+    let (plane, in_plane, kk) = (g.out_h * g.out_w, g.in_h * g.in_w, k * k);
+    // Weight index of (input channel 0, output channel o, ky0, kx0).
+    let w_at = |o: usize| (o * k + ky0) * k + kx0;
+    if ny > 0 {
+        // Bounds once: the highest weight (last channels, last tap), the
+        // highest input (last channel, row iy0, column ix0 + P - 1); the
+        // lowest input is row iy0 + 1 - ny >= 0, column ix0 + 1 - nx >= 0.
+        let w_last =
+            w_at(g.out_c - 1) + (g.in_c - 1) * g.out_c * kk + (ny - 1) * s * k + (nx - 1) * s;
+        let x_last = (g.in_c - 1) * in_plane + iy0 * g.in_w + ix0 + P - 1;
+        assert!(
+            w_last < w.len() && x_last < x.len(),
+            "transposed convolution out of bounds"
+        );
+    }
+    let at = y * g.out_w + xo;
+    let mut put = |o: usize, acc: [f32; P]| store_strided(out, o * plane + at, s, acc, relu);
+    // The common 4x4 kernel at stride 2 has 2 x 2 taps: unrolled.
+    let block = |o: usize| {
+        if (ny, nx) == (2, 2) {
+            conv_t_block::<W, P, C>(x, g, w, bias, o, w_at(o), (iy0, ix0), (2, 2))
+        } else {
+            conv_t_block::<W, P, C>(x, g, w, bias, o, w_at(o), (iy0, ix0), (ny, nx))
+        }
+    };
+    let mut o = 0;
+    while o + C <= g.out_c {
+        let acc = block(o);
+        for (c, a) in acc.into_iter().enumerate() {
+            put(o + c, a);
+        }
+        o += C;
+    }
+    while o < g.out_c {
+        let [a] = conv_t_block::<W, P, 1>(x, g, w, bias, o, w_at(o), (iy0, ix0), (ny, nx));
+        put(o, a);
+        o += 1;
+    }
+    // The MACs the unit tests count (no tap iterator ran).
+    #[cfg(test)]
+    super::super::reference::mac_counter::add(g.out_c * P * g.in_c * ny * nx);
+    P
+}
+
+/// Stores `acc[j]` (after the ReLU if `relu`) at `out[at + j * stride]`,
+/// with one bounds check.
+#[inline(always)]
+fn store_strided<const P: usize>(
+    out: &mut [f32],
+    at: usize,
+    stride: usize,
+    acc: [f32; P],
+    relu: bool,
+) {
+    let out = &mut out[at..=at + (P - 1) * stride];
+    for (j, a) in acc.into_iter().enumerate() {
+        // SAFETY: j * stride <= (P - 1) * stride < out.len().
+        unsafe { *out.get_unchecked_mut(j * stride) = relu_if(a, relu) };
+    }
+}
+
+/// The accumulators of output channels `o..o + C` at `P` uniform pixels:
+/// bias, then for each input channel, kernel row and kernel column in the
+/// reference's order, weight times input. `w0`: the weight index of
+/// (input 0, channel `o`, first tap); the first pixel's first tap reads
+/// input (`iy0`, `ix0`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn conv_t_block<W: FloatWeights, const P: usize, const C: usize>(
+    x: &[f32],
+    g: &ConvGeom,
+    w: W,
+    bias: &[u8],
+    o: usize,
+    w0: usize,
+    (iy0, ix0): (usize, usize),
+    (ny, nx): (usize, usize),
+) -> [[f32; P]; C] {
+    let (s, k, kk) = (g.stride, g.k, g.k * g.k);
+    let b = &bias[4 * o..4 * (o + C)];
+    let mut acc: [[f32; P]; C] = core::array::from_fn(|c| [f32_at(b, c); P]);
+    let (mut wi, mut xi) = (w0, iy0 * g.in_w + ix0);
+    for _ in 0..g.in_c {
+        for a in 0..ny {
+            let (wa, xa) = (wi + a * s * k, xi - a * g.in_w);
+            for b in 0..nx {
+                // SAFETY: the caller checked the highest weight and input
+                // reads and that the lowest input is not below zero.
+                unsafe {
+                    let xs = x.as_ptr().add(xa - b);
+                    let mut xv = [0f32; P];
+                    for (j, v) in xv.iter_mut().enumerate() {
+                        *v = *xs.add(j);
+                    }
+                    for (c, acc) in acc.iter_mut().enumerate() {
+                        let wv = w.at_unchecked(wa + b * s + c * kk);
+                        for (a, &xv) in acc.iter_mut().zip(&xv) {
+                            *a += wv * xv;
+                        }
+                    }
+                }
+            }
+        }
+        wi += g.out_c * kk;
+        xi += g.in_h * g.in_w;
+    }
+    acc
 }
 
 /// Masked convolution, f32 activations, at one position.

@@ -421,7 +421,7 @@ proptest! {
 
     #[test]
     fn float_dense_conv_conv_t(
-        in_c in 1usize..5, out_c in 1usize..10, h in 1usize..7, w in 1usize..7,
+        in_c in 1usize..5, out_c in 1usize..10, h in 1usize..7, w in 1usize..14,
         k in 1usize..5, stride in 1usize..3, pad in 0usize..2, relu: bool, seed in 0u64..10_000,
     ) {
         use super::float as f;
@@ -499,4 +499,36 @@ proptest! {
             f::row_lstm_f32(&x, &g, wt, &b, out, &mut cell)
         });
     }
+}
+
+/// The f32 transposed convolution on the shipped models' shapes (where
+/// its pixel blocks of eight, six, four and two and its edge pixels all
+/// run), f32 and f16 weights, with and without the ReLU.
+#[test]
+fn float_conv_transpose_shipped_shapes() {
+    use super::float as f;
+    let shapes = [
+        square(64, 7, 32, 14, 4, 2, 1),
+        square(32, 7, 16, 14, 4, 2, 1),
+        square(16, 14, 1, 28, 4, 2, 1),
+    ];
+    let check = || -> Result<(), TestCaseError> {
+        for (i, g) in shapes.iter().enumerate() {
+            let mut rng = Rng::new(i as u64);
+            let x = f32s(&mut rng, g.in_c * g.in_h * g.in_w);
+            let b = le32(&f32s(&mut rng, g.out_c));
+            let wc = f32s(&mut rng, g.out_c * g.in_c * g.k * g.k);
+            let m = g.out_c * g.out_h * g.out_w;
+            for relu in [false, true] {
+                f32_case!(
+                    wc,
+                    m,
+                    |wt, out| r::conv_transpose2d_f32(&x, g, wt, &b, out, relu),
+                    f::conv_transpose2d_f32(&x, g, wt, &b, out, relu)
+                );
+            }
+        }
+        Ok(())
+    };
+    check().unwrap();
 }

@@ -9,7 +9,7 @@ use crate::kernels::{ConvGeom, FloatWeights, RequantI8};
 /// land on output index `o` along one axis: taps `t0, t0 + s, ...` read input
 /// `i0, i0 - 1, ...` (while both stay in range).
 #[inline(always)]
-fn conv_t_first(o: usize, pad: usize, s: usize, k: usize, n: usize) -> (usize, usize) {
+pub(crate) fn conv_t_first(o: usize, pad: usize, s: usize, k: usize, n: usize) -> (usize, usize) {
     // Output o receives input i through tap t when i * s + t = o + pad.
     let op = o + pad;
     let mut t = op % s;

@@ -17,7 +17,7 @@ mod stack;
 
 pub(crate) use conv::conv_taps;
 pub use conv::*;
-pub(crate) use conv_transpose::conv_t_taps;
+pub(crate) use conv_transpose::conv_t_first;
 pub use conv_transpose::*;
 pub use dense::*;
 #[cfg(test)]
