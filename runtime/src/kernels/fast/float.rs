@@ -136,29 +136,6 @@ fn run<W: FloatWeights, const R: usize>(
     }
 }
 
-/// [`run`] for two pixels whose inputs are `dx` apart (same weights).
-#[inline(always)]
-fn run2<W: FloatWeights, const R: usize>(
-    acc: &mut [[f32; 2]; R],
-    w: W,
-    stride: usize,
-    (w0, x, n, dx): (usize, &[f32], usize, usize),
-) {
-    let end = w0 + (R - 1) * stride + n;
-    assert!(end <= w.len(), "weights out of bounds");
-    let x = &x[..n + dx];
-    for t in 0..n {
-        // SAFETY: t + dx < n + dx = x.len().
-        let (x0, x1) = unsafe { (*x.get_unchecked(t), *x.get_unchecked(t + dx)) };
-        for (r, a) in acc.iter_mut().enumerate() {
-            // SAFETY: w0 + r * stride + t < end <= w.len() (checked above).
-            let wv = unsafe { w.at_unchecked(w0 + r * stride + t) };
-            a[0] += wv * x0;
-            a[1] += wv * x1;
-        }
-    }
-}
-
 /// Runs output channels `o0..o1` in blocks of four (then one by one): for
 /// each block, the runs of its first channel `o` in the reference order;
 /// channel `o + r` reads weight `w_index + r * stride`. Accumulators start
@@ -209,42 +186,6 @@ fn blocks_of<W: FloatWeights, const R: usize>(
         runs.each(o, |w0, x0, n, xs| {
             run(&mut acc, w, 0, (w0, &x[x0..], n, xs))
         });
-        put(o, acc[0]);
-        o += 1;
-    }
-}
-
-/// [`blocks`] for two pixels with the same runs, the second's inputs one
-/// column right (interior pixels of a row); unit input stride.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn blocks2<W: FloatWeights>(
-    (o0, o1): (usize, usize),
-    w: W,
-    stride: usize,
-    bias: &[u8],
-    x: &[f32],
-    runs: &impl Runs,
-    mut put: impl FnMut(usize, [f32; 2]),
-) {
-    let mut o = o0;
-    while o + B <= o1 {
-        let mut acc: [[f32; 2]; B] = core::array::from_fn(|r| [f32_at(bias, o + r); 2]);
-        let counted = macs_before();
-        runs.each(o, |w0, x0, n, _| {
-            run2(&mut acc, w, stride, (w0, &x[x0..], n, 1))
-        });
-        macs_times(counted, 2 * B);
-        for (r, a) in acc.into_iter().enumerate() {
-            put(o + r, a);
-        }
-        o += B;
-    }
-    while o < o1 {
-        let mut acc = [[f32_at(bias, o); 2]];
-        let counted = macs_before();
-        runs.each(o, |w0, x0, n, _| run2(&mut acc, w, 0, (w0, &x[x0..], n, 1)));
-        macs_times(counted, 2);
         put(o, acc[0]);
         o += 1;
     }
@@ -607,58 +548,96 @@ pub fn stack_conv2d_h_at_f32<W: FloatWeights>(
     );
 }
 
-/// The vertical outputs of pixels (`y`, `x`) and (`y`, `x + 1`), both at
-/// least `k / 2` from the left and right edges: every block of output
-/// channels checks its weight rows once, then walks the input rows
-/// `y - k/2 ..= y` (those inside the image) in the reference's order.
+/// The vertical accumulators of output channels `o..o + C` at the `P`
+/// pixels `xp..xp + P` of row `y`, none near an edge (they read the same
+/// taps, from consecutive inputs): bias, then the reference's taps in its
+/// order. Each weight is loaded once for the `P` pixels, each input once
+/// for the `C` channels.
 #[inline(always)]
-fn v_pair<W: FloatWeights>(
+fn v_block<W: FloatWeights, const P: usize, const C: usize>(
     x: &[f32],
     g: &StackGeom,
     w: W,
     bias: &[u8],
     (y, xp): (usize, usize),
-    mut put: impl FnMut(usize, [f32; 2]),
-) {
+    o: usize,
+) -> [[f32; P]; C] {
     let c = g.k / 2;
     let ky0 = c.saturating_sub(y);
     let plane = g.in_rows * g.w;
     let row_len = g.v_row_len();
-    let mut o = 0;
-    while o + B <= g.out_v {
-        let mut acc: [[f32; 2]; B] = core::array::from_fn(|r| [f32_at(bias, o + r); 2]);
-        let rows: [W; B] = core::array::from_fn(|r| w.sub((o + r) * row_len, row_len));
-        #[cfg(test)]
-        {
-            let counted = macs_before();
-            stack_v_runs(g, o, y, xp, |_, _, _, _| {});
-            macs_times(counted, 2 * B);
-        }
-        for i in 0..g.v_src() {
-            for ky in ky0..=c {
-                let iy = y + ky - c;
-                let xs = &x[i * plane + (iy % g.in_rows) * g.w + xp - c..][..g.k + 1];
-                let k0 = (i * (c + 1) + ky) * g.k;
-                for kx in 0..g.k {
-                    let (x0, x1) = (xs[kx], xs[kx + 1]);
-                    for (a, row) in acc.iter_mut().zip(&rows) {
-                        // SAFETY: k0 + kx < v_row_len, every row's length.
-                        let wv = unsafe { row.at_unchecked(k0 + kx) };
-                        a[0] += wv * x0;
-                        a[1] += wv * x1;
+    let b = &bias[4 * o..4 * (o + C)];
+    let mut acc: [[f32; P]; C] = core::array::from_fn(|r| [f32_at(b, r); P]);
+    let rows: [W; C] = core::array::from_fn(|r| w.sub((o + r) * row_len, row_len));
+    #[cfg(test)]
+    {
+        let counted = macs_before();
+        stack_v_runs(g, o, y, xp, |_, _, _, _| {});
+        macs_times(counted, C * P);
+    }
+    for i in 0..g.v_src() {
+        for ky in ky0..=c {
+            let iy = y + ky - c;
+            let xs = &x[i * plane + (iy % g.in_rows) * g.w + xp - c..][..g.k + P - 1];
+            let k0 = (i * (c + 1) + ky) * g.k;
+            for kx in 0..g.k {
+                let mut xv = [0f32; P];
+                for (j, v) in xv.iter_mut().enumerate() {
+                    // SAFETY: kx + j <= k - 1 + P - 1 < xs.len().
+                    *v = unsafe { *xs.get_unchecked(kx + j) };
+                }
+                for (a, row) in acc.iter_mut().zip(&rows) {
+                    // SAFETY: k0 + kx < v_row_len, every row's length.
+                    let wv = unsafe { row.at_unchecked(k0 + kx) };
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a += wv * xv;
                     }
                 }
             }
         }
-        for (r, a) in acc.into_iter().enumerate() {
-            put(o + r, a);
-        }
-        o += B;
     }
-    blocks2((o, g.out_v), w, row_len, bias, x, &StackV(g, y, xp), put);
+    acc
+}
+
+/// The vertical outputs of the `P` interior pixels from `xp` of row `y`,
+/// `C` channels at a time (then one pixel at a time): `put(o, acc)`.
+#[inline(always)]
+fn v_pixels<W: FloatWeights, const P: usize, const C: usize>(
+    x: &[f32],
+    g: &StackGeom,
+    w: W,
+    bias: &[u8],
+    (y, xp): (usize, usize),
+    mut put: impl FnMut(usize, usize, f32),
+) {
+    let mut o = 0;
+    while o + C <= g.out_v {
+        let acc = v_block::<W, P, C>(x, g, w, bias, (y, xp), o);
+        for (r, a) in acc.into_iter().enumerate() {
+            for (j, a) in a.into_iter().enumerate() {
+                put(o + r, xp + j, a);
+            }
+        }
+        o += C;
+    }
+    for j in 0..P {
+        blocks(
+            (o, g.out_v),
+            w,
+            g.v_row_len(),
+            bias,
+            x,
+            &StackV(g, y, xp + j),
+            |o, a| put(o, xp + j, a),
+        );
+    }
 }
 
 /// Two-stack convolution, f32 activations: the vertical outputs of row `y`.
+///
+/// Pixels away from the edges read the same taps from consecutive inputs:
+/// they go eight (two channels at a time) or two (eight channels) per pass
+/// over the weights; the others one at a time.
 pub fn stack_conv2d_v_row_f32<W: FloatWeights>(
     x: &[f32],
     g: &StackGeom,
@@ -670,16 +649,17 @@ pub fn stack_conv2d_v_row_f32<W: FloatWeights>(
 ) {
     let orow = y % g.out_rows;
     let c = g.k / 2;
+    let mut put = |o: usize, xp: usize, a: f32| {
+        out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu);
+    };
     let mut xp = 0;
     while xp < g.w {
-        // Pixels x and x + 1 read the same taps when neither is near an
-        // edge: one pass over the weights for both.
-        if xp >= c && xp + 1 + c < g.w {
-            v_pair(x, g, w, bias, (y, xp), |o, a| {
-                let at = (o * g.out_rows + orow) * g.w + xp;
-                out[at] = relu_if(a[0], relu);
-                out[at + 1] = relu_if(a[1], relu);
-            });
+        let interior = |n: usize| xp >= c && xp + n - 1 + c < g.w;
+        if interior(8) {
+            v_pixels::<W, 8, 2>(x, g, w, bias, (y, xp), &mut put);
+            xp += 8;
+        } else if interior(2) {
+            v_pixels::<W, 2, 8>(x, g, w, bias, (y, xp), &mut put);
             xp += 2;
         } else {
             blocks(
@@ -689,7 +669,7 @@ pub fn stack_conv2d_v_row_f32<W: FloatWeights>(
                 bias,
                 x,
                 &StackV(g, y, xp),
-                |o, a| out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu),
+                |o, a| put(o, xp, a),
             );
             xp += 1;
         }

@@ -458,7 +458,7 @@ proptest! {
     #[test]
     fn float_masked_stack_lstm(
         in_c in 1usize..5, in_v in 0usize..3, out_c in 1usize..10, out_v in 0usize..10,
-        h in 1usize..6, w in 1usize..7, kh in 0usize..3, mask_b: bool, relu: bool,
+        h in 1usize..6, w in 1usize..14, kh in 0usize..3, mask_b: bool, relu: bool,
         hidden in 1usize..6, ring: bool, seed in 0u64..10_000,
     ) {
         use super::float as f;
