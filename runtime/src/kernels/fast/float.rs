@@ -549,17 +549,17 @@ pub fn stack_conv2d_h_at_f32<W: FloatWeights>(
 }
 
 /// The vertical accumulators of output channels `o..o + C` at the `P`
-/// pixels `xp..xp + P` of row `y`, none near an edge (they read the same
-/// taps, from consecutive inputs): bias, then the reference's taps in its
-/// order. Each weight is loaded once for the `P` pixels, each input once
-/// for the `C` channels.
+/// pixels `xp..xp + P` of row `y`, which read the same kernel columns
+/// `kx0..kx1` from consecutive inputs (pixels away from the edges read all
+/// `k`): bias, then the reference's taps in its order. Each weight is
+/// loaded once for the `P` pixels, each input once for the `C` channels.
 #[inline(always)]
 fn v_block<W: FloatWeights, const P: usize, const C: usize>(
     x: &[f32],
     g: &StackGeom,
     w: W,
     bias: &[u8],
-    (y, xp): (usize, usize),
+    (y, xp, kx0, kx1): (usize, usize, usize, usize),
     o: usize,
 ) -> [[f32; P]; C] {
     let c = g.k / 2;
@@ -575,16 +575,21 @@ fn v_block<W: FloatWeights, const P: usize, const C: usize>(
         stack_v_runs(g, o, y, xp, |_, _, _, _| {});
         macs_times(counted, C * P);
     }
+    // The ring-buffer row of input row y + ky0 - c (the first read).
+    let r0 = (y + ky0 - c) % g.in_rows;
     for i in 0..g.v_src() {
+        let mut r = r0;
         for ky in ky0..=c {
-            let iy = y + ky - c;
-            let xs = &x[i * plane + (iy % g.in_rows) * g.w + xp - c..][..g.k + P - 1];
+            // Input column xp - c + kx of the first pixel, kx >= kx0.
+            let xs = &x[i * plane + r * g.w + xp + kx0 - c..][..kx1 - kx0 + P - 1];
+            r = if r + 1 == g.in_rows { 0 } else { r + 1 };
             let k0 = (i * (c + 1) + ky) * g.k;
-            for kx in 0..g.k {
+            for kx in kx0..kx1 {
                 let mut xv = [0f32; P];
                 for (j, v) in xv.iter_mut().enumerate() {
-                    // SAFETY: kx + j <= k - 1 + P - 1 < xs.len().
-                    *v = unsafe { *xs.get_unchecked(kx + j) };
+                    // SAFETY: kx - kx0 + j <= kx1 - 1 - kx0 + P - 1 <
+                    // xs.len().
+                    *v = unsafe { *xs.get_unchecked(kx - kx0 + j) };
                 }
                 for (a, row) in acc.iter_mut().zip(&rows) {
                     // SAFETY: k0 + kx < v_row_len, every row's length.
@@ -612,7 +617,7 @@ fn v_pixels<W: FloatWeights, const P: usize, const C: usize>(
 ) {
     let mut o = 0;
     while o + C <= g.out_v {
-        let acc = v_block::<W, P, C>(x, g, w, bias, (y, xp), o);
+        let acc = v_block::<W, P, C>(x, g, w, bias, (y, xp, 0, g.k), o);
         for (r, a) in acc.into_iter().enumerate() {
             for (j, a) in a.into_iter().enumerate() {
                 put(o + r, xp + j, a);
@@ -662,8 +667,19 @@ pub fn stack_conv2d_v_row_f32<W: FloatWeights>(
             v_pixels::<W, 2, 8>(x, g, w, bias, (y, xp), &mut put);
             xp += 2;
         } else {
+            // Near an edge: the kernel columns inside the row, four
+            // channels at a time.
+            let (kx0, kx1) = (c.saturating_sub(xp), g.k.min(g.w + c - xp));
+            let mut o = 0;
+            while o + 4 <= g.out_v && kx1 > kx0 {
+                let acc = v_block::<W, 1, 4>(x, g, w, bias, (y, xp, kx0, kx1), o);
+                for (r, [a]) in acc.into_iter().enumerate() {
+                    put(o + r, xp, a);
+                }
+                o += 4;
+            }
             blocks(
-                (0, g.out_v),
+                (o, g.out_v),
                 w,
                 g.v_row_len(),
                 bias,
