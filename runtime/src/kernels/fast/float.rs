@@ -745,37 +745,100 @@ pub fn row_lstm_at_f32<W: FloatWeights>(
         // the reference's order.
         if t1 > t0 {
             let rows: [W; 4] = core::array::from_fn(|q| w.sub((q * hid + j) * n_is, n_is));
-            for i in 0..g.in_c {
-                let xs = &x[(i * g.in_rows + irow) * g.w + xp + t0 - ci..][..t1 - t0];
-                for (t, &xv) in xs.iter().enumerate() {
-                    let k = i * g.k_in + t0 + t;
-                    for (p, row) in pre.iter_mut().zip(&rows) {
-                        // SAFETY: k < in_c * k_in, every row's length.
-                        *p += unsafe { row.at_unchecked(k) } * xv;
-                    }
-                }
-            }
+            let xs = &x[irow * g.w + xp + t0 - ci..];
+            taps_2d(
+                &mut pre,
+                &rows,
+                xs,
+                (g.in_c, g.in_rows * g.w),
+                (g.k_in, t0, t1 - t0),
+            );
         }
         if y > 0 && s1 > s0 {
             let prow = (y - 1) % g.out_rows;
             let base = g.w_is_len();
             let rows: [W; 4] = core::array::from_fn(|q| w.sub(base + (q * hid + j) * n_ss, n_ss));
-            for jj in 0..hid {
-                let hs = &h[(jj * g.out_rows + prow) * g.w + xp + s0 - cs..][..s1 - s0];
-                for (t, &hv) in hs.iter().enumerate() {
-                    let k = jj * g.k_state + s0 + t;
-                    for (p, row) in pre.iter_mut().zip(&rows) {
-                        // SAFETY: k < hidden * k_state, every row's length.
-                        *p += unsafe { row.at_unchecked(k) } * hv;
-                    }
-                }
-            }
+            let hs = &h[prow * g.w + xp + s0 - cs..];
+            taps_2d(
+                &mut pre,
+                &rows,
+                hs,
+                (hid, g.out_rows * g.w),
+                (g.k_state, s0, s1 - s0),
+            );
         }
         let ci = j * g.w + xp;
         let c_prev = if y > 0 { cell[ci] } else { 0.0 };
         let (c, hv) = lstm_unit_f32(pre, c_prev);
         cell[ci] = c;
         h[(j * g.out_rows + orow) * g.w + xp] = hv;
+    }
+}
+
+/// `pre[q] += rows[q][u * k + k0 + t] * src[u * stride + t]` for `u` in
+/// `0..n_u` and `t` in `0..n_t`, in that order (an input channel's taps,
+/// channel by channel, as the reference walks them): one bounds check for
+/// the inputs and one per row, then the taps, unrolled for runs of one to
+/// three.
+#[inline(always)]
+fn taps_2d<W: FloatWeights, const R: usize>(
+    pre: &mut [f32; R],
+    rows: &[W; R],
+    src: &[f32],
+    (n_u, stride): (usize, usize),
+    (k, k0, n_t): (usize, usize, usize),
+) {
+    if n_u == 0 || n_t == 0 {
+        return;
+    }
+    let src = &src[..(n_u - 1) * stride + n_t];
+    let w_end = (n_u - 1) * k + k0 + n_t;
+    assert!(
+        rows.iter().all(|r| w_end <= r.len()),
+        "weights out of bounds"
+    );
+    // SAFETY: the reads are below (n_u - 1) * stride + n_t = src.len()
+    // and (n_u - 1) * k + k0 + n_t = w_end <= every row's length.
+    unsafe {
+        match n_t {
+            1 => taps_2d_run(pre, rows, src, (n_u, stride), (k, k0, 1)),
+            2 => taps_2d_run(pre, rows, src, (n_u, stride), (k, k0, 2)),
+            3 => taps_2d_run(pre, rows, src, (n_u, stride), (k, k0, 3)),
+            _ => taps_2d_run(pre, rows, src, (n_u, stride), (k, k0, n_t)),
+        }
+    }
+}
+
+/// The loop of [`taps_2d`].
+///
+/// # Safety
+///
+/// `(n_u - 1) * stride + n_t <= src.len()` and `(n_u - 1) * k + k0 + n_t`
+/// is at most every row's length.
+#[inline(always)]
+unsafe fn taps_2d_run<W: FloatWeights, const R: usize>(
+    pre: &mut [f32; R],
+    rows: &[W; R],
+    src: &[f32],
+    (n_u, stride): (usize, usize),
+    (k, k0, n_t): (usize, usize, usize),
+) {
+    let mut sp = src.as_ptr();
+    let mut wk = k0;
+    for u in 0..n_u {
+        for t in 0..n_t {
+            // SAFETY: the caller's bounds.
+            let xv = unsafe { *sp.add(t) };
+            for (p, row) in pre.iter_mut().zip(rows) {
+                // SAFETY: the caller's bounds.
+                *p += unsafe { row.at_unchecked(wk + t) } * xv;
+            }
+        }
+        if u + 1 < n_u {
+            // SAFETY: within src (the caller's bound) while u + 1 < n_u.
+            sp = unsafe { sp.add(stride) };
+        }
+        wk += k;
     }
 }
 
