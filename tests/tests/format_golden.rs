@@ -391,11 +391,11 @@ fn tiny_i8_golden() {
     let bytes = check_golden(DType::I8, "tiny_i8.tgm");
     let model = Model::load(&bytes).unwrap();
     // One byte per activation: A = max(2, 16), B = max(8, 16); then the
-    // int8 kernels' scratch, the largest layer's: the 3x3 convolution's two
-    // columns of 9 values, 12 words of two values (groups of four).
+    // int8 kernels' scratch, the largest layer's: the 3x3 convolution's
+    // three columns of 9 values, 18 words of two values (groups of four).
     assert_eq!((model.plan.buf_a, model.plan.buf_b), (16, 16));
-    assert_eq!(model.plan.scratch, 48);
-    assert_eq!(model.arena_bytes(), 32 + 48);
+    assert_eq!(model.plan.scratch, 72);
+    assert_eq!(model.arena_bytes(), 32 + 72);
     let q = model.file.decoder.layers[3].quant.unwrap();
     assert_eq!((q.in_zp, q.out_zp, q.out_scale), (-128, 5, 0.5));
     assert_eq!(q.shift, &[40]);

@@ -81,6 +81,30 @@ fn gan_int8_qemu_equals_host() {
 
 #[test]
 #[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn ae_f32_qemu_equals_host() {
+    contract("ae-f32.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn gan_f32_qemu_equals_host() {
+    contract("gan-f32.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn vae2d_int8_qemu_equals_host() {
+    contract("vae2d-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
+fn vae2d_f32_qemu_equals_host() {
+    contract("vae2d-f32.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target: run by cargo xtask test"]
 fn pixelcnn_int8_qemu_equals_host() {
     contract("pixelcnn-int8.tgm");
 }
