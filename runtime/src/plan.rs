@@ -160,7 +160,6 @@ pub(crate) fn layer_shape(
     }
     let weights = ops::weight_elems(op);
     let channels = ops::bias_elems(op);
-    let macs = ops::macs(op, inp);
     let size = Error::FormatBlobSize { layer: idx };
     if layer.weight.len() as u64
         != weights * dtype.weight_bytes() as u64 + ops::extra_weight_bytes(op, dtype)
@@ -168,12 +167,14 @@ pub(crate) fn layer_shape(
     {
         return Err(size);
     }
-    let qc = ops::quant_channels(op, dtype) as usize;
+    let qc = ops::quant_channels(op, dtype);
     match (dtype, &layer.quant) {
         (DType::I8, Some(q)) => {
-            if q.multiplier.len() != qc * 4 || q.shift.len() != qc {
+            if q.multiplier.len() as u64 != qc * 4 || q.shift.len() as u64 != qc {
                 return Err(size);
             }
+            // qc = shift.len(), a usize.
+            let qc = q.shift.len();
             let bad = Error::FormatBadValue { layer: idx };
             for c in 0..qc {
                 if crate::format::i32_at(q.multiplier, c) < 0 || !(1..=62).contains(&q.shift[c]) {
@@ -187,7 +188,10 @@ pub(crate) fn layer_shape(
         (DType::F32 | DType::F16, None) => {}
         _ => return Err(Error::FormatBadValue { layer: idx }),
     }
-    Ok((out, macs, weights + channels))
+    // After the blob sizes: the weights are now bounded by the file's
+    // length, so the MAC count (weights times positions, at most about
+    // 2^32 * 2^22) cannot overflow.
+    Ok((out, ops::macs(op, inp), weights + channels))
 }
 
 impl Plan {
@@ -347,15 +351,14 @@ impl CachePlan {
                 None => 1,
             };
             // Its producer, and what the wavefront pays for it: each
-            // position once, in raster order.
+            // position once, in raster order, which is one whole pass (the
+            // sum of `macs_at` over the positions, computed without
+            // visiting them: a file's image size cannot slow the load).
             if let Some(p) = i.checked_sub(1) {
                 let op = &net.layers[p].op;
                 let mismatch = Error::PlanShapeMismatch { layer: p as u16 };
-                for y in 0..h {
-                    for x in 0..w {
-                        macs += ops::macs_at(op, shape, y, x).ok_or(mismatch)?;
-                    }
-                }
+                ops::macs_at(op, shape, 0, 0).ok_or(mismatch)?;
+                macs += ops::macs(op, shape);
                 // A recurrent layer's row y - 1 is its state while row y
                 // is written.
                 rows = rows.max(ops::rows_kept(op));

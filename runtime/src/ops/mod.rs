@@ -309,15 +309,44 @@ pub fn cell_elems(op: &Op, inp: Shape) -> u64 {
     }
 }
 
-/// What the causality check needs of an autoregressive op: vertical
-/// channels read and written (the first `in_v` inputs, `out_v` outputs)
-/// and its mask; `None` for ops that are not autoregressive.
-pub fn causal_io(op: &Op) -> Option<(u16, u16, Mask)> {
+/// What the causality check needs of an autoregressive op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CausalIo {
+    /// Vertical input channels (the first `in_v`), read at rows up to the
+    /// output's (a two-stack layer's vertical outputs) or one row up (its
+    /// horizontal outputs).
+    pub in_v: u16,
+    /// Vertical output channels (the first `out_v`).
+    pub out_v: u16,
+    /// Whether the per-position outputs at pixel p read any position of
+    /// the per-position inputs (false for a 1x1 mask A convolution, a
+    /// mask A Row LSTM with a 1-wide input kernel, a 1x1 mask A stack).
+    pub reads: bool,
+    /// Whether they read the inputs at p itself (mask B).
+    pub reads_own: bool,
+}
+
+/// The causality facts of an autoregressive op (see [`CausalIo`]); `None`
+/// for ops that are not autoregressive.
+pub fn causal_io(op: &Op) -> Option<CausalIo> {
+    let io = |in_v, out_v, own_taps: u8, mask: Mask| CausalIo {
+        in_v,
+        out_v,
+        reads: own_taps > 0 || mask == Mask::B,
+        reads_own: mask == Mask::B,
+    };
     match *op {
-        Op::MaskedConv2d { mask, .. } | Op::RowLstm { mask, .. } => Some((0, 0, mask)),
+        // The taps left of and above the centre (k / 2 rows above, or k / 2
+        // to the left).
+        Op::MaskedConv2d { mask, k, .. } => Some(io(0, 0, k / 2, mask)),
+        Op::RowLstm { mask, k_in, .. } => Some(io(0, 0, k_in / 2, mask)),
         Op::StackConv2d {
-            in_v, out_v, mask, ..
-        } => Some((in_v, out_v, mask)),
+            in_v,
+            out_v,
+            mask,
+            k,
+            ..
+        } => Some(io(in_v, out_v, k / 2, mask)),
         Op::Dense { .. } | Op::Conv2d { .. } | Op::ConvTranspose2d { .. } | Op::Reshape(_) => None,
     }
 }
