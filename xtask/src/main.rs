@@ -3,8 +3,10 @@
 //! anywhere in the repository).
 //!
 //! Every command installs what it needs first: the rustup targets, and
-//! `qemu-system-arm` through apt-get when running as root (otherwise it stops
-//! with the exact command to run); `demo`, `bench` and `bench-kernels` also
+//! `qemu-system-arm` (and, for `test`, `gcc-multilib`, which links the
+//! runtime's tests for `i686-unknown-linux-gnu`, a 32-bit `usize` like the
+//! boards') through apt-get when running as root (otherwise it stops with
+//! the exact command to run); `demo`, `bench` and `bench-kernels` also
 //! `cargo install` defmt-print to decode the firmware's log.
 //!
 //! `bench-kernels` times every int8 kernel shape of
@@ -24,6 +26,10 @@ mod elf;
 mod quality;
 
 const THUMB_TARGETS: [&str; 2] = ["thumbv6m-none-eabi", "thumbv7em-none-eabihf"];
+
+/// A host target with a 32-bit `usize`, like the boards': the runtime's
+/// tests run there too (its linker support: apt's gcc-multilib).
+const HOST32_TARGET: &str = "i686-unknown-linux-gnu";
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -174,9 +180,13 @@ fn is_root() -> bool {
 
 /// rustup targets for the runtime and the firmware.
 fn ensure_targets(root: &Path) -> Result<()> {
+    ensure_rust_targets(root, &THUMB_TARGETS)
+}
+
+fn ensure_rust_targets(root: &Path, targets: &[&str]) -> Result<()> {
     let installed = output(root, "rustup", &["target", "list", "--installed"])
         .context("rustup is needed to add the thumb targets")?;
-    let missing: Vec<&str> = THUMB_TARGETS
+    let missing: Vec<&str> = targets
         .iter()
         .copied()
         .filter(|t| !installed.lines().any(|l| l.trim() == *t))
@@ -191,24 +201,45 @@ fn ensure_targets(root: &Path) -> Result<()> {
 }
 
 fn ensure_qemu() -> Result<()> {
-    if firmware::qemu_available() {
+    ensure_apt("qemu-system-arm", firmware::qemu_available)
+}
+
+/// Whether 32-bit x86 programs link here (gcc-multilib's crt files).
+fn multilib_available() -> bool {
+    Command::new("dpkg")
+        .args(["-s", "gcc-multilib"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The 32-bit host target and its linker support, for the runtime's tests
+/// with a 32-bit `usize`.
+fn ensure_host32(root: &Path) -> Result<()> {
+    ensure_rust_targets(root, &[HOST32_TARGET])?;
+    ensure_apt("gcc-multilib", multilib_available)
+}
+
+/// Installs apt package `package` (as root; otherwise stops with the
+/// command to run) unless `present()` already says it is there.
+fn ensure_apt(package: &str, present: fn() -> bool) -> Result<()> {
+    if present() {
         return Ok(());
     }
     if !is_root() {
         bail!(
-            "qemu-system-arm is not installed. Install it with:\n    sudo apt-get install -y qemu-system-arm"
+            "{package} is not installed. Install it with:\n    sudo apt-get install -y {package}"
         );
     }
-    step("apt-get install -y qemu-system-arm");
+    step(&format!("apt-get install -y {package}"));
     run(Path::new("."), "apt-get", ["update", "-q"])?;
     run_env(
         Path::new("."),
         "apt-get",
-        ["install", "-y", "-q", "qemu-system-arm"],
+        ["install", "-y", "-q", package],
         &[("DEBIAN_FRONTEND", "noninteractive")],
     )?;
-    if !firmware::qemu_available() {
-        bail!("qemu-system-arm still cannot start after apt-get install");
+    if !present() {
+        bail!("{package} is still missing after apt-get install");
     }
     Ok(())
 }
@@ -306,6 +337,13 @@ fn test(root: &Path) -> Result<()> {
 
     step("tests");
     run(root, &c, ["test", "--workspace"])?;
+    step("runtime tests with a 32-bit usize (i686-unknown-linux-gnu, overflow checks on)");
+    ensure_host32(root)?;
+    run(
+        root,
+        &c,
+        ["test", "-p", "tinygen-runtime", "--target", HOST32_TARGET],
+    )?;
     step("docs");
     run_env(
         root,
