@@ -10,6 +10,9 @@
 //! of defect that only a 32-bit `usize` shows: sizes that wrap it, and
 //! geometries whose counting once took time proportional to the image.
 
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
