@@ -11,7 +11,7 @@
 //! geometries whose counting once took time proportional to the image.
 
 // A test: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
