@@ -212,18 +212,44 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
     /// `CallBufferLen` when `pixels` has the wrong length.
     pub fn sample(&mut self, rng: &mut Rng, pixels: &mut [u8]) -> Result<()> {
         check_len(self.image_len(), pixels.len())?;
-        match self.model.file.dtype {
-            DType::F32 => self.sample_float(rng, pixels, kernels::F32Le),
-            DType::F16 => self.sample_float(rng, pixels, kernels::F16Le),
-            DType::I8 => self.sample_i8(rng, pixels),
-        }
+        self.sample_into(rng, pixels, None);
         Ok(())
+    }
+
+    /// [`Self::sample`], also writing the logit each pixel was drawn from
+    /// (before the temperature; dequantized for int8, as
+    /// [`Self::logits`] gives them): a full forward pass on the drawn
+    /// image must give the same logits, bit for bit (what the tests check
+    /// in one pass instead of the naive sampler's one per pixel).
+    ///
+    /// # Errors
+    ///
+    /// `CallBufferLen` when `pixels` or `logits` has the wrong length.
+    pub fn sample_with_logits(
+        &mut self,
+        rng: &mut Rng,
+        pixels: &mut [u8],
+        logits: &mut [f32],
+    ) -> Result<()> {
+        check_len(self.image_len(), pixels.len())?;
+        check_len(self.image_len(), logits.len())?;
+        self.sample_into(rng, pixels, Some(logits));
+        Ok(())
+    }
+
+    fn sample_into(&mut self, rng: &mut Rng, pixels: &mut [u8], logits: Option<&mut [f32]>) {
+        match self.model.file.dtype {
+            DType::F32 => self.sample_float(rng, pixels, logits, kernels::F32Le),
+            DType::F16 => self.sample_float(rng, pixels, logits, kernels::F16Le),
+            DType::I8 => self.sample_i8(rng, pixels, logits),
+        }
     }
 
     fn sample_float<W: FloatWeights>(
         &mut self,
         rng: &mut Rng,
         pixels: &mut [u8],
+        mut logits: Option<&mut [f32]>,
         weights: fn(&'a [u8]) -> W,
     ) {
         let c = self.cache;
@@ -262,8 +288,9 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     }
                 }
                 let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
-                #[cfg(test)]
-                tests::record_logit(logit);
+                if let Some(l) = logits.as_deref_mut() {
+                    l[y * w + x] = logit;
+                }
                 let on = rng.bernoulli(kernels::sigmoid_f32(logit * self.inv_t));
                 pixels[y * w + x] = if on { 255 } else { 0 };
                 buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
@@ -283,7 +310,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
         }
     }
 
-    fn sample_i8(&mut self, rng: &mut Rng, pixels: &mut [u8]) {
+    fn sample_i8(&mut self, rng: &mut Rng, pixels: &mut [u8], mut logits: Option<&mut [f32]>) {
         let c = self.cache;
         let (h, w) = (c.h as usize, c.w as usize);
         let net = &self.model.file.decoder;
@@ -351,6 +378,10 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     }
                 }
                 let logit = buf[out.offset as usize + (y % out.rows as usize) * w + x];
+                if let Some(l) = logits.as_deref_mut() {
+                    let (scale, zp) = net::output_q(net);
+                    l[y * w + x] = scale * (logit as i32 - zp as i32) as f32;
+                }
                 let on = rng.bernoulli(prob_i8(lut, logit));
                 pixels[y * w + x] = if on { 255 } else { 0 };
                 buf[inp.offset as usize + (y % inp.rows as usize) * w + x] =
@@ -991,22 +1022,6 @@ mod tests {
         (kind, specs)
     }
 
-    std::thread_local! {
-        /// The logits the incremental f32 sampler draws from, in raster
-        /// order, while `Some`.
-        static LOGITS: core::cell::RefCell<Option<Vec<f32>>> =
-            const { core::cell::RefCell::new(None) };
-    }
-
-    /// Records a logit the incremental sampler draws from (see [`LOGITS`]).
-    pub(super) fn record_logit(logit: f32) {
-        LOGITS.with(|l| {
-            if let Some(v) = l.borrow_mut().as_mut() {
-                v.push(logit)
-            }
-        });
-    }
-
     /// Whether a model loaded without the causality check samples as it
     /// must: the logit of pixel p does not move when pixels p and after do
     /// (the full forward pass), and the logits the incremental sampler
@@ -1045,17 +1060,16 @@ mod tests {
             }
         }
         (0..3).all(|i| {
-            let mut inc = std::vec![0u8; n];
-            LOGITS.with(|l| *l.borrow_mut() = Some(Vec::new()));
-            sampler.sample(&mut Rng::new(seed + i), &mut inc).unwrap();
-            let drawn = LOGITS.with(|l| l.borrow_mut().take()).unwrap();
+            let (mut inc, mut drawn) = (std::vec![0u8; n], std::vec![0f32; n]);
+            sampler
+                .sample_with_logits(&mut Rng::new(seed + i), &mut inc, &mut drawn)
+                .unwrap();
             let mut full = std::vec![0f32; n];
             sampler.logits(&inc, bytes(&mut s), &mut full).unwrap();
-            drawn.len() == n
-                && drawn
-                    .iter()
-                    .zip(&full)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            drawn
+                .iter()
+                .zip(&full)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
         })
     }
 
