@@ -35,9 +35,10 @@ pub struct EvalArgs {
     /// Print one JSON object with every figure instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Importance samples per test image for the VAE's NLL (Burda et al. 2015).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub k: u64,
+    /// Importance samples per test image for the VAE's NLL (Burda et al.
+    /// 2015) [default: 1000]; only VAE files have this figure.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub k: Option<u64>,
     /// Samples drawn (runtime, one thread) for FCD, inception score and label
     /// histogram; 0 skips them.
     #[arg(long, default_value_t = 1000)]
@@ -50,12 +51,13 @@ pub struct EvalArgs {
     /// [default: models/classifier.safetensors].
     #[arg(long)]
     pub classifier: Option<PathBuf>,
-    /// Evaluate only the first N test images [default: all].
-    #[arg(long, value_name = "N")]
-    pub test_images: Option<usize>,
+    /// Evaluate only the first N test images (at least 1) [default: all].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub test_images: Option<u64>,
     /// Sampling temperature of the sample figures (PixelCNN/PixelRNN; see
     /// `tinygen sample --temperature`); the likelihood is the model's own.
-    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    #[arg(long, default_value_t = 1.0, value_name = "T", allow_negative_numbers = true,
+          value_parser = super::parse_temperature)]
     pub temperature: f32,
 }
 
@@ -72,10 +74,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .classifier
             .clone()
             .unwrap_or_else(default_classifier_path),
-        k: args.k as usize,
+        k: args.k.unwrap_or(1000) as usize,
         samples: args.samples,
         seed: args.seed,
-        test_images: args.test_images,
+        test_images: args.test_images.map(|n| n as usize),
         temperature: args.temperature,
         progress: !args.json || std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
@@ -89,6 +91,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         std::fs::read(&args.file).with_context(|| format!("reading {label}"))?
     };
     let report = evaluate(&bytes, &label, &opts)?;
+    if args.k.is_some() && report.vae.is_none() {
+        eprintln!(
+            "note: --k ignored: only a VAE file has an importance-weighted NLL (this is a {})",
+            report.kind
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -140,6 +148,12 @@ fn print_table(r: &EvalReport) {
     if let (Some(bce), Some(mse)) = (r.recon_bce_nats, r.mse) {
         row("reconstruction BCE (nats/image)", format!("{bce:.2}"));
         row("reconstruction MSE (per pixel)", format!("{mse:.5}"));
+    }
+    if r.kind == "gan" {
+        row(
+            "likelihood",
+            "none: a GAN defines no density to evaluate (sample figures only)".into(),
+        );
     }
     if r.likelihood_seconds > 0.0 {
         row("likelihood time", format!("{:.1} s", r.likelihood_seconds));
@@ -203,5 +217,13 @@ fn print_table(r: &EvalReport) {
                 100.0 * x.classifier_accuracy_test
             ),
         );
+    }
+}
+
+/// Parses a count of at least 1.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("must be a whole number of at least 1, got {s}")),
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use tinygen_runtime::Model;
 
-use tinygen_trainer::report::write_grid_png;
+use tinygen_trainer::report::write_grid_png_sized;
 use tinygen_trainer::sample::sample_model_at;
 
 /// Generate images from a .tgm file with the runtime's kernels (the same code the
@@ -34,9 +34,14 @@ pub struct SampleArgs {
     /// firmware's TINYGEN_TEMPERATURE). Below 1 each pixel leans further to
     /// its more likely value: cleaner strokes, less variety; 1 is the
     /// model's own distribution.
-    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    #[arg(long, default_value_t = 1.0, value_name = "T", allow_negative_numbers = true,
+          value_parser = super::parse_temperature)]
     pub temperature: f32,
 }
+
+/// Pixel bytes one `tinygen sample` may hold in memory (with the grid, about
+/// twice that): 1 GiB.
+const MAX_SAMPLE_BYTES: u64 = 1 << 30;
 
 /// Runs `tinygen sample`.
 ///
@@ -50,11 +55,32 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let model = Model::load(&bytes).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+    // Before any work: n images must fit in memory.
+    let image = model.file.meta.image;
+    let per_image = image.numel();
+    let max_n = MAX_SAMPLE_BYTES / per_image.max(1);
+    if args.n as u64 > max_n {
+        bail!(
+            "-n {}: at most {max_n} images of {}x{} fit in the {} MiB this command allows for pixels; \
+             sample in batches with different --seed values",
+            args.n,
+            image.h,
+            image.w,
+            MAX_SAMPLE_BYTES >> 20
+        );
+    }
     // Decoder models (VAE, GAN, AutoEncoder) or PixelCNN, by the file's kind.
     let pixels = sample_model_at(&model, args.n, args.seed, args.temperature)
         .with_context(|| format!("sampling {}", args.file.display()))?;
     let cols = args.cols.unwrap_or(8).clamp(1, args.n);
-    write_grid_png(&args.output, &pixels, args.n, cols)?;
+    write_grid_png_sized(
+        &args.output,
+        &pixels,
+        args.n,
+        cols,
+        image.h as usize,
+        image.w as usize,
+    )?;
     let temperature = if args.temperature == 1.0 {
         String::new()
     } else {

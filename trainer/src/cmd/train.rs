@@ -129,7 +129,8 @@ pub struct VaeArgs {
     pub common: CommonArgs,
 
     /// Latent dimensions (z ~ N(0, I) of this size feeds the decoder).
-    #[arg(long, default_value_t = VaeConfig::default().latent, value_name = "N")]
+    #[arg(long, default_value_t = VaeConfig::default().latent, value_name = "N",
+          value_parser = parse_latent)]
     pub latent: usize,
 }
 
@@ -192,7 +193,8 @@ pub struct AeArgs {
     pub common: CommonArgs,
 
     /// Latent dimensions.
-    #[arg(long, default_value_t = AeConfig::default().latent, value_name = "N")]
+    #[arg(long, default_value_t = AeConfig::default().latent, value_name = "N",
+          value_parser = parse_latent)]
     pub latent: usize,
 }
 
@@ -203,7 +205,8 @@ pub struct GanArgs {
     pub common: CommonArgs,
 
     /// Latent dimensions (z ~ N(0, I) of this size feeds the generator).
-    #[arg(long, default_value_t = GanConfig::default().latent, value_name = "N")]
+    #[arg(long, default_value_t = GanConfig::default().latent, value_name = "N",
+          value_parser = parse_latent)]
     pub latent: usize,
 
     /// Discriminator updates (each on its own real batch) per generator update.
@@ -391,5 +394,19 @@ pub fn run(command: TrainCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Parses a latent size: 1 to the runtime's limit
+/// ([`tinygen_runtime::format::MAX_LATENT`]), checked before training
+/// rather than at export.
+fn parse_latent(s: &str) -> Result<usize, String> {
+    let max = tinygen_runtime::format::MAX_LATENT;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "the latent size must be 1 to {max} (the runtime's limit: a board samples \
+             z of at most {max} values), got {s}"
+        )),
     }
 }
