@@ -72,7 +72,7 @@ fn load_and_run(file: &[u8], what: &str) -> Result<(), Error> {
         }
         if let Ok(mut enc) = Encoder::new(&model, bytes(&mut a)) {
             let px = vec![200u8; model.file.meta.image.numel() as usize];
-            let mut z = vec![0f32; enc.latent_len()];
+            let mut z = vec![0f32; enc.output_len()];
             enc.encode(&px, &mut z).unwrap();
         }
         if let Ok(mut s) = AutoregressiveSampler::new(&model, bytes(&mut a)) {

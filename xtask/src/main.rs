@@ -35,8 +35,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests,
-                       docs, the firmware builds, and the QEMU-vs-host contract test
+  test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests (the
+                       runtime's also on i686, a 32-bit usize), docs, the firmware builds, the
+                       QEMU-vs-host contract test, and 30 s of fuzzing per fuzz target
   demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
                        out/demo/firmware-samples.png and print a summary
@@ -63,7 +64,17 @@ commands:
                        --fresh evaluates every file again)
   models [--epochs N]  retrain and re-export the shipped models in models/ (--epochs: the VAE's,
                        default 30; the other families train the epochs models/README.md lists)
+  fuzz [--seconds N]   the runtime's cargo-fuzz targets (fuzz/: arbitrary bytes; real files
+                       mutated with their CRC fixed), each for N seconds (default 300), seeded
+                       from tests/fixtures and the int8 models; installs the nightly toolchain
+                       and cargo-fuzz first; a crash is kept in fuzz/artifacts/TARGET/
 ";
+
+/// The runtime's fuzz targets (fuzz/fuzz_targets/).
+const FUZZ_TARGETS: [&str; 2] = ["load_bytes", "mutate_files"];
+
+/// Seconds `cargo xtask test` fuzzes each target.
+const TEST_FUZZ_SECONDS: u64 = 30;
 
 fn main() {
     if let Err(e) = real_main() {
@@ -102,6 +113,7 @@ fn real_main() -> Result<()> {
             extra => bail!("bench-kernels takes no arguments, got {extra:?}\n\n{USAGE}"),
         },
         Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
+        Some("fuzz") => fuzz(&root, seconds_flag(&args[1..], 300)?),
         Some("quality") => quality::quality_only(&root, quality::parse_flags(&args[1..])?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -119,6 +131,99 @@ fn epochs_flag(args: &[String], default: usize) -> Result<usize> {
             .with_context(|| format!("--epochs takes a number, got {n:?}")),
         _ => bail!("unexpected arguments {args:?}\n\n{USAGE}"),
     }
+}
+
+fn seconds_flag(args: &[String], default: u64) -> Result<u64> {
+    match args {
+        [] => Ok(default),
+        [flag, n] if flag == "--seconds" => n
+            .parse()
+            .with_context(|| format!("--seconds takes a number, got {n:?}")),
+        _ => bail!("unexpected arguments {args:?}\n\n{USAGE}"),
+    }
+}
+
+/// The nightly toolchain and cargo-fuzz (the fuzz targets build with
+/// nightly's sanitizer flags; the project itself builds on stable).
+fn ensure_fuzz_tools(root: &Path) -> Result<()> {
+    let toolchains = output(root, "rustup", &["toolchain", "list"])?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("rustup toolchain install nightly --profile minimal");
+        run(
+            root,
+            "rustup",
+            ["toolchain", "install", "nightly", "--profile", "minimal"],
+        )?;
+    }
+    let has_fuzz = Command::new(cargo())
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        step("cargo install cargo-fuzz --locked");
+        run(root, &cargo(), ["install", "cargo-fuzz", "--locked"])?;
+    }
+    Ok(())
+}
+
+/// Runs every fuzz target for `seconds`, seeded with the fixtures and the
+/// int8 models (the f32 ones are large and add little: the same
+/// structures).
+fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    ensure_fuzz_tools(root)?;
+    let mut seeds: Vec<PathBuf> = Vec::new();
+    for (dir, keep) in [("tests/fixtures", ""), ("models", "-int8.tgm")] {
+        for e in std::fs::read_dir(root.join(dir))? {
+            let p = e?.path();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".tgm") && name.ends_with(keep) {
+                seeds.push(p);
+            }
+        }
+    }
+    for target in FUZZ_TARGETS {
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        for s in &seeds {
+            let to = corpus.join(s.file_name().unwrap_or_default());
+            if !to.exists() {
+                std::fs::copy(s, &to)?;
+            }
+        }
+        step(&format!("fuzz {target} for {seconds} s"));
+        let t = Instant::now();
+        // Through rustup: the CARGO cargo runs xtask with is the stable
+        // toolchain's binary, which takes no +toolchain.
+        run(
+            root,
+            "rustup",
+            [
+                "run".to_string(),
+                "nightly".into(),
+                "cargo".into(),
+                "fuzz".into(),
+                "run".into(),
+                target.into(),
+                corpus.display().to_string(),
+                "--".into(),
+                format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=4096".into(),
+                "-print_final_stats=1".into(),
+            ],
+        )
+        .with_context(|| {
+            format!("fuzz target {target} found a crash: see fuzz/artifacts/{target}/ and the log above")
+        })?;
+        println!(
+            "fuzzed {target} for {:.0} s: no crash",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn step(name: &str) {
@@ -407,6 +512,8 @@ fn test(root: &Path) -> Result<()> {
             "--ignored",
         ],
     )?;
+    step("fuzz the runtime briefly (each target, from the fixtures and int8 models)");
+    fuzz(root, TEST_FUZZ_SECONDS)?;
     println!("\nall checks passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
