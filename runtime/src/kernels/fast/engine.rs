@@ -118,7 +118,7 @@ impl<'c> ColWriter<'c> {
     /// `j` in `js` (the taps inside the row), zero for the others.
     ///
     /// In an image's interior, one bounds check for the whole patch
-    /// ([`ColWriter::patch_inside`]); at its edges, one per row, covering
+    /// (`ColWriter::patch_inside`); at its edges, one per row, covering
     /// the row's taps in every channel.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
