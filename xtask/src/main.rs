@@ -37,7 +37,8 @@ usage: cargo xtask <command> [options]
 commands:
   test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests (the
                        runtime's also on i686, a 32-bit usize), docs, the firmware builds, the
-                       QEMU-vs-host contract test, and 30 s of fuzzing per fuzz target
+                       QEMU-vs-host contract test, and 30 s of fuzzing per fuzz target (stable,
+                       no sanitizer)
   demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
                        out/demo/firmware-samples.png and print a summary
@@ -66,8 +67,9 @@ commands:
                        default 30; the other families train the epochs models/README.md lists)
   fuzz [--seconds N]   the runtime's cargo-fuzz targets (fuzz/: arbitrary bytes; real files
                        mutated with their CRC fixed), each for N seconds (default 300), seeded
-                       from tests/fixtures and the int8 models; installs the nightly toolchain
-                       and cargo-fuzz first; a crash is kept in fuzz/artifacts/TARGET/
+                       from tests/fixtures and the int8 models, under AddressSanitizer when a
+                       nightly toolchain is installed (else on stable, no sanitizer); installs
+                       cargo-fuzz first; a crash is kept in fuzz/artifacts/TARGET/
 ";
 
 /// The runtime's fuzz targets (fuzz/fuzz_targets/).
@@ -113,7 +115,7 @@ fn real_main() -> Result<()> {
             extra => bail!("bench-kernels takes no arguments, got {extra:?}\n\n{USAGE}"),
         },
         Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
-        Some("fuzz") => fuzz(&root, seconds_flag(&args[1..], 300)?),
+        Some("fuzz") => fuzz(&root, seconds_flag(&args[1..], 300)?, true),
         Some("quality") => quality::quality_only(&root, quality::parse_flags(&args[1..])?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -143,18 +145,8 @@ fn seconds_flag(args: &[String], default: u64) -> Result<u64> {
     }
 }
 
-/// The nightly toolchain and cargo-fuzz (the fuzz targets build with
-/// nightly's sanitizer flags; the project itself builds on stable).
-fn ensure_fuzz_tools(root: &Path) -> Result<()> {
-    let toolchains = output(root, "rustup", &["toolchain", "list"])?;
-    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
-        step("rustup toolchain install nightly --profile minimal");
-        run(
-            root,
-            "rustup",
-            ["toolchain", "install", "nightly", "--profile", "minimal"],
-        )?;
-    }
+/// cargo-fuzz (from crates.io).
+fn ensure_cargo_fuzz(root: &Path) -> Result<()> {
     let has_fuzz = Command::new(cargo())
         .args(["fuzz", "--version"])
         .output()
@@ -166,11 +158,25 @@ fn ensure_fuzz_tools(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether a nightly toolchain is installed (for AddressSanitizer; new
+/// machines may have only the stable one, and fetch no other).
+fn has_nightly(root: &Path) -> bool {
+    output(root, "rustup", &["toolchain", "list"])
+        .is_ok_and(|t| t.lines().any(|l| l.starts_with("nightly")))
+}
+
 /// Runs every fuzz target for `seconds`, seeded with the fixtures and the
 /// int8 models (the f32 ones are large and add little: the same
-/// structures).
-fn fuzz(root: &Path, seconds: u64) -> Result<()> {
-    ensure_fuzz_tools(root)?;
+/// structures). With `asan` and a nightly toolchain, under
+/// AddressSanitizer; otherwise on stable without a sanitizer (panics,
+/// overflow checks and aborts are still findings: the runtime's unsafe
+/// code is what a sanitizer would add).
+fn fuzz(root: &Path, seconds: u64, asan: bool) -> Result<()> {
+    ensure_cargo_fuzz(root)?;
+    let asan = asan && has_nightly(root);
+    if !asan {
+        println!("fuzzing on the stable toolchain without a sanitizer");
+    }
     let mut seeds: Vec<PathBuf> = Vec::new();
     for (dir, keep) in [("tests/fixtures", ""), ("models", "-int8.tgm")] {
         for e in std::fs::read_dir(root.join(dir))? {
@@ -196,26 +202,28 @@ fn fuzz(root: &Path, seconds: u64) -> Result<()> {
         }
         step(&format!("fuzz {target} for {seconds} s"));
         let t = Instant::now();
-        // Through rustup: the CARGO cargo runs xtask with is the stable
-        // toolchain's binary, which takes no +toolchain.
-        run(
-            root,
-            "rustup",
-            [
-                "run".to_string(),
-                "nightly".into(),
-                "cargo".into(),
-                "fuzz".into(),
-                "run".into(),
-                target.into(),
-                corpus.display().to_string(),
-                "--".into(),
-                format!("-max_total_time={seconds}"),
-                "-rss_limit_mb=4096".into(),
-                "-print_final_stats=1".into(),
-            ],
-        )
-        .with_context(|| {
+        let mut args: Vec<String> = Vec::new();
+        // Through rustup for nightly: the CARGO cargo runs xtask with is
+        // the stable toolchain's binary, which takes no +toolchain.
+        let program = if asan {
+            args.extend(["run", "nightly", "cargo"].map(String::from));
+            "rustup".to_string()
+        } else {
+            cargo()
+        };
+        args.extend(["fuzz", "run"].map(String::from));
+        if !asan {
+            args.extend(["--sanitizer", "none"].map(String::from));
+        }
+        args.extend([
+            target.to_string(),
+            corpus.display().to_string(),
+            "--".into(),
+            format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=4096".into(),
+            "-print_final_stats=1".into(),
+        ]);
+        run(root, &program, &args).with_context(|| {
             format!("fuzz target {target} found a crash: see fuzz/artifacts/{target}/ and the log above")
         })?;
         println!(
@@ -513,7 +521,7 @@ fn test(root: &Path) -> Result<()> {
         ],
     )?;
     step("fuzz the runtime briefly (each target, from the fixtures and int8 models)");
-    fuzz(root, TEST_FUZZ_SECONDS)?;
+    fuzz(root, TEST_FUZZ_SECONDS, false)?;
     println!("\nall checks passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
