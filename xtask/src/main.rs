@@ -37,8 +37,8 @@ usage: cargo xtask <command> [options]
 commands:
   test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests (the
                        runtime's also on i686, a 32-bit usize), docs, the firmware builds, the
-                       QEMU-vs-host contract test, and 30 s of fuzzing per fuzz target (stable,
-                       no sanitizer)
+                       QEMU-vs-host contract test, and 30 s of fuzzing per fuzz target (the
+                       i686 build, no sanitizer)
   demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
                        out/demo/firmware-samples.png and print a summary
@@ -65,10 +65,12 @@ commands:
                        --fresh evaluates every file again)
   models [--epochs N]  retrain and re-export the shipped models in models/ (--epochs: the VAE's,
                        default 30; the other families train the epochs models/README.md lists)
-  fuzz [--seconds N]   the runtime's cargo-fuzz targets (fuzz/: arbitrary bytes; real files
+  fuzz [--seconds N] [--i686]
+                       the runtime's cargo-fuzz targets (fuzz/: arbitrary bytes; real files
                        mutated with their CRC fixed), each for N seconds (default 300), seeded
                        from tests/fixtures and the int8 models, under AddressSanitizer when a
-                       nightly toolchain is installed (else on stable, no sanitizer); installs
+                       nightly toolchain is installed (else on stable, no sanitizer); --i686:
+                       the 32-bit build (the boards' usize; installs g++-multilib); installs
                        cargo-fuzz first; a crash is kept in fuzz/artifacts/TARGET/
 ";
 
@@ -115,7 +117,15 @@ fn real_main() -> Result<()> {
             extra => bail!("bench-kernels takes no arguments, got {extra:?}\n\n{USAGE}"),
         },
         Some("models") => models(&root, epochs_flag(&args[1..], 30)?),
-        Some("fuzz") => fuzz(&root, seconds_flag(&args[1..], 300)?, true),
+        Some("fuzz") => {
+            let host32 = args[1..].iter().any(|a| a == "--i686");
+            let rest: Vec<String> = args[1..]
+                .iter()
+                .filter(|a| *a != "--i686")
+                .cloned()
+                .collect();
+            fuzz(&root, seconds_flag(&rest, 300)?, true, host32)
+        }
         Some("quality") => quality::quality_only(&root, quality::parse_flags(&args[1..])?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -171,10 +181,19 @@ fn has_nightly(root: &Path) -> bool {
 /// AddressSanitizer; otherwise on stable without a sanitizer (panics,
 /// overflow checks and aborts are still findings: the runtime's unsafe
 /// code is what a sanitizer would add).
-fn fuzz(root: &Path, seconds: u64, asan: bool) -> Result<()> {
+fn fuzz(root: &Path, seconds: u64, asan: bool, host32: bool) -> Result<()> {
     ensure_cargo_fuzz(root)?;
-    let asan = asan && has_nightly(root);
-    if !asan {
+    if host32 {
+        // libFuzzer is C++: 32-bit builds need g++-multilib.
+        ensure_host32(root)?;
+        ensure_apt("g++-multilib", || dpkg_installed("g++-multilib"))?;
+    }
+    let asan = asan && !host32 && has_nightly(root);
+    if host32 {
+        println!(
+            "fuzzing the {HOST32_TARGET} build (32-bit usize, as on the boards), no sanitizer"
+        );
+    } else if !asan {
         println!("fuzzing on the stable toolchain without a sanitizer");
     }
     let mut seeds: Vec<PathBuf> = Vec::new();
@@ -214,6 +233,9 @@ fn fuzz(root: &Path, seconds: u64, asan: bool) -> Result<()> {
         args.extend(["fuzz", "run"].map(String::from));
         if !asan {
             args.extend(["--sanitizer", "none"].map(String::from));
+        }
+        if host32 {
+            args.extend(["--target", HOST32_TARGET].map(String::from));
         }
         args.extend([
             target.to_string(),
@@ -317,12 +339,17 @@ fn ensure_qemu() -> Result<()> {
     ensure_apt("qemu-system-arm", firmware::qemu_available)
 }
 
-/// Whether 32-bit x86 programs link here (gcc-multilib's crt files).
-fn multilib_available() -> bool {
+/// Whether Debian package `package` is installed.
+fn dpkg_installed(package: &str) -> bool {
     Command::new("dpkg")
-        .args(["-s", "gcc-multilib"])
+        .args(["-s", package])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Whether 32-bit x86 programs link here (gcc-multilib's crt files).
+fn multilib_available() -> bool {
+    dpkg_installed("gcc-multilib")
 }
 
 /// The 32-bit host target and its linker support, for the runtime's tests
@@ -521,7 +548,7 @@ fn test(root: &Path) -> Result<()> {
         ],
     )?;
     step("fuzz the runtime briefly (each target, from the fixtures and int8 models)");
-    fuzz(root, TEST_FUZZ_SECONDS, false)?;
+    fuzz(root, TEST_FUZZ_SECONDS, false, true)?;
     println!("\nall checks passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
