@@ -73,49 +73,48 @@ fn both<T: PartialEq + core::fmt::Debug>(want: &T, mut f: impl FnMut(bool) -> T)
     assert_eq!(&f(false), want, "portable engine");
 }
 
-/// conv2d_i8 with both engines equals the reference on random values.
-fn check_conv(g: &ConvGeom, seed: u64) {
+/// A convolution (`transposed`: a transposed one) with both engines equals
+/// the reference on random values.
+fn check_conv_kind(g: &ConvGeom, seed: u64, transposed: bool) {
     let mut rng = Rng::new(seed);
     let x = acts(&mut rng, g.in_c * g.in_h * g.in_w);
     let wt = bytes(&mut rng, g.out_c * g.in_c * g.k * g.k);
     let b = bias(&mut rng, g.out_c);
-    let q = Q::new(&mut rng, g.out_c, (g.in_c * g.k * g.k * 64) as u32);
+    // Taps per output: all k x k, or about (k / s)^2 of them transposed.
+    let taps = if transposed { 4 } else { g.k * g.k };
+    let q = Q::new(&mut rng, g.out_c, (g.in_c * taps * 64) as u32);
     let n = g.out_c * g.out_h * g.out_w;
     let mut want = std::vec![0i8; n];
-    r::conv2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
+    if transposed {
+        r::conv_transpose2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
+    } else {
+        r::conv2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
+    }
     both(&want, |dsp| {
         let mut got = std::vec![0i8; n];
-        let mut s = scratch(conv2d_scratch_words(g) as usize);
-        if dsp {
-            conv2d_i8_with::<Dsp>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
+        let words = if transposed {
+            conv_transpose2d_scratch_words(g)
         } else {
-            conv2d_i8_with::<Portable>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
+            conv2d_scratch_words(g)
+        };
+        let mut s = scratch(words as usize);
+        let (x, wt, q, out) = (&x[..], &wt[..], &q.rq(), &mut got[..]);
+        match (transposed, dsp) {
+            (false, true) => conv2d_i8_with::<Dsp>(x, g, wt, &b, q, out, &mut s),
+            (false, false) => conv2d_i8_with::<Portable>(x, g, wt, &b, q, out, &mut s),
+            (true, true) => conv_transpose2d_i8_with::<Dsp>(x, g, wt, &b, q, out, &mut s),
+            (true, false) => conv_transpose2d_i8_with::<Portable>(x, g, wt, &b, q, out, &mut s),
         }
         got
     });
 }
 
-/// conv_transpose2d_i8 with both engines equals the reference on random
-/// values.
+fn check_conv(g: &ConvGeom, seed: u64) {
+    check_conv_kind(g, seed, false)
+}
+
 fn check_conv_transpose(g: &ConvGeom, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let x = acts(&mut rng, g.in_c * g.in_h * g.in_w);
-    let wt = bytes(&mut rng, g.out_c * g.in_c * g.k * g.k);
-    let b = bias(&mut rng, g.out_c);
-    let q = Q::new(&mut rng, g.out_c, (g.in_c * 4 * 64) as u32);
-    let n = g.out_c * g.out_h * g.out_w;
-    let mut want = std::vec![0i8; n];
-    r::conv_transpose2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
-    both(&want, |dsp| {
-        let mut got = std::vec![0i8; n];
-        let mut s = scratch(conv_transpose2d_scratch_words(g) as usize);
-        if dsp {
-            conv_transpose2d_i8_with::<Dsp>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
-        } else {
-            conv_transpose2d_i8_with::<Portable>(&x, g, &wt, &b, &q.rq(), &mut got, &mut s);
-        }
-        got
-    });
+    check_conv_kind(g, seed, true)
 }
 
 /// A square geometry.
