@@ -2,7 +2,10 @@
 //! cores with the Cortex-M DSP extension (SMLAD, SXTB16), which stable Rust
 //! cannot test with `cfg(target_feature)` on ARM; and
 //! `cfg(tinygen_unaligned_ldr)` on cores that load words from unaligned
-//! addresses (ARMv7-M, ARMv8-M Mainline).
+//! addresses (ARMv7-M, ARMv8-M Mainline); and `cfg(tinygen_vfp)` where the
+//! f32 kernels may use the single-precision FPU's instructions in `asm!`
+//! (hard-float ARMv7E-M and ARMv8-M Mainline targets, which also load
+//! unaligned words).
 //!
 //! - thumbv7em-* (Cortex-M4, M7): always has it.
 //! - thumbv8m.main-* (Cortex-M33, M35P, M55): the extension is optional in
@@ -16,6 +19,7 @@
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinygen_dsp)");
     println!("cargo::rustc-check-cfg=cfg(tinygen_unaligned_ldr)");
+    println!("cargo::rustc-check-cfg=cfg(tinygen_vfp)");
     println!("cargo::rerun-if-env-changed=TINYGEN_DSP");
     let target = std::env::var("TARGET").unwrap_or_default();
     let forced = std::env::var("TINYGEN_DSP").ok();
@@ -36,5 +40,12 @@ fn main() {
         || target.starts_with("thumbv8m.main")
     {
         println!("cargo::rustc-cfg=tinygen_unaligned_ldr");
+    }
+    // Hard-float Cortex-M4F/M7F and M33/M55 (FPv4/FPv5: VLDM, VMLA.F32,
+    // VMOV of two core registers): the f32 Row LSTM's taps in `asm!`.
+    if (target.starts_with("thumbv7em") || target.starts_with("thumbv8m.main"))
+        && target.ends_with("eabihf")
+    {
+        println!("cargo::rustc-cfg=tinygen_vfp");
     }
 }

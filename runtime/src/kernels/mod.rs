@@ -191,6 +191,11 @@ pub trait FloatWeights: Copy {
     ///
     /// [`sub`]: FloatWeights::sub
     unsafe fn at_unchecked(&self, i: usize) -> f32;
+    /// The weights' bytes when they are stored as f32 little-endian (which
+    /// the board's FPU reads as they are), `None` otherwise.
+    fn f32_le_bytes(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// f32 little-endian weights.
@@ -219,6 +224,10 @@ impl FloatWeights for F32Le<'_> {
         // SAFETY: the caller keeps i below the weights' count, so bytes
         // 4i..4i + 4 are in the blob.
         f32::from_bits(unsafe { crate::format::u32_at_unchecked(self.0, i) })
+    }
+    #[inline(always)]
+    fn f32_le_bytes(&self) -> Option<&[u8]> {
+        Some(self.0)
     }
 }
 

@@ -423,6 +423,11 @@ fn conv_t_block<W: FloatWeights, const P: usize, const C: usize>(
 }
 
 /// Masked convolution, f32 activations, at one position.
+///
+/// A 1x1 mask B convolution (the PixelCNN's and PixelRNN's output layers)
+/// has one tap per input channel: each output channel's weights are one
+/// contiguous row over the input channels, walked four rows at a time by
+/// the Row LSTM's tap loop ([`taps_2d`]), then one at a time.
 #[allow(clippy::too_many_arguments)]
 pub fn masked_conv2d_at_f32<W: FloatWeights>(
     x: &[f32],
@@ -435,6 +440,43 @@ pub fn masked_conv2d_at_f32<W: FloatWeights>(
     xp: usize,
 ) {
     let orow = y % g.out_rows;
+    if g.k == 1 && g.mask_b {
+        let plane = g.in_rows * g.w;
+        let xs = &x[(y % g.in_rows) * g.w + xp..];
+        let mut put = |o: usize, a: f32| out[(o * g.out_rows + orow) * g.w + xp] = relu_if(a, relu);
+        let mut o = 0;
+        while o < g.out_c {
+            if o + 4 <= g.out_c {
+                let mut acc: [f32; 4] = core::array::from_fn(|r| f32_at(bias, o + r));
+                let rows: [W; 4] = core::array::from_fn(|r| w.sub((o + r) * g.in_c, g.in_c));
+                #[cfg(test)]
+                {
+                    let counted = macs_before();
+                    masked_runs(g, o, y, xp, |_, _, _, _| {});
+                    macs_times(counted, 4);
+                }
+                taps_2d(&mut acc, &rows, xs, (g.in_c, plane), (1, 0, 1));
+                for (r, a) in acc.into_iter().enumerate() {
+                    put(o + r, a);
+                }
+                o += 4;
+            } else {
+                let mut acc = [f32_at(bias, o)];
+                #[cfg(test)]
+                masked_runs(g, o, y, xp, |_, _, _, _| {});
+                taps_2d(
+                    &mut acc,
+                    &[w.sub(o * g.in_c, g.in_c)],
+                    xs,
+                    (g.in_c, plane),
+                    (1, 0, 1),
+                );
+                put(o, acc[0]);
+                o += 1;
+            }
+        }
+        return;
+    }
     blocks(
         (0, g.out_c),
         w,
@@ -797,6 +839,13 @@ fn taps_2d<W: FloatWeights, const R: usize>(
         rows.iter().all(|r| w_end <= r.len()),
         "weights out of bounds"
     );
+    #[cfg(tinygen_vfp)]
+    if let Ok(pre4) = <&mut [f32; 4]>::try_from(&mut pre[..]) {
+        // SAFETY: the bounds just checked (as for taps_2d_run).
+        if unsafe { vfp::taps_4rows(pre4, rows, src, (n_u, stride), (k, k0, n_t)) } {
+            return;
+        }
+    }
     // SAFETY: the reads are below (n_u - 1) * stride + n_t = src.len()
     // and (n_u - 1) * k + k0 + n_t = w_end <= every row's length.
     unsafe {
@@ -840,6 +889,158 @@ unsafe fn taps_2d_run<W: FloatWeights, const R: usize>(
         }
         wk += k;
     }
+}
+
+/// The Row LSTM's taps (and the 1x1 masked convolution's) in `asm!` on
+/// hard-float Cortex-M cores: f32 weights read as they are stored,
+/// unaligned, two LDRs and one VMOV per two weights (compiled code moves
+/// each word on its own), the inputs of one channel's taps by one VLDM,
+/// and the weight pointers advanced by the loads themselves. One input
+/// channel of `NT` taps over four rows costs `10 NT + 4` instructions for
+/// `4 NT` multiply-accumulates (the compiled loop: about `13 NT + 5`).
+/// Each VMLA.F32 rounds the product, then the sum, like the reference's
+/// `acc += w * x`, and every accumulator sees the reference's taps in the
+/// reference's order, so the bits are the reference's (the QEMU contract
+/// test checks the board against the host).
+#[cfg(tinygen_vfp)]
+mod vfp {
+    use crate::kernels::FloatWeights;
+
+    /// Post-increments of the weight pointers: 4 bytes between a channel's
+    /// taps, `4 (SKIP + 1)` after its last one (the `SKIP` weights of the
+    /// row not read).
+    struct Inc<const SKIP: usize>;
+    impl<const SKIP: usize> Inc<SKIP> {
+        const LAST: usize = 4 * (SKIP + 1);
+    }
+
+    /// Runs [`super::taps_2d_run`] for four rows of f32 weights in `asm!`
+    /// when its run length `n_t` and skip `k - n_t` have a loop here (runs
+    /// of one to three taps, up to two skipped: kernels of one and three
+    /// taps); returns whether it did.
+    ///
+    /// # Safety
+    ///
+    /// As [`super::taps_2d_run`], and `n_u >= 1`.
+    #[inline(always)]
+    pub(super) unsafe fn taps_4rows<W: FloatWeights>(
+        pre: &mut [f32; 4],
+        rows: &[W],
+        src: &[f32],
+        (n_u, stride): (usize, usize),
+        (k, k0, n_t): (usize, usize, usize),
+    ) -> bool {
+        let ptr = |q: usize| {
+            rows[q]
+                .f32_le_bytes()
+                .map(|b| b.as_ptr().wrapping_add(4 * k0))
+        };
+        let (Some(w0), Some(w1), Some(w2), Some(w3)) = (ptr(0), ptr(1), ptr(2), ptr(3)) else {
+            return false;
+        };
+        let w = [w0, w1, w2, w3];
+        let (x, xs) = (src.as_ptr(), 4 * stride);
+        // SAFETY: the caller's bounds; n_u >= 1.
+        unsafe {
+            match (n_t, k - n_t) {
+                (1, 0) => run1::<0>(pre, w, x, n_u, xs),
+                (1, 1) => run1::<1>(pre, w, x, n_u, xs),
+                (1, 2) => run1::<2>(pre, w, x, n_u, xs),
+                (2, 0) => run2::<0>(pre, w, x, n_u, xs),
+                (2, 1) => run2::<1>(pre, w, x, n_u, xs),
+                (3, 0) => run3::<0>(pre, w, x, n_u, xs),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// One tap of four rows: the weights of rows 0..4 into s8..s11 (two
+    /// LDRs and a VMOV per pair), each times input register `$x`, added to
+    /// s0..s3; `$inc`: the pointers' post-increment.
+    #[rustfmt::skip]
+    macro_rules! tap {
+        ($x:literal, $inc:literal) => {
+            concat!(
+                "ldr {ta}, [{w0}], ", $inc, "\n",
+                "ldr {tb}, [{w1}], ", $inc, "\n",
+                "vmov s8, s9, {ta}, {tb}\n",
+                "ldr {ta}, [{w2}], ", $inc, "\n",
+                "ldr {tb}, [{w3}], ", $inc, "\n",
+                "vmov s10, s11, {ta}, {tb}\n",
+                "vmla.f32 s0, s8, ", $x, "\n",
+                "vmla.f32 s1, s9, ", $x, "\n",
+                "vmla.f32 s2, s10, ", $x, "\n",
+                "vmla.f32 s3, s11, ", $x, "\n",
+            )
+        };
+    }
+
+    /// The loop over `n_u` input channels of `$nt` taps each: the inputs
+    /// (`$load`, into s4..), then the taps (`$taps`). The accumulators
+    /// come and go through memory (`pre`), and s0..s11 are saved on the
+    /// stack around the loop and restored: stable Rust has no FPU register
+    /// operands on these targets (it does not see their `vfp2` feature).
+    macro_rules! taps_loop {
+        ($name:ident, $load:literal, $($taps:expr),+) => {
+            /// # Safety
+            ///
+            /// `n_u >= 1`; for `u < n_u` and each tap `t`, the four bytes at
+            /// `w[q] + 4 (u (NT + SKIP) + t)` and the f32 at
+            /// `x + u xs + 4 t` (`xs` in bytes, `x` aligned) are readable.
+            #[inline(always)]
+            unsafe fn $name<const SKIP: usize>(
+                pre: &mut [f32; 4],
+                w: [*const u8; 4],
+                x: *const f32,
+                n_u: usize,
+                xs: usize,
+            ) {
+                // SAFETY: the caller's bounds; the asm writes only `pre`
+                // and its stack below sp, and restores s0..s11 and sp.
+                unsafe {
+                    core::arch::asm!(
+                        "vpush {{s0-s11}}",
+                        "vldm {pp}, {{s0-s3}}",
+                        "2:",
+                        $load,
+                        "add {xp}, {xp}, {xs}",
+                        $($taps,)+
+                        "subs {n}, {n}, #1",
+                        "bne 2b",
+                        "vstm {pp}, {{s0-s3}}",
+                        "vpop {{s0-s11}}",
+                        pp = in(reg) pre.as_mut_ptr(),
+                        w0 = inout(reg) w[0] => _,
+                        w1 = inout(reg) w[1] => _,
+                        w2 = inout(reg) w[2] => _,
+                        w3 = inout(reg) w[3] => _,
+                        xp = inout(reg) x => _,
+                        xs = in(reg) xs,
+                        n = inout(reg) n_u => _,
+                        ta = out(reg) _,
+                        tb = out(reg) _,
+                        last = const Inc::<SKIP>::LAST,
+                    );
+                }
+            }
+        };
+    }
+
+    taps_loop!(run1, "vldr s4, [{xp}]", tap!("s4", "#{last}"));
+    taps_loop!(
+        run2,
+        "vldm {xp}, {{s4-s5}}",
+        tap!("s4", "#4"),
+        tap!("s5", "#{last}")
+    );
+    taps_loop!(
+        run3,
+        "vldm {xp}, {{s4-s6}}",
+        tap!("s4", "#4"),
+        tap!("s5", "#4"),
+        tap!("s6", "#{last}")
+    );
 }
 
 /// Row LSTM, f32 activations, over the whole image.
