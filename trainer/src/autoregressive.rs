@@ -33,7 +33,7 @@ use tinygen_runtime::{Model, PixelCnnSampler};
 use crate::data::{self, Mnist};
 use crate::eval::{bernoulli_nll, HostArena};
 use crate::export::{export, ExportMeta, FloatNet, Quant};
-use crate::run::{adamw, batch_images, load_family, Outcome, Run, Schedule};
+use crate::run::{batch_images, load_family, Outcome, Run, Schedule};
 use crate::train::{
     check_options, load_binarized_data, run_config, ModelConfig, RunConfig, TrainOptions,
 };
@@ -165,9 +165,13 @@ pub fn train<M: Autoregressive>(
         n_test,
         "bernoulli, binarized at 0.5",
     );
+    let config = RunConfig {
+        lr_decay: decay_lr,
+        ..config
+    };
     let model = M::new(cfg, opts.seed, &Device::Cpu)?;
-    let mut opt = adamw(model.varmap().all_vars(), opts)?;
-    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
+    let mut run = Run::create(opts, &config, METRICS_HEADER, model.varmap())?;
+    let mut opt = run.adamw(opts)?;
     run.announce(format_args!(
         "training {} on {n_train} images, testing on {n_test}",
         M::describe(&cfg)
@@ -177,6 +181,7 @@ pub fn train<M: Autoregressive>(
     if decay_lr {
         schedule = schedule.with_linear_decay(opts.lr);
     }
+    let mut schedule = run.schedule(schedule)?;
     let mut metrics = Vec::new();
     let mut train_step = |batch: &[u32], n| {
         let loss = model.nll(&batch_images(&x_train, batch, n, opts)?)?;
@@ -197,7 +202,7 @@ pub fn train<M: Autoregressive>(
             test_bits_per_dim: bits_per_dim(test_nll),
             seconds,
         };
-        run.save_epoch(model.varmap(), epoch, &m.csv_row())?;
+        run.save_epoch(&schedule, &[&opt], epoch, &m.csv_row())?;
         run.epoch_line(
             epoch,
             format_args!(

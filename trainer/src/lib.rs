@@ -6,7 +6,9 @@
 //! - [`train`]: training runs, run directories, checkpoints, [`train::load_run`];
 //!   [`run`]: the run harness every family shares (run directory, metrics,
 //!   checkpoints, non-finite-loss guard, progress); [`autoregressive`]: the
-//!   training loop and export path PixelCNN and PixelRNN share.
+//!   training loop and export path PixelCNN and PixelRNN share;
+//!   [`optim`]: AdamW with state that a resume file saves; [`interrupt`]:
+//!   Ctrl-C and SIGTERM stop a run after the step in progress.
 //! - [`report`]: PNG image grids and the metrics CSV.
 //! - [`loss_plot`]: loss curves (`loss.png`) from any run's `metrics.csv`,
 //!   written at the end of every training run.
@@ -29,10 +31,12 @@ pub mod export;
 pub mod export_pixelcnn;
 pub mod export_pixelrnn;
 pub mod export_runs;
+pub mod interrupt;
 pub mod latent;
 pub mod loss_plot;
 pub mod metrics;
 pub mod models;
+pub mod optim;
 pub mod quality;
 pub mod quantize;
 pub mod report;

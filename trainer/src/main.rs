@@ -49,9 +49,9 @@ struct Cli {
 /// an `Args` struct and a `run(args)` function.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train a model on MNIST and write a run directory (checkpoint, config, metrics, samples).
-    #[command(subcommand)]
-    Train(cmd::train::TrainCommand),
+    /// Train a model on MNIST and write a run directory (checkpoint, config,
+    /// metrics, samples); Ctrl-C stops it resumably, `--resume RUN` continues it.
+    Train(cmd::train::TrainArgs),
     /// Export a trained run as a .tgm model file (f32, f16 or int8).
     Export(cmd::export::ExportArgs),
     /// Describe a .tgm model file: kind, dtype, parameters, flash/arena bytes, MACs.
@@ -72,6 +72,10 @@ enum Command {
 
 fn main() {
     if let Err(e) = run() {
+        if let Some(stop) = e.downcast_ref::<tinygen_trainer::run::Interrupted>() {
+            eprintln!("{stop}");
+            std::process::exit(tinygen_trainer::interrupt::EXIT_INTERRUPTED);
+        }
         // The whole cause chain on one line each, without the backtrace that
         // RUST_BACKTRACE would add to a returned error.
         eprintln!("error: {e:#}");

@@ -39,7 +39,7 @@ use crate::data::{self, load_mnist};
 use crate::models::vae::{Vae, VaeConfig};
 use crate::models::{standard_normal, varmap_from_tensors};
 use crate::report::{self, EpochMetrics};
-use crate::run::{adamw, batch_images, load_family, Outcome, Run, Schedule};
+use crate::run::{batch_images, load_family, Outcome, Run, Schedule};
 
 /// The run's configuration file.
 pub const CONFIG_FILE: &str = "config.json";
@@ -112,8 +112,15 @@ pub struct RunConfig {
     pub epochs: usize,
     /// Optimizer steps cap, if any.
     pub max_steps: Option<usize>,
+    /// `--limit-train`, if given (older runs: absent).
+    #[serde(default)]
+    pub limit_train: Option<usize>,
     /// AdamW learning rate.
     pub lr: f64,
+    /// Whether the learning rate decays linearly to 0 over the run (older
+    /// runs: absent, read as false).
+    #[serde(default)]
+    pub lr_decay: bool,
     /// AdamW weight decay.
     pub weight_decay: f64,
     /// Images per batch.
@@ -159,6 +166,13 @@ pub struct TrainOptions {
     /// by NaNs, to exercise the non-finite loss path.
     #[doc(hidden)]
     pub poison_step: Option<usize>,
+    /// Continue this interrupted run (its directory) instead of starting a
+    /// new one; the other options must be the run's own (see
+    /// [`resume_options`]).
+    pub resume: Option<PathBuf>,
+    /// Test hook: stop as Ctrl-C would after this many steps in total.
+    #[doc(hidden)]
+    pub interrupt_after: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -175,6 +189,8 @@ impl Default for TrainOptions {
             max_steps: None,
             verbose: false,
             poison_step: None,
+            resume: None,
+            interrupt_after: None,
         }
     }
 }
@@ -203,21 +219,29 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
         "bernoulli, binarized at 0.5",
     );
     let vae = Vae::new(vae_config, opts.seed, &device)?;
-    let mut opt = adamw(vae.varmap().all_vars(), opts)?;
-
-    let mut run = Run::create(opts, &config, report::METRICS_HEADER)?;
+    let mut run = Run::create(opts, &config, report::METRICS_HEADER, vae.varmap())?;
+    let mut opt = run.adamw(opts)?;
     run.announce(format_args!(
         "training VAE (latent {}) on {n_train} images, testing on {n_test}",
         vae_config.latent
     ));
     let steps_per_epoch = n_train.div_ceil(opts.batch_size);
-    let mut schedule = Schedule::new(opts, n_train, opts.batch_size, steps_per_epoch);
-    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
+    let mut schedule = run.schedule(Schedule::new(
+        opts,
+        n_train,
+        opts.batch_size,
+        steps_per_epoch,
+    ))?;
+    let noise = run.stream("noise", opts.seed ^ NOISE_STREAM)?;
     let mut metrics = Vec::new();
 
     let mut train_step = |batch: &[u32], n| {
         let x = batch_images(&x_train, batch, n, opts)?;
-        let eps = standard_normal(&mut noise_rng, (batch.len(), vae_config.latent), &device)?;
+        let eps = standard_normal(
+            &mut *noise.borrow_mut(),
+            (batch.len(), vae_config.latent),
+            &device,
+        )?;
         let (recon, kl) = vae.loss(&x, &eps)?;
         let r = f64::from(recon.to_scalar::<f32>()?);
         let k = f64::from(kl.to_scalar::<f32>()?);
@@ -250,7 +274,7 @@ pub fn train_vae(opts: &TrainOptions, vae_config: VaeConfig) -> Result<TrainOutc
             test_elbo: test_recon + test_kl,
             seconds,
         };
-        run.save_epoch(vae.varmap(), epoch, &m.csv_row())?;
+        run.save_epoch(&schedule, &[&opt], epoch, &m.csv_row())?;
         write_vae_samples(&vae, opts.seed, &run.dir().join(SAMPLES_FILE))?;
         run.epoch_line(
             epoch,
@@ -312,7 +336,9 @@ pub(crate) fn run_config(
         model,
         epochs: opts.epochs,
         max_steps: opts.max_steps,
+        limit_train: opts.limit_train,
         lr: opts.lr,
+        lr_decay: false,
         weight_decay: opts.weight_decay,
         batch_size: opts.batch_size,
         seed: opts.seed,
@@ -455,11 +481,7 @@ fn utc_stamp(secs: u64) -> String {
 /// # Errors
 /// If a file is missing or malformed.
 pub fn load_run(dir: &Path) -> Result<(RunConfig, candle_nn::VarMap)> {
-    let config_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let config: RunConfig = serde_json::from_str(&text)
-        .with_context(|| format!("malformed {}", config_path.display()))?;
+    let config = read_config(dir)?;
     let model_path = dir.join(MODEL_FILE);
     if !model_path.is_file() {
         bail!(
@@ -470,6 +492,42 @@ pub fn load_run(dir: &Path) -> Result<(RunConfig, candle_nn::VarMap)> {
     let tensors = candle_core::safetensors::load(&model_path, &Device::Cpu)
         .with_context(|| format!("cannot read checkpoint {}", model_path.display()))?;
     Ok((config, varmap_from_tensors(tensors)?))
+}
+
+/// The options that continue the interrupted run in `dir`: the run's own,
+/// from its `config.json`, with [`TrainOptions::resume`] set, and that config.
+///
+/// # Errors
+/// If `config.json` is missing or malformed.
+pub fn resume_options(dir: &Path, verbose: bool) -> Result<(TrainOptions, RunConfig)> {
+    let config = read_config(dir)?;
+    let opts = TrainOptions {
+        data_dir: config.data_dir.clone(),
+        out: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        lr: config.lr,
+        weight_decay: config.weight_decay,
+        seed: config.seed,
+        limit_train: config.limit_train,
+        max_steps: config.max_steps,
+        verbose,
+        poison_step: None,
+        resume: Some(dir.to_path_buf()),
+        interrupt_after: None,
+    };
+    Ok((opts, config))
+}
+
+/// Reads a run's `config.json`.
+///
+/// # Errors
+/// If the file is missing or malformed.
+pub fn read_config(dir: &Path) -> Result<RunConfig> {
+    let config_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("malformed {}", config_path.display()))
 }
 
 /// Loads a VAE run: its configuration and the model with the checkpoint's weights.
@@ -505,7 +563,9 @@ mod tests {
             model: ModelConfig::Vae(VaeConfig { latent: 8 }),
             epochs: 3,
             max_steps: None,
+            limit_train: None,
             lr: 1e-3,
+            lr_decay: false,
             weight_decay: 0.0,
             batch_size: 64,
             seed: 5,

@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use crate::models::ae::{AeConfig, AutoEncoder};
 use crate::models::standard_normal;
 use crate::report;
-use crate::run::{adamw, batch_images, load_family, Run, Schedule};
+use crate::run::{batch_images, load_family, Run, Schedule};
 use crate::train::{
     check_options, load_data, run_config, ModelConfig, RunConfig, TrainOptions, SAMPLES_FILE,
 };
@@ -193,14 +193,19 @@ pub fn train_ae(opts: &TrainOptions, ae_config: AeConfig) -> Result<Outcome<AeEp
         "grayscale in [0, 1] (pixel / 255)",
     );
     let ae = AutoEncoder::new(ae_config, opts.seed, &device)?;
-    let mut opt = adamw(ae.varmap().all_vars(), opts)?;
-    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
+    let mut run = Run::create(opts, &config, METRICS_HEADER, ae.varmap())?;
+    let mut opt = run.adamw(opts)?;
     run.announce(format_args!(
         "training autoencoder (latent {}) on {} images, testing on {}",
         ae_config.latent, d.n_train, d.n_test
     ));
     let steps_per_epoch = d.n_train.div_ceil(opts.batch_size);
-    let mut schedule = Schedule::new(opts, d.n_train, opts.batch_size, steps_per_epoch);
+    let mut schedule = run.schedule(Schedule::new(
+        opts,
+        d.n_train,
+        opts.batch_size,
+        steps_per_epoch,
+    ))?;
     let mut metrics = Vec::new();
     let mut train_step = |batch: &[u32], n| {
         let (bce, mse) = ae.loss(&batch_images(&d.x_train, batch, n, opts)?)?;
@@ -227,7 +232,7 @@ pub fn train_ae(opts: &TrainOptions, ae_config: AeConfig) -> Result<Outcome<AeEp
             "{},{},{:.4},{:.6},{:.4},{:.6},{:.3}",
             m.epoch, m.step, m.train_bce, m.train_mse, m.test_bce, m.test_mse, m.seconds
         );
-        run.save_epoch(ae.varmap(), epoch, &row)?;
+        run.save_epoch(&schedule, &[&opt], epoch, &row)?;
         let stats = latent_stats(&ae, &d.x_train)?;
         write_ae_samples(
             &ae,

@@ -29,13 +29,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::models::classifier::{Classifier, ClassifierConfig};
-use crate::run::{adamw, append_csv, create_csv, load_family, Outcome, Run, Schedule};
+use crate::run::{append_csv, create_csv, load_family, Outcome, Run, Schedule};
 use crate::train::{check_options, run_config, ModelConfig, RunConfig, TrainOptions};
 use crate::train_ae::{load_ae, load_float_data};
 
@@ -117,7 +115,7 @@ pub fn balanced_subset(labels: &[u32], n: usize) -> Vec<u32> {
 
 /// Translates each image of `x` (b, 1, 28, 28) by a random whole number of
 /// pixels in `-MAX_SHIFT..=MAX_SHIFT` in each direction, filling with 0.
-fn random_shift(x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+fn random_shift<R: Rng + ?Sized>(x: &Tensor, rng: &mut R) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let src = x.flatten_all()?.to_vec1::<f32>()?;
     let mut dst = vec![0f32; src.len()];
@@ -188,7 +186,9 @@ pub fn train_classifier(
     if cfg.labels == Some(0) {
         bail!("--labels must be at least 1");
     }
-    cfg.init_from_ae = init_from.is_some();
+    if opts.resume.is_none() {
+        cfg.init_from_ae = init_from.is_some();
+    }
     let device = Device::Cpu;
     let mut d = load_float_data(opts)?;
     if let Some(n) = cfg.labels {
@@ -200,23 +200,27 @@ pub fn train_classifier(
         d.n_train = keep.len();
     }
     let model_cfg = ClassifierConfig { hidden: cfg.hidden };
-    let model = match init_from {
+    // A resumed run's weights come from its resume file.
+    let model = match init_from.filter(|_| opts.resume.is_none()) {
         Some(dir) => {
             let (_, ae) = load_ae(dir)?;
             Classifier::from_encoder(model_cfg, ae.varmap(), opts.seed, &device)?
         }
         None => Classifier::new(model_cfg, opts.seed, &device)?,
     };
-    let config = run_config(
-        ModelConfig::Classifier(cfg),
-        opts,
-        d.n_train,
-        d.n_test,
-        "grayscale in [0, 1] (pixel / 255)",
-    );
-    let mut opt = adamw(model.varmap().all_vars(), opts)?;
-    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
-    if let Some(dir) = init_from {
+    let config = RunConfig {
+        lr_decay: true,
+        ..run_config(
+            ModelConfig::Classifier(cfg),
+            opts,
+            d.n_train,
+            d.n_test,
+            "grayscale in [0, 1] (pixel / 255)",
+        )
+    };
+    let mut run = Run::create(opts, &config, METRICS_HEADER, model.varmap())?;
+    let mut opt = run.adamw(opts)?;
+    if let (Some(dir), None) = (init_from, &opts.resume) {
         std::fs::write(
             run.dir().join(INIT_FROM_FILE),
             format!("{}\n", dir.display()),
@@ -231,21 +235,36 @@ pub fn train_classifier(
         d.n_train,
         d.n_test
     ));
-    let mut augment_rng = StdRng::seed_from_u64(opts.seed ^ AUGMENT_STREAM);
+    let augment = run.stream("augment", opts.seed ^ AUGMENT_STREAM)?;
     let batch_size = opts.batch_size.min(d.n_train);
     // The learning rate decays linearly to 0 over the run's steps.
-    let mut schedule = Schedule::new(opts, d.n_train, batch_size, d.n_train.div_ceil(batch_size))
-        .with_linear_decay(opts.lr);
+    let mut schedule = run.schedule(
+        Schedule::new(opts, d.n_train, batch_size, d.n_train.div_ceil(batch_size))
+            .with_linear_decay(opts.lr),
+    )?;
     let total_steps = schedule.total_steps();
     let mut metrics = Vec::new();
-    // Training statistics since the last evaluation.
-    let (mut sum_loss, mut hits, mut seen, mut seconds) = (0f64, 0usize, 0usize, 0f64);
-    let mut last_eval_step = 0;
+    // Training statistics since the last evaluation (which may be epochs
+    // ago), and its step: what an interruption saves.
+    let (mut sum_loss, mut hits, mut seen, mut seconds) = (0f64, 0f64, 0f64, 0f64);
+    let mut last_eval_step = schedule.step;
     while let Some(ep) = schedule.next_epoch() {
         let epoch = ep.epoch;
+        if let [l, h, n, e] = ep.carried[..] {
+            (sum_loss, hits, seen, last_eval_step) = (l, h, n, e as usize);
+            seconds = ep.carried_seconds;
+        }
         let pb = run.progress_bar(ep.steps, epoch);
+        pb.set_position(ep.done as u64);
         let t0 = Instant::now();
         for batch in ep.batches() {
+            run.check_interrupt(
+                &schedule,
+                &[&opt],
+                &pb,
+                &[sum_loss, hits, seen, last_eval_step as f64],
+                seconds + t0.elapsed().as_secs_f64(),
+            )?;
             if let Some(lr) = schedule.decayed_lr() {
                 opt.set_learning_rate(lr);
             }
@@ -255,7 +274,7 @@ pub fn train_classifier(
             let mut x = d.x_train.index_select(&idx, 0)?;
             let y = d.y_train.index_select(&idx, 0)?;
             if cfg.augment {
-                x = random_shift(&x, &mut augment_rng)?;
+                x = random_shift(&x, &mut *augment.borrow_mut())?;
             }
             if opts.poison_step == Some(step) {
                 x = x.affine(f64::NAN, 0.0)?;
@@ -266,13 +285,13 @@ pub fn train_classifier(
             run.check_finite(Some(&pb), epoch, Some(step), &[("cross_entropy", v)])?;
             opt.backward_step(&loss)?;
             sum_loss += v * b as f64;
-            hits += correct(&logits, &y)?;
-            seen += b;
+            hits += correct(&logits, &y)? as f64;
+            seen += b as f64;
             pb.inc(1);
             pb.set_message(format!(
                 "loss {:.4}  acc {:.3}",
-                sum_loss / seen as f64,
-                hits as f64 / seen as f64
+                sum_loss / seen,
+                hits / seen
             ));
         }
         seconds += t0.elapsed().as_secs_f64();
@@ -290,18 +309,18 @@ pub fn train_classifier(
         let m = ClassifierEpoch {
             epoch,
             step,
-            train_loss: sum_loss / seen.max(1) as f64,
-            train_acc: hits as f64 / seen.max(1) as f64,
+            train_loss: sum_loss / seen.max(1.0),
+            train_acc: hits / seen.max(1.0),
             test_loss,
             test_acc,
             seconds,
         };
-        (sum_loss, hits, seen, seconds) = (0.0, 0, 0, 0.0);
+        (sum_loss, hits, seen, seconds) = (0.0, 0.0, 0.0, 0.0);
         let row = format!(
             "{},{},{:.5},{:.4},{:.5},{:.4},{:.3}",
             m.epoch, m.step, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds
         );
-        run.save_epoch(model.varmap(), epoch, &row)?;
+        run.save_epoch(&schedule, &[&opt], epoch, &row)?;
         run.epoch_line(
             epoch,
             format_args!(
@@ -421,7 +440,7 @@ mod tests {
         v[14 * 28 + 14] = 1.0;
         v[784 + 3] = 1.0;
         let x = Tensor::from_vec(v, (2, 1, 28, 28), &Device::Cpu).unwrap();
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
         let y = random_shift(&x, &mut rng).unwrap();
         assert_eq!(y.dims(), &[2, 1, 28, 28]);
         let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -111,9 +111,9 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
         weight_decay: opts.weight_decay,
         ..ParamsAdamW::default()
     };
-    let mut opt_g = AdamW::new(gan.generator_vars()?, params.clone())?;
-    let mut opt_d = AdamW::new(gan.discriminator_vars()?, params)?;
-    let mut run = Run::create(opts, &config, METRICS_HEADER)?;
+    let mut run = Run::create(opts, &config, METRICS_HEADER, gan.varmap())?;
+    let mut opt_g = run.optimizer("generator", Gan::is_generator_var, params.clone())?;
+    let mut opt_d = run.optimizer("discriminator", Gan::is_discriminator_var, params)?;
     run.announce(format_args!(
         "training GAN (latent {}, {} D step(s) per G step, {} G loss) on {} images",
         gan_config.latent,
@@ -126,24 +126,44 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
     ));
     let batches_per_epoch = d.n_train.div_ceil(opts.batch_size);
     let g_steps_per_epoch = batches_per_epoch.div_ceil(gan_config.d_steps);
-    let mut schedule = Schedule::new(opts, d.n_train, opts.batch_size, g_steps_per_epoch);
-    let mut noise_rng = StdRng::seed_from_u64(opts.seed ^ NOISE_STREAM);
+    let mut schedule = run.schedule(Schedule::new(
+        opts,
+        d.n_train,
+        opts.batch_size,
+        g_steps_per_epoch,
+    ))?;
+    let noise = run.stream("noise", opts.seed ^ NOISE_STREAM)?;
     let mut metrics = Vec::new();
     let latent = gan_config.latent;
     while let Some(ep) = schedule.next_epoch() {
         let epoch = ep.epoch;
         let pb = run.progress_bar(ep.steps, epoch);
+        pb.set_position(ep.done as u64);
         let t0 = Instant::now();
-        let (mut sum_d, mut n_d, mut sum_g, mut n_g) = (0f64, 0usize, 0f64, 0usize);
-        let (mut sum_real, mut sum_fake) = (0f64, 0f64);
-        let mut batches = ep.order.chunks(opts.batch_size);
-        for _ in 0..ep.steps {
+        // D loss, D steps, G loss, G steps, mean D(x), mean D(G(z)): summed.
+        let mut sums = [0f64; 6];
+        if let Ok(carried) = <[f64; 6]>::try_from(&ep.carried[..]) {
+            sums = carried;
+        }
+        let mut batches = ep
+            .order
+            .chunks(opts.batch_size)
+            .skip(ep.done * gan_config.d_steps);
+        for _ in ep.done..ep.steps {
+            run.check_interrupt(
+                &schedule,
+                &[&opt_g, &opt_d],
+                &pb,
+                &sums,
+                ep.carried_seconds + t0.elapsed().as_secs_f64(),
+            )?;
+            let [sum_d, n_d, sum_g, n_g, sum_real, sum_fake] = &mut sums;
             let step = schedule.advance();
             for _ in 0..gan_config.d_steps {
                 let Some(batch) = batches.next() else { break };
                 let b = batch.len();
                 let real = batch_images(&d.x_train, batch, step, opts)?;
-                let z = standard_normal(&mut noise_rng, (b, latent), &device)?;
+                let z = standard_normal(&mut *noise.borrow_mut(), (b, latent), &device)?;
                 let fake = gan.generate(&z)?.detach();
                 let lr = gan.discriminate(&real)?;
                 let lf = gan.discriminate(&fake)?;
@@ -151,38 +171,40 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
                 let v = f64::from(loss.to_scalar::<f32>()?);
                 run.check_finite(Some(&pb), epoch, Some(step), &[("d_loss", v)])?;
                 opt_d.backward_step(&loss)?;
-                sum_d += v;
-                n_d += 1;
-                sum_real += mean_sigmoid(&lr)?;
-                sum_fake += mean_sigmoid(&lf)?;
+                *sum_d += v;
+                *n_d += 1.0;
+                *sum_real += mean_sigmoid(&lr)?;
+                *sum_fake += mean_sigmoid(&lf)?;
             }
-            let z = standard_normal(&mut noise_rng, (opts.batch_size, latent), &device)?;
+            let z = standard_normal(&mut *noise.borrow_mut(), (opts.batch_size, latent), &device)?;
             let g = gan.g_loss(&z)?;
             let v = f64::from(g.to_scalar::<f32>()?);
             run.check_finite(Some(&pb), epoch, Some(step), &[("g_loss", v)])?;
             // Only the generator's variables are in opt_g: the gradient that
             // reaches the discriminator here is computed and dropped.
             opt_g.backward_step(&g)?;
-            sum_g += v;
-            n_g += 1;
+            *sum_g += v;
+            *n_g += 1.0;
             pb.inc(1);
+            let nd = n_d.max(1.0);
             pb.set_message(format!(
                 "D {:.3}  G {:.3}  D(x) {:.2}  D(G(z)) {:.2}",
-                sum_d / n_d.max(1) as f64,
-                sum_g / n_g as f64,
-                sum_real / n_d.max(1) as f64,
-                sum_fake / n_d.max(1) as f64
+                *sum_d / nd,
+                *sum_g / *n_g,
+                *sum_real / nd,
+                *sum_fake / nd
             ));
         }
-        let seconds = t0.elapsed().as_secs_f64();
+        let seconds = ep.carried_seconds + t0.elapsed().as_secs_f64();
         pb.finish_and_clear();
-        let nd = n_d.max(1) as f64;
+        let [sum_d, n_d, sum_g, n_g, sum_real, sum_fake] = sums;
+        let nd = n_d.max(1.0);
         let step = schedule.step;
         let m = GanEpoch {
             epoch,
             g_step: step,
             d_loss: sum_d / nd,
-            g_loss: sum_g / n_g.max(1) as f64,
+            g_loss: sum_g / n_g.max(1.0),
             d_real: sum_real / nd,
             d_fake: sum_fake / nd,
             seconds,
@@ -191,7 +213,7 @@ pub fn train_gan(opts: &TrainOptions, gan_config: GanConfig) -> Result<Outcome<G
             "{},{},{:.4},{:.4},{:.4},{:.4},{:.3}",
             m.epoch, m.g_step, m.d_loss, m.g_loss, m.d_real, m.d_fake, m.seconds
         );
-        run.save_epoch(gan.varmap(), epoch, &row)?;
+        run.save_epoch(&schedule, &[&opt_g, &opt_d], epoch, &row)?;
         write_gan_samples(&gan, opts.seed, &run.dir().join(SAMPLES_FILE))?;
         run.epoch_line(
             epoch,

@@ -1,6 +1,6 @@
 //! `tinygen export RUN --quant f32|f16|int8 -o FILE.tgm`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
@@ -20,6 +20,7 @@ use tinygen_trainer::export_runs::{export_ae, export_gan, ExportData};
 use tinygen_trainer::models::pixelcnn::PixelCnn;
 use tinygen_trainer::models::pixelrnn::PixelRnn;
 use tinygen_trainer::models::standard_normal;
+use tinygen_trainer::run::{resume_state, RunStatus};
 use tinygen_trainer::train::{load_run, load_vae, ModelConfig, RunConfig};
 use tinygen_trainer::train_ae::load_ae;
 use tinygen_trainer::train_gan::load_gan;
@@ -60,6 +61,9 @@ pub struct ExportArgs {
 /// the runtime rejects.
 pub fn run(args: ExportArgs) -> Result<()> {
     let (config, _) = load_run(&args.run)?;
+    if let Some(note) = unfinished_note(&args.run)? {
+        eprintln!("note: {note}; exporting the checkpoint as it is");
+    }
     match config.model {
         ModelConfig::Vae(_) => export_vae(args),
         ModelConfig::Ae(_) | ModelConfig::Gan(_) => export_ae_or_gan(args, &config),
@@ -79,6 +83,43 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
 }
 
+/// What stops `run` from being a finished run, if anything: an interruption
+/// (or a process that died), with where the run stood.
+fn unfinished_note(run: &Path) -> Result<Option<String>> {
+    let Some(state) = resume_state(run)? else {
+        return Ok(None);
+    };
+    let how = match state.status {
+        RunStatus::Interrupted => "was interrupted",
+        RunStatus::Running => "has not finished (it is running, or its process died)",
+    };
+    Ok(Some(format!(
+        "the run {how} in epoch {} after step {} of {}; `tinygen train --resume {}` continues it",
+        state.epoch,
+        state.step,
+        state.total_steps,
+        run.display()
+    )))
+}
+
+/// The `data` text of an exported file: where the data came from, how its
+/// pixels were read, and whether training stopped early.
+fn data_description(args: &ExportArgs, config: &RunConfig, pixels: &str) -> Result<String> {
+    let data_dir = args.data.as_ref().unwrap_or(&config.data_dir);
+    let mut text = format!(
+        "MNIST IDX from {} ({} training images), {pixels}",
+        data_dir.display(),
+        config.n_train
+    );
+    if let Some(state) = resume_state(&args.run)? {
+        text += &format!(
+            "; training stopped early, after step {} of {}",
+            state.step, state.total_steps
+        );
+    }
+    Ok(text)
+}
+
 /// PixelCNN or PixelRNN: the layers as the board runs them, int8 calibrated
 /// on binarized training images (Row LSTM gate pre-activation ranges
 /// included), exact test NLL measured through the runtime and stored in the file.
@@ -90,11 +131,7 @@ fn export_autoregressive_run<M: Autoregressive>(
     let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let mnist = load_mnist(&data_dir)
         .with_context(|| format!("loading calibration data from {}", data_dir.display()))?;
-    let description = format!(
-        "MNIST IDX from {} ({} training images), pixels binarized at 0.5",
-        data_dir.display(),
-        config.n_train
-    );
+    let description = data_description(&args, config, "pixels binarized at 0.5")?;
     let bytes = autoregressive::export_autoregressive(
         &model,
         &mnist,
@@ -132,11 +169,7 @@ fn export_ae_or_gan(args: ExportArgs, config: &RunConfig) -> Result<()> {
         .with_context(|| format!("loading calibration data from {}", data_dir.display()))?;
     let d = ExportData {
         mnist: &mnist,
-        description: format!(
-            "MNIST IDX from {} ({} training images), grayscale pixels / 255",
-            data_dir.display(),
-            config.n_train
-        ),
+        description: data_description(&args, config, "grayscale pixels / 255")?,
         calib: args.calib,
         eval: args.eval,
         seed: args.seed,
@@ -205,11 +238,7 @@ fn export_vae(args: ExportArgs) -> Result<()> {
         kind: ModelKind::Vae,
         image: Shape { c: 1, h: 28, w: 28 },
         latent: vae.latent() as u16,
-        data: format!(
-            "MNIST IDX from {} ({} training images), pixels binarized at 0.5",
-            data_dir.display(),
-            config.n_train
-        ),
+        data: data_description(&args, &config, "pixels binarized at 0.5")?,
         figures: Vec::new(),
         prior: None,
     };

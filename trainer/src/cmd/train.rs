@@ -1,8 +1,8 @@
 //! `tinygen train <family>`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use tinygen_trainer::data;
 use tinygen_trainer::models::ae::AeConfig;
@@ -10,14 +10,36 @@ use tinygen_trainer::models::gan::{GLoss, GanConfig};
 use tinygen_trainer::models::pixelcnn::{PixelCnnArch, PixelCnnConfig};
 use tinygen_trainer::models::pixelrnn::PixelRnnConfig;
 use tinygen_trainer::models::vae::VaeConfig;
+use tinygen_trainer::run::{resume_state, RESUME_FILE};
 use tinygen_trainer::train::{
-    train_vae, TrainOptions, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY,
+    resume_options, train_vae, ModelConfig, TrainOptions, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS,
+    DEFAULT_LR, DEFAULT_WEIGHT_DECAY,
 };
 use tinygen_trainer::train_ae::train_ae;
 use tinygen_trainer::train_classifier::{
     compare_init, train_classifier, ClassifierRunConfig, CLASSIFIER_LR,
 };
 use tinygen_trainer::train_gan::{train_gan, GAN_LR};
+
+/// `tinygen train`: a family's options, or `--resume RUN`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+pub struct TrainArgs {
+    /// Continue the interrupted run in directory RUN (Ctrl-C or SIGTERM
+    /// saved it after a whole step): the run's own options, weights,
+    /// optimizer state, image order and random numbers, so it ends as if
+    /// it had never stopped. A run whose process died resumes from its last
+    /// epoch.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
+
+    /// With --resume: no progress bars or per-epoch lines.
+    #[arg(long, short, requires = "resume")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub family: Option<TrainCommand>,
+}
 
 /// Which family to train. Each variant flattens [`CommonArgs`] plus its own options.
 #[derive(Debug, Subcommand)]
@@ -118,6 +140,8 @@ impl CommonArgs {
             max_steps: self.max_steps,
             verbose: !self.quiet,
             poison_step: None,
+            resume: None,
+            interrupt_after: None,
         }
     }
 }
@@ -278,7 +302,57 @@ pub struct ClassifierCompareArgs {
 }
 
 /// Runs `tinygen train ...`.
-pub fn run(command: TrainCommand) -> Result<()> {
+pub fn run(args: TrainArgs) -> Result<()> {
+    tinygen_trainer::interrupt::install()?;
+    match (args.resume, args.family) {
+        (Some(dir), _) => resume(&dir, args.quiet),
+        (None, Some(family)) => train(family),
+        // clap's arg_required_else_help prints the help first.
+        (None, None) => bail!("name a family to train, or --resume RUN"),
+    }
+}
+
+/// Continues the run in `dir` with its own options.
+fn resume(dir: &Path, quiet: bool) -> Result<()> {
+    let (opts, config) = resume_options(dir, !quiet)?;
+    let Some(state) = resume_state(dir)? else {
+        bail!(
+            "{} has no {RESUME_FILE}: the run finished (or was trained before runs could be \
+             resumed), so there is nothing to resume",
+            dir.display()
+        );
+    };
+    if !quiet {
+        println!(
+            "resuming {} ({}) in epoch {} after step {} of {}",
+            dir.display(),
+            config.model.family(),
+            state.epoch,
+            state.step,
+            state.total_steps
+        );
+    }
+    let run_dir = match config.model {
+        ModelConfig::Vae(c) => train_vae(&opts, c)?.run_dir,
+        ModelConfig::PixelCnn(c) => {
+            tinygen_trainer::train_pixelcnn::train_pixelcnn(&opts, c)?.run_dir
+        }
+        ModelConfig::PixelRnn(c) => {
+            tinygen_trainer::train_pixelrnn::train_pixelrnn(&opts, c, config.lr_decay)?.run_dir
+        }
+        ModelConfig::Ae(c) => train_ae(&opts, c)?.run_dir,
+        ModelConfig::Gan(c) => train_gan(&opts, c)?.run_dir,
+        // The weights come from the resume file, not from the autoencoder.
+        ModelConfig::Classifier(c) => train_classifier(&opts, c, None)?.run_dir,
+    };
+    if quiet {
+        println!("{}", run_dir.display());
+    }
+    Ok(())
+}
+
+/// Trains a new run of `command`'s family.
+fn train(command: TrainCommand) -> Result<()> {
     match command {
         TrainCommand::Ae(args) => {
             let opts = args.common.options();

@@ -81,6 +81,11 @@ pub enum GLoss {
     Minimax,
 }
 
+/// Name prefix of the generator's variables.
+const GEN_PREFIX: &str = "gen.";
+/// Name prefix of the discriminator's variables.
+const DISC_PREFIX: &str = "disc.";
+
 /// GAN hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GanConfig {
@@ -200,6 +205,16 @@ impl Gan {
         &self.varmap
     }
 
+    /// Whether the variable `name` is the generator's (its optimizer's selection).
+    pub fn is_generator_var(name: &str) -> bool {
+        name.starts_with(GEN_PREFIX)
+    }
+
+    /// Whether the variable `name` is the discriminator's.
+    pub fn is_discriminator_var(name: &str) -> bool {
+        name.starts_with(DISC_PREFIX)
+    }
+
     fn vars_with_prefix(&self, prefix: &str) -> Result<Vec<Var>> {
         let vars = self
             .varmap
@@ -217,7 +232,7 @@ impl Gan {
     /// # Errors
     /// If the weights' lock was poisoned.
     pub fn generator_vars(&self) -> Result<Vec<Var>> {
-        self.vars_with_prefix("gen.")
+        self.vars_with_prefix(GEN_PREFIX)
     }
 
     /// The discriminator's variables (for its optimizer).
@@ -225,7 +240,7 @@ impl Gan {
     /// # Errors
     /// If the weights' lock was poisoned.
     pub fn discriminator_vars(&self) -> Result<Vec<Var>> {
-        self.vars_with_prefix("disc.")
+        self.vars_with_prefix(DISC_PREFIX)
     }
 
     /// G(z) as logits (batch, 1, 28, 28); the image is their sigmoid.

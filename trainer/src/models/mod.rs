@@ -128,8 +128,8 @@ fn init_values(shape: &Shape, init: Init, rng: &mut StdRng) -> Vec<f32> {
 ///
 /// # Errors
 /// Only if candle cannot allocate the tensor.
-pub fn standard_normal<S: Into<Shape>>(
-    rng: &mut StdRng,
+pub fn standard_normal<S: Into<Shape>, R: Rng + ?Sized>(
+    rng: &mut R,
     shape: S,
     device: &Device,
 ) -> Result<Tensor> {
