@@ -13,6 +13,10 @@
 //! two-stack convolutions, the Row LSTM's four gates of one channel), so a
 //! block is the reference's tap iterator for its first row plus that
 //! stride.
+//!
+//! On hard-float Cortex-M targets (`cfg(tinygen_vfp)`) the Row LSTM's tap
+//! loop, which the 1x1 masked convolution shares, is `asm!` (module
+//! `vfp`): the same taps in the same order, fewer instructions per weight.
 
 #[cfg(test)]
 use super::super::reference::lstm_gate_runs;
@@ -915,9 +919,8 @@ mod vfp {
     }
 
     /// Runs [`super::taps_2d_run`] for four rows of f32 weights in `asm!`
-    /// when its run length `n_t` and skip `k - n_t` have a loop here (runs
-    /// of one to three taps, up to two skipped: kernels of one and three
-    /// taps); returns whether it did.
+    /// when its run length `n_t` and skip `k - n_t` have a loop here
+    /// (kernels of one and of three taps); returns whether it did.
     ///
     /// # Safety
     ///
@@ -943,10 +946,10 @@ mod vfp {
         // SAFETY: the caller's bounds; n_u >= 1.
         unsafe {
             match (n_t, k - n_t) {
+                // Kernels of one tap, and of three (odd: a run of one
+                // tap skips two, a run of two skips one).
                 (1, 0) => run1::<0>(pre, w, x, n_u, xs),
-                (1, 1) => run1::<1>(pre, w, x, n_u, xs),
                 (1, 2) => run1::<2>(pre, w, x, n_u, xs),
-                (2, 0) => run2::<0>(pre, w, x, n_u, xs),
                 (2, 1) => run2::<1>(pre, w, x, n_u, xs),
                 (3, 0) => run3::<0>(pre, w, x, n_u, xs),
                 _ => return false,
@@ -956,8 +959,9 @@ mod vfp {
     }
 
     /// One tap of four rows: the weights of rows 0..4 into s8..s11 (two
-    /// LDRs and a VMOV per pair), each times input register `$x`, added to
-    /// s0..s3; `$inc`: the pointers' post-increment.
+    /// LDRs and a VMOV per pair), input register `$x` times each, added to
+    /// s0..s3 (input first, as the compiled loops have it); `$inc`: the
+    /// pointers' post-increment.
     #[rustfmt::skip]
     macro_rules! tap {
         ($x:literal, $inc:literal) => {
@@ -968,10 +972,10 @@ mod vfp {
                 "ldr {ta}, [{w2}], ", $inc, "\n",
                 "ldr {tb}, [{w3}], ", $inc, "\n",
                 "vmov s10, s11, {ta}, {tb}\n",
-                "vmla.f32 s0, s8, ", $x, "\n",
-                "vmla.f32 s1, s9, ", $x, "\n",
-                "vmla.f32 s2, s10, ", $x, "\n",
-                "vmla.f32 s3, s11, ", $x, "\n",
+                "vmla.f32 s0, ", $x, ", s8\n",
+                "vmla.f32 s1, ", $x, ", s9\n",
+                "vmla.f32 s2, ", $x, ", s10\n",
+                "vmla.f32 s3, ", $x, ", s11\n",
             )
         };
     }

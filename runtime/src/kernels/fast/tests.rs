@@ -531,3 +531,45 @@ fn float_conv_transpose_shipped_shapes() {
     };
     check().unwrap();
 }
+
+/// The f32 1x1 masked convolution (four rows at a time through the Row
+/// LSTM's tap loop, then one by one) on the shipped output layers' shapes
+/// and a remainder of three, over ring buffers, at edge and interior
+/// pixels; mask A (no taps: the bias) too.
+#[test]
+fn float_masked_1x1_shipped_shapes() {
+    use super::float as f;
+    let check = || -> Result<(), TestCaseError> {
+        for (i, (in_c, out_c)) in [(48, 32), (32, 1), (5, 7)].into_iter().enumerate() {
+            for mask_b in [true, false] {
+                let (h, w) = (28, 28);
+                let g = MaskedGeom {
+                    in_c,
+                    out_c,
+                    h,
+                    w,
+                    k: 1,
+                    mask_b,
+                    in_rows: 1,
+                    out_rows: 1,
+                };
+                let mut rng = Rng::new(i as u64);
+                let x = f32s(&mut rng, in_c * w);
+                let b = le32(&f32s(&mut rng, out_c));
+                let wm = f32s(&mut rng, out_c * in_c);
+                for (y, xp) in [(0, 0), (5, 27), (27, 13)] {
+                    for relu in [false, true] {
+                        f32_case!(
+                            wm,
+                            out_c * w,
+                            |wt, out| r::masked_conv2d_at_f32(&x, &g, wt, &b, out, relu, y, xp),
+                            f::masked_conv2d_at_f32(&x, &g, wt, &b, out, relu, y, xp)
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    check().unwrap();
+}
