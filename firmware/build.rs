@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-use tinygen_runtime::{Model, ModelKind};
+use tinygen_runtime::{features, Model, ModelKind, Profile};
 
 /// A board's memory and what the firmware keeps for itself.
 struct Board {
@@ -34,6 +34,12 @@ struct Board {
     /// RAM kept for the stack (sampling keeps the latent and the pixels
     /// there) and the firmware's other statics (logger buffers).
     reserve_bytes: u32,
+    /// Of `reserve_bytes`, the stack's, besides the pixels (checked again
+    /// by the linker, against the statics it lays out), where the board is
+    /// tight enough to say.
+    stack_bytes: Option<u32>,
+    /// The int8 kernels' scratch the arena is planned for.
+    profile: Profile,
 }
 
 const QEMU: Board = Board {
@@ -42,6 +48,8 @@ const QEMU: Board = Board {
     flash_bytes: 4 << 20,
     ram_bytes: 4 << 20,
     reserve_bytes: 64 << 10,
+    stack_bytes: None,
+    profile: Profile::Fast,
 };
 
 const NRF52840DK: Board = Board {
@@ -50,7 +58,34 @@ const NRF52840DK: Board = Board {
     flash_bytes: 1 << 20,
     ram_bytes: 256 << 10,
     reserve_bytes: 32 << 10,
+    stack_bytes: None,
+    profile: Profile::Fast,
 };
+
+/// The micro:bit v1: 16 KiB of RAM for everything, so the int8 kernels'
+/// scratch is planned small, and the stack is budgeted (see
+/// [`MICROBIT_STACK`]).
+const MICROBIT: Board = Board {
+    name: "microbit (nRF51822)",
+    memory_x: "memory/microbit.x",
+    flash_bytes: 256 << 10,
+    ram_bytes: 16 << 10,
+    reserve_bytes: MICROBIT_STACK + MICROBIT_STATICS,
+    stack_bytes: Some(MICROBIT_STACK),
+    profile: Profile::Small,
+};
+/// Stack the micro:bit firmware needs besides the pixels. Today
+/// `Model::load` alone needs more than the chip has: on thumbv6m the frames
+/// on its path are main's 5,780 bytes (a `Model` is 2,184 bytes on a 32-bit
+/// target, two `Net`s of 16 `Layer` slots), `load`'s 8,524 (copies of the
+/// decoded `ModelFile` and `Model`), `Net::deserialize`'s 1,860 and
+/// serde's `next_element`'s 1,740 (llvm-objdump of the release ELF): 17,904
+/// bytes, and QEMU confirms a HardFault with 9,476 bytes of free stack. So
+/// every model is refused here, with the figures, instead of faulting on
+/// the board, until the runtime decodes a model in less stack.
+const MICROBIT_STACK: u32 = 17_904;
+/// The firmware's statics besides the arena (logger state, counters).
+const MICROBIT_STATICS: u32 = 64;
 
 const DEFAULT_MODEL: &str = "models/vae-int8.tgm";
 const DEFAULT_SAMPLES: u32 = 16;
@@ -90,9 +125,11 @@ fn main() {
     // so, and nothing here is board-specific.
     let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
     let nrf = env::var_os("CARGO_FEATURE_NRF52840DK").is_some();
-    let board = match (qemu, nrf) {
-        (true, false) => Some(&QEMU),
-        (false, true) => Some(&NRF52840DK),
+    let microbit = env::var_os("CARGO_FEATURE_MICROBIT").is_some();
+    let board = match (qemu, nrf, microbit) {
+        (true, false, false) => Some(&QEMU),
+        (false, true, false) => Some(&NRF52840DK),
+        (false, false, true) => Some(&MICROBIT),
         _ => None,
     };
 
@@ -114,7 +151,9 @@ fn main() {
             project_root.display()
         ))
     });
-    let model = Model::load(&bytes).unwrap_or_else(|e| fail(&format!("{shown}: {e}")));
+    let profile = board.map_or(Profile::Fast, |b| b.profile);
+    let model = Model::load_for(&bytes, profile).unwrap_or_else(|e| fail(&format!("{shown}: {e}")));
+    check_kernels(&shown, &model);
     let kind = model.file.kind;
     if !matches!(
         kind,
@@ -137,7 +176,22 @@ fn main() {
     let image_bytes = image.numel();
 
     if let Some(board) = board {
-        let budget = board.ram_bytes - board.reserve_bytes;
+        let budget = board.ram_bytes.saturating_sub(board.reserve_bytes);
+        if let (Some(stack), true) = (
+            board.stack_bytes,
+            u64::from(arena) + image_bytes > u64::from(budget),
+        ) {
+            let need = u64::from(arena) + image_bytes + u64::from(board.reserve_bytes);
+            fail(&format!(
+                "{shown}: does not fit the RAM of board {}: it needs {need} bytes (a \
+                 {arena}-byte arena planned for {profile:?} kernels, {image_bytes} bytes of \
+                 pixels, {stack} bytes of stack, {} of the firmware's statics), the board has \
+                 {} bytes of RAM",
+                board.name,
+                board.reserve_bytes - stack,
+                board.ram_bytes
+            ));
+        }
         if u64::from(arena) + image_bytes > u64::from(budget) {
             fail(&format!(
                 "{shown}: the model needs a {arena}-byte arena (plus {image_bytes} bytes of \
@@ -160,6 +214,26 @@ fn main() {
         println!("cargo::rerun-if-changed={}", src.display());
         let memory =
             fs::read(&src).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", src.display())));
+        let mut memory = memory;
+        if let Some(stack) = board.stack_bytes {
+            // The linker's check, against the statics it really lays out
+            // (cortex-m-rt: the stack runs from the end of RAM down to
+            // _stack_end, the end of .bss and .uninit).
+            let text = format!(
+                "\n/* Appended by build.rs: the stack budget of the firmware. */\n\
+                 _tinygen_stack_bytes = {};\n\
+                 ASSERT(_stack_start - _stack_end >= _tinygen_stack_bytes, \"\n\
+                 tinygen: the firmware's statics (the arena, the logger) leave less than \
+                 {} bytes of stack ({stack} for sampling, {image_bytes} for the pixels) in \
+                 the {} bytes of RAM of board {}: use a smaller model, or see llvm-size \
+                 for .data and .bss\");\n",
+                u64::from(stack) + image_bytes,
+                u64::from(stack) + image_bytes,
+                board.ram_bytes,
+                board.name,
+            );
+            memory.extend_from_slice(text.as_bytes());
+        }
         write(&out_dir.join("memory.x"), &memory);
         // cortex-m-rt's link.x does `INCLUDE memory.x`: found here.
         println!("cargo::rustc-link-search={}", out_dir.display());
@@ -198,6 +272,8 @@ fn main() {
          pub const MODEL_PATH: &str = {model_arg:?};\n\
          /// Bytes of arena the model's plan needs.\n\
          pub const ARENA_BYTES: usize = {arena};\n\
+         /// What the int8 kernels' scratch is planned for.\n\
+         pub const PROFILE: tinygen_runtime::Profile = tinygen_runtime::Profile::{profile:?};\n\
          /// Bytes of one generated image ({c}x{h}x{w}).\n\
          pub const IMAGE_BYTES: usize = {image_bytes};\n\
          /// Images to generate.\n\
@@ -223,6 +299,46 @@ fn main() {
         raw_out_z = format!("{raw_out}\0"),
     );
     write(&out_dir.join("config.rs"), rs.as_bytes());
+}
+
+/// Fails the build when the model needs a dtype or an op whose kernels this
+/// build leaves out (the firmware's features `f32`, `int8`, `dense`...,
+/// forwarded to the runtime's; build.rs plans with all of them).
+fn check_kernels(shown: &str, model: &Model<'_>) {
+    let on = |feature: &str| {
+        env::var_os("CARGO_FEATURE_ALL_KERNELS").is_some()
+            || env::var_os(format!(
+                "CARGO_FEATURE_{}",
+                feature.to_uppercase().replace('-', "_")
+            ))
+            .is_some()
+    };
+    let f = &model.file;
+    let mut missing = Vec::new();
+    let (dtype, _) = features::dtype_feature(f.dtype);
+    if !on(dtype) {
+        missing.push(format!("`{dtype}` (the file's dtype)"));
+    }
+    let nets = [
+        ("decoder", Some(&f.decoder)),
+        ("encoder", f.encoder.as_ref()),
+    ];
+    for (what, net) in nets {
+        for (i, layer) in net.into_iter().flat_map(|n| n.layers.iter()).enumerate() {
+            if let Some((op, _)) = features::op_feature(&layer.op) {
+                if !on(op) && !missing.iter().any(|m| m.starts_with(&format!("`{op}`"))) {
+                    missing.push(format!("`{op}` ({what} layer {i})"));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        fail(&format!(
+            "{shown}: this build leaves out kernels the model needs: {}; add them with \
+             --features (or drop the encoder: tinygen convert --drop-encoder)",
+            missing.join(", ")
+        ));
+    }
 }
 
 fn resolve(root: &Path, arg: &str) -> PathBuf {

@@ -26,17 +26,21 @@
 // but nothing calls it.
 #![cfg_attr(feature = "bench-kernels", allow(dead_code))]
 
-#[cfg(all(feature = "qemu", feature = "nrf52840dk"))]
+#[cfg(any(
+    all(feature = "qemu", feature = "nrf52840dk"),
+    all(feature = "qemu", feature = "microbit"),
+    all(feature = "nrf52840dk", feature = "microbit"),
+))]
 compile_error!(
-    "features `qemu` and `nrf52840dk` are mutually exclusive: \
-     build the nRF52840-DK with `--no-default-features --features nrf52840dk`"
+    "the board features `qemu`, `nrf52840dk` and `microbit` are mutually exclusive: \
+     build another board than the default with `--no-default-features --features BOARD`"
 );
-#[cfg(not(any(feature = "qemu", feature = "nrf52840dk")))]
-compile_error!("choose a board: feature `qemu` (the default) or `nrf52840dk`");
-#[cfg(all(feature = "bench-kernels", feature = "nrf52840dk"))]
+#[cfg(not(any(feature = "qemu", feature = "nrf52840dk", feature = "microbit")))]
+compile_error!("choose a board: feature `qemu` (the default), `nrf52840dk` or `microbit`");
+#[cfg(all(feature = "bench-kernels", not(feature = "qemu")))]
 compile_error!(
-    "feature `bench-kernels` runs on the QEMU board only: build it with the default \
-     features (`--features bench-kernels`)"
+    "feature `bench-kernels` runs on the QEMU Cortex-M4 board only: build it with the \
+     default features (`--features bench-kernels`)"
 );
 
 #[cfg(feature = "qemu")]
@@ -47,8 +51,21 @@ mod board;
 #[path = "board/nrf52840dk.rs"]
 mod board;
 
+#[cfg(all(
+    feature = "microbit",
+    not(any(feature = "qemu", feature = "nrf52840dk"))
+))]
+#[path = "board/microbit.rs"]
+mod board;
+
 #[cfg(feature = "bench-kernels")]
 mod bench_kernels;
+#[cfg(feature = "microbit")]
+mod stack;
+// The micro:bit's Cortex-M0 has no SysTick: its board counts with TIMER0.
+#[cfg(feature = "microbit")]
+use board::ticks;
+#[cfg(not(feature = "microbit"))]
 mod ticks;
 
 /// Build-time configuration and the embedded model (see build.rs).
@@ -60,7 +77,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
 use tinygen_runtime::{Arena, AutoregressiveSampler, Decoder, Model, ModelKind, Rng};
 
-use config::{ARENA_BYTES, IMAGE_BYTES, SAMPLES, SEED, TEMPERATURE};
+use config::{ARENA_BYTES, IMAGE_BYTES, PROFILE, SAMPLES, SEED, TEMPERATURE};
 
 /// Why a run failed.
 #[derive(Debug, Clone, Copy, defmt::Format)]
@@ -112,6 +129,8 @@ static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
+    #[cfg(feature = "microbit")]
+    stack::paint();
     let b = board::init();
     #[cfg(not(feature = "bench-kernels"))]
     let ok = sample(b);
@@ -128,6 +147,12 @@ fn sample(mut b: board::Board) -> bool {
     // made to it.
     let arena = unsafe { &mut *arena };
     let result = run(arena.as_mut_slice(), &mut b.led, &mut b.delay);
+    #[cfg(feature = "microbit")]
+    defmt::info!(
+        "stack: {=usize} bytes used at the deepest, of {=usize} free for it",
+        stack::used(),
+        stack::size()
+    );
     match result {
         Ok(()) => defmt::info!("done"),
         Err(e) => defmt::error!("failed: {}", e),
@@ -135,12 +160,20 @@ fn sample(mut b: board::Board) -> bool {
     result.is_ok()
 }
 
+/// Loads the embedded model with the plan build.rs made and sized ARENA
+/// for (the micro:bit's is small). Not inlined: the decoding's temporaries
+/// live in this frame, gone before sampling starts.
+#[inline(never)]
+fn load() -> tinygen_runtime::Result<Model<'static>> {
+    Model::load_for(config::MODEL, PROFILE)
+}
+
 fn run(
     arena: &mut [u8],
     led: &mut impl OutputPin,
     delay: &mut impl DelayNs,
 ) -> Result<(), Failure> {
-    let model = Model::load(config::MODEL)?;
+    let model = load()?;
     let f = &model.file;
     let image = f.meta.image;
     defmt::info!(
@@ -189,9 +222,10 @@ fn run(
     };
     let mut sink = board::Sink::open()?;
     defmt::info!(
-        "sampling {=u32} images, seed {=u64}; counter: SysTick at {=u32} Hz, {=u64} {=str} per tick",
+        "sampling {=u32} images, seed {=u64}; counter: {=str} at {=u32} Hz, {=u64} {=str} per tick",
         SAMPLES,
         SEED,
+        board::COUNTER,
         board::TICK_HZ,
         board::COUNTS_PER_TICK,
         board::COUNT_UNIT

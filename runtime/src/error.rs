@@ -2,7 +2,8 @@
 //!
 //! Every variant is small and `Copy`, and named by the phase that produces it:
 //! `Format*` while a model file is read and validated, `Plan*` while its memory
-//! plan is made or an arena is handed over, `Call*` when a caller passes
+//! plan is made or an arena is handed over, `Build*` when a valid file needs
+//! kernels this build left out (its Cargo features), `Call*` when a caller passes
 //! buffers of the wrong length. Kernels never fail: everything they rely on is
 //! checked once, at load.
 
@@ -76,6 +77,22 @@ pub enum Error {
     CallUnsupported,
     /// A sampling temperature that is not a finite number above 0.
     CallTemperature,
+    /// The file's dtype needs kernels this build of the runtime left out
+    /// (see [`crate::features`]).
+    BuildDtype {
+        /// The Cargo feature that carries them.
+        feature: &'static str,
+    },
+    /// A layer's op needs kernels this build of the runtime left out (see
+    /// [`crate::features`]).
+    BuildOp {
+        /// Whether the layer is the encoder's (else the decoder's).
+        encoder: bool,
+        /// Layer index.
+        layer: u16,
+        /// The Cargo feature that carries its kernels.
+        feature: &'static str,
+    },
     /// A caller's buffer has the wrong length.
     CallBufferLen {
         /// Elements expected.
@@ -133,6 +150,20 @@ impl fmt::Display for Error {
             Error::CallTemperature => {
                 f.write_str("sampling temperature must be a finite number above 0")
             }
+            Error::BuildDtype { feature } => write!(
+                f,
+                "this build of the runtime has no {feature} kernels (Cargo feature `{feature}` left out)"
+            ),
+            Error::BuildOp {
+                encoder,
+                layer,
+                feature,
+            } => write!(
+                f,
+                "{} layer {layer}: this build of the runtime has no {feature} kernel \
+                 (Cargo feature `{feature}` left out)",
+                if encoder { "encoder" } else { "decoder" }
+            ),
             Error::CallBufferLen { expected, found } => {
                 write!(f, "buffer length {found}, expected {expected}")
             }

@@ -4,6 +4,7 @@
 pub mod arena;
 mod crc32;
 pub mod error;
+pub mod features;
 pub mod format;
 pub mod kernels;
 pub mod math;
@@ -17,7 +18,7 @@ pub use arena::Arena;
 pub use crc32::crc32;
 pub use error::{Error, Result};
 pub use format::{DType, ModelFile, ModelKind};
-pub use plan::{CachePlan, Plan};
+pub use plan::{CachePlan, Plan, Profile};
 pub use sample::autoregressive::{AutoregressiveSampler, PixelCnnSampler};
 pub use sample::decoder::Decoder;
 pub use sample::encoder::Encoder;
@@ -44,23 +45,39 @@ impl<'a> Model<'a> {
     /// every blob size and quantization value, every shape, the latent and
     /// the image shape. After this, sampling cannot fail for model reasons.
     ///
+    /// The plan is made for [`Profile::Fast`] (see [`Model::load_for`]).
+    ///
     /// # Errors
     ///
-    /// Any `Format*` or `Plan*` [`Error`] describing the first problem.
+    /// Any `Format*` or `Plan*` [`Error`] describing the first problem;
+    /// `BuildDtype` or `BuildOp` for a file whose dtype or an op of which
+    /// this build of the runtime left out (its Cargo features).
     pub fn load(bytes: &'a [u8]) -> Result<Self> {
-        Self::load_checked(bytes, true)
+        Self::load_checked(bytes, true, Profile::Fast)
+    }
+
+    /// [`Model::load`] with the plans (decoder and encoder) made for the
+    /// int8 kernels' `profile`: [`Profile::Small`] for the least RAM. A
+    /// firmware's build script and its board must pass the same one, so
+    /// that the arena built is the arena planned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::load`].
+    pub fn load_for(bytes: &'a [u8], profile: Profile) -> Result<Self> {
+        Self::load_checked(bytes, true, profile)
     }
 
     /// [`Model::load`] without the causality check of autoregressive
     /// files: for the tests that measure what the check decides.
     #[cfg(test)]
     pub(crate) fn load_any_wiring(bytes: &'a [u8]) -> Result<Self> {
-        Self::load_checked(bytes, false)
+        Self::load_checked(bytes, false, Profile::Fast)
     }
 
-    fn load_checked(bytes: &'a [u8], check_causal: bool) -> Result<Self> {
+    fn load_checked(bytes: &'a [u8], check_causal: bool, profile: Profile) -> Result<Self> {
         let file = format::decode(bytes)?;
-        let plan = Plan::new(&file.decoder, file.dtype)?;
+        let plan = Plan::new_for(&file.decoder, file.dtype, profile)?;
         let meta = &file.meta;
         let latent = meta.latent as usize;
         let cache_plan = if matches!(file.kind, ModelKind::PixelCnn | ModelKind::PixelRnn) {
@@ -87,7 +104,7 @@ impl<'a> Model<'a> {
         let encoder_plan = match &file.encoder {
             None => None,
             Some(enc) => {
-                let p = Plan::new(enc, file.dtype)?;
+                let p = Plan::new_for(enc, file.dtype, profile)?;
                 if enc.input != meta.image || !matches!(enc.head, format::Head::Raw) {
                     return Err(Error::PlanInput);
                 }
@@ -104,6 +121,8 @@ impl<'a> Model<'a> {
                 Some(p)
             }
         };
+        // Last: a file that is valid but needs kernels this build left out.
+        features::check(&file)?;
         Ok(Model {
             file,
             plan,

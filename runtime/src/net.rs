@@ -2,7 +2,7 @@
 
 use crate::format::{Act, Layer, Net, Op, Shape};
 use crate::kernels::{self, ConvGeom, FloatWeights, LstmGeom, MaskedGeom, RequantI8, StackGeom};
-use crate::ops;
+use crate::{features, ops};
 
 /// Output shape of `op` on `inp`; the plan has checked it exists.
 fn next_shape(op: &Op, inp: Shape) -> Shape {
@@ -60,28 +60,32 @@ pub(crate) fn forward_float<'w, W: FloatWeights>(
         let relu = layer.act == Act::Relu;
         let w = weights(layer.weight);
         match layer.op {
-            Op::Dense { .. } => kernels::dense_f32(src, w, layer.bias, dst, relu),
-            Op::Conv2d { .. } => {
+            Op::Dense { .. } if features::DENSE => {
+                kernels::dense_f32(src, w, layer.bias, dst, relu)
+            }
+            Op::Conv2d { .. } if features::CONV2D => {
                 let g = conv_geom(&layer.op, shape);
                 kernels::conv2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            Op::ConvTranspose2d { .. } => {
+            Op::ConvTranspose2d { .. } if features::CONV_TRANSPOSE2D => {
                 let g = conv_geom(&layer.op, shape);
                 kernels::conv_transpose2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            Op::MaskedConv2d { .. } => {
+            Op::MaskedConv2d { .. } if features::MASKED_CONV2D => {
                 let g = masked_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::masked_conv2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            Op::RowLstm { .. } => {
+            Op::RowLstm { .. } if features::ROW_LSTM => {
                 let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::row_lstm_f32(src, &g, w, layer.bias, dst, cell)
             }
-            Op::StackConv2d { .. } => {
+            Op::StackConv2d { .. } if features::STACK_CONV2D => {
                 let g = stack_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::stack_conv2d_f32(src, &g, w, layer.bias, dst, relu)
             }
-            Op::Reshape(_) => {}
+            // A reshape; or an op this build left out, which Model::load
+            // refused.
+            _ => {}
         }
         shape = out;
         in_a = !in_a;
@@ -113,6 +117,7 @@ pub(crate) fn forward_i8(
     b: &mut [i8],
     cell: &mut [i32],
     scratch: &mut [u32],
+    profile: kernels::Profile,
 ) -> (Shape, bool) {
     let mut shape = net.input;
     let mut in_a = true;
@@ -131,28 +136,34 @@ pub(crate) fn forward_i8(
         let dst = &mut dst[..out.numel() as usize];
         let q = requant(layer);
         match layer.op {
-            Op::Dense { .. } => kernels::dense_i8(src, layer.weight, layer.bias, &q, dst, scratch),
-            Op::Conv2d { .. } => {
-                let g = conv_geom(&layer.op, shape);
-                kernels::conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
+            Op::Dense { .. } if features::DENSE => {
+                kernels::dense_i8(src, layer.weight, layer.bias, &q, dst, scratch)
             }
-            Op::ConvTranspose2d { .. } => {
+            Op::Conv2d { .. } if features::CONV2D => {
                 let g = conv_geom(&layer.op, shape);
-                kernels::conv_transpose2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
+                let (w, bias) = (layer.weight, layer.bias);
+                kernels::conv2d_i8_for(src, &g, w, bias, &q, dst, scratch, profile)
             }
-            Op::MaskedConv2d { .. } => {
+            Op::ConvTranspose2d { .. } if features::CONV_TRANSPOSE2D => {
+                let g = conv_geom(&layer.op, shape);
+                let (w, bias) = (layer.weight, layer.bias);
+                kernels::conv_transpose2d_i8_for(src, &g, w, bias, &q, dst, scratch, profile)
+            }
+            Op::MaskedConv2d { .. } if features::MASKED_CONV2D => {
                 let g = masked_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::masked_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
-            Op::RowLstm { .. } => {
+            Op::RowLstm { .. } if features::ROW_LSTM => {
                 let g = lstm_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::row_lstm_i8(src, &g, layer.weight, layer.bias, &q, dst, cell, scratch)
             }
-            Op::StackConv2d { .. } => {
+            Op::StackConv2d { .. } if features::STACK_CONV2D => {
                 let g = stack_geom(&layer.op, shape, shape.h, shape.h);
                 kernels::stack_conv2d_i8(src, &g, layer.weight, layer.bias, &q, dst, scratch)
             }
-            Op::Reshape(_) => {}
+            // A reshape; or an op this build left out, which Model::load
+            // refused.
+            _ => {}
         }
         shape = out;
         in_a = !in_a;
@@ -180,17 +191,22 @@ pub(crate) fn run(
 ) -> bool {
     use crate::format::DType;
     match dtype {
-        DType::F32 | DType::F16 => {
+        // (A dtype this build left out was refused by Model::load.)
+        DType::F32 | DType::F16 if features::F32 || features::F16 => {
             let (a, b, cell) = crate::plan::split_f32_cell(plan, arena);
             for (d, x) in a.iter_mut().zip(input) {
                 *d = x;
             }
-            if dtype == DType::F32 {
+            if dtype == DType::F32 && features::F32 {
                 forward_float(net, a, b, cell, kernels::F32Le).1
-            } else {
+            } else if features::F16 {
                 forward_float(net, a, b, cell, kernels::F16Le).1
+            } else {
+                true
             }
         }
+        DType::F32 | DType::F16 => true,
+        DType::I8 if !features::INT8 => true,
         DType::I8 => {
             let (a, b, cell, scratch) = crate::plan::split_i8_cell(plan, arena);
             // The plan guarantees input_q for int8 networks.
@@ -198,7 +214,7 @@ pub(crate) fn run(
             for (d, x) in a.iter_mut().zip(input) {
                 *d = quantize(x, scale, zp);
             }
-            forward_i8(net, a, b, cell, scratch).1
+            forward_i8(net, a, b, cell, scratch, plan.profile).1
         }
     }
 }

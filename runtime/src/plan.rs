@@ -10,11 +10,15 @@
 //! largest of its layers', after B: `align4(A) + align4(B) + cell`. An int8
 //! network also needs the optimized kernels' scratch (their columns and
 //! gathered weights, [`crate::kernels::fast`]), the largest of its
-//! layers', after that: `align4(A) + align4(B) + cell + scratch`.
+//! layers', after that: `align4(A) + align4(B) + cell + scratch`. How much
+//! scratch depends on the [`Profile`] the plan is made for (an explicit
+//! parameter, never the target it runs on): [`Profile::Fast`] by default,
+//! [`Profile::Small`] for the least RAM.
 
 use crate::arena::{as_f32, as_i32, as_i8, as_u32};
 use crate::error::{Error, Result};
 use crate::format::{DType, Head, Layer, Net, Shape, MAX_LAYERS, MAX_TENSOR_ELEMS};
+pub use crate::kernels::Profile;
 use crate::ops;
 
 /// What a network needs and costs.
@@ -39,6 +43,8 @@ pub struct Plan {
     pub params: u32,
     /// Shape of the output tensor.
     pub output: Shape,
+    /// What the int8 kernels' scratch was planned for; they follow it.
+    pub profile: Profile,
 }
 
 impl Plan {
@@ -195,7 +201,8 @@ pub(crate) fn layer_shape(
 }
 
 impl Plan {
-    /// Checks every layer of `net` and plans its memory.
+    /// Checks every layer of `net` and plans its memory, for
+    /// [`Profile::Fast`].
     ///
     /// # Errors
     ///
@@ -203,6 +210,15 @@ impl Plan {
     /// `FormatBadValue` where a layer's data do not fit its geometry or
     /// dtype, `PlanInput` for an empty input.
     pub fn new(net: &Net<'_>, dtype: DType) -> Result<Plan> {
+        Self::new_for(net, dtype, Profile::Fast)
+    }
+
+    /// [`Plan::new`] for the int8 kernels' `profile`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plan::new`].
+    pub fn new_for(net: &Net<'_>, dtype: DType, profile: Profile) -> Result<Plan> {
         let n_in = net.input.numel();
         if n_in == 0 || n_in > MAX_TENSOR_ELEMS as u64 {
             return Err(Error::PlanInput);
@@ -234,7 +250,7 @@ impl Plan {
             cell = cell.max(ops::cell_elems(&layer.op, shape) * 4);
             let (out, m, p) = layer_shape(i as u16, layer, shape, dtype)?;
             if dtype == DType::I8 {
-                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape));
+                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape, profile));
             }
             shape = out;
             macs += m;
@@ -259,6 +275,7 @@ impl Plan {
             macs,
             params: u32::try_from(params).map_err(|_| Error::PlanInput)?,
             output: shape,
+            profile,
         })
     }
 }
@@ -381,7 +398,9 @@ impl CachePlan {
                 offset_bytes += ops::cell_elems(&layer.op, shape) * 4;
             }
             if dtype == DType::I8 {
-                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape));
+                // Masked and two-stack convolutions and Row LSTMs plan the
+                // same scratch in every profile.
+                scratch = scratch.max(4 * ops::scratch_words(&layer.op, shape, Profile::Fast));
             }
             shape = Shape {
                 c: caches[l + 1].c,

@@ -514,7 +514,7 @@ fn test(root: &Path) -> Result<()> {
             "clippy",
             "--no-default-features",
             "--features",
-            "nrf52840dk",
+            "nrf52840dk,all-kernels",
             "--",
             "-D",
             "warnings",
@@ -528,7 +528,7 @@ fn test(root: &Path) -> Result<()> {
             "--release",
             "--no-default-features",
             "--features",
-            "nrf52840dk",
+            "nrf52840dk,all-kernels",
         ],
     )?;
     run(&fw, &c, ["build", "--release"])?;

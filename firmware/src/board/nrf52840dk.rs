@@ -21,6 +21,8 @@ use crate::Failure;
 
 /// Board name, for the log.
 pub const NAME: &str = "nRF52840-DK";
+/// The counter, for the log.
+pub const COUNTER: &str = "SysTick";
 /// What [`COUNTS_PER_TICK`] counts.
 pub const COUNT_UNIT: &str = "cycles";
 /// Core clock (HFCLK), which clocks SysTick.

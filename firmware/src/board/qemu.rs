@@ -10,18 +10,19 @@
 //! - Exit: semihosting `SYS_EXIT`; QEMU exits 0 on success, 1 otherwise.
 
 use core::convert::Infallible;
-use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicBool, Ordering};
 
-use cortex_m_rt::{exception, ExceptionFrame};
-use cortex_m_semihosting::{debug, nr, syscall};
 use defmt_semihosting as _; // the global logger
 
 use crate::ticks;
-use crate::Failure;
+
+#[path = "semihosting.rs"]
+mod semihosting;
+pub use semihosting::{exit, Sink};
 
 /// Board name, for the log.
 pub const NAME: &str = "QEMU mps2-an386";
+/// The counter, for the log.
+pub const COUNTER: &str = "SysTick";
 /// What [`COUNTS_PER_TICK`] counts.
 pub const COUNT_UNIT: &str = "instructions";
 /// Core clock of the mps2 boards, which clocks SysTick.
@@ -85,54 +86,6 @@ impl embedded_hal::digital::OutputPin for FpgaioLed {
     }
 }
 
-/// Where the samples go: a host file, opened for writing in binary mode.
-pub struct Sink {
-    fd: usize,
-}
-
-impl Sink {
-    /// Creates (truncates) the host file [`crate::config::RAW_OUT`].
-    pub fn open() -> Result<Sink, Failure> {
-        let name = crate::config::RAW_OUT;
-        // SAFETY: SYS_OPEN reads `len` bytes of the name (NUL-terminated, as
-        // semihosting wants: the length excludes the NUL) and nothing else.
-        let fd = unsafe {
-            syscall!(
-                OPEN,
-                name.as_ptr(),
-                nr::open::W_TRUNC_BINARY,
-                name.len() - 1
-            )
-        };
-        if fd as isize == -1 {
-            return Err(Failure::HostIo);
-        }
-        Ok(Sink { fd })
-    }
-
-    /// Appends one sample's pixels.
-    pub fn write(&mut self, _index: u32, mut bytes: &[u8]) -> Result<(), Failure> {
-        while !bytes.is_empty() {
-            // SAFETY: SYS_WRITE reads `len` bytes from a live slice.
-            let not_written = unsafe { syscall!(WRITE, self.fd, bytes.as_ptr(), bytes.len()) };
-            if not_written >= bytes.len() {
-                return Err(Failure::HostIo);
-            }
-            bytes = &bytes[bytes.len() - not_written..];
-        }
-        Ok(())
-    }
-
-    /// Closes the file.
-    pub fn close(self) -> Result<(), Failure> {
-        // SAFETY: SYS_CLOSE takes the handle SYS_OPEN returned.
-        match unsafe { syscall!(CLOSE, self.fd) } {
-            0 => Ok(()),
-            _ => Err(Failure::HostIo),
-        }
-    }
-}
-
 /// [`embedded_hal::delay::DelayNs`] by busy-waiting on the SysTick counter
 /// (which [`init`] starts). The mps2 FPGA timers would do as well; SysTick is
 /// already running.
@@ -146,44 +99,4 @@ impl embedded_hal::delay::DelayNs for TickDelay {
         let end = ticks::now() + ticks;
         while ticks::now() < end {}
     }
-}
-
-/// Ends the program: QEMU exits with status 0 on success, 1 on failure.
-pub fn exit(success: bool) -> ! {
-    debug::exit(if success {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    // Only reached without semihosting (not under QEMU).
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-static PANICKING: AtomicBool = AtomicBool::new(false);
-
-#[panic_handler]
-fn panic(info: &PanicInfo) -> ! {
-    cortex_m::interrupt::disable();
-    // A panic inside the logger must not recurse: exit at once.
-    if !PANICKING.swap(true, Ordering::Relaxed) {
-        defmt::error!("panicked: {}", defmt::Display2Format(info));
-    }
-    exit(false)
-}
-
-/// `defmt::panic!` and `defmt::unwrap!` have logged the message already: exit
-/// without the core panic handler's second report.
-#[defmt::panic_handler]
-fn defmt_panic() -> ! {
-    exit(false)
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    if !PANICKING.swap(true, Ordering::Relaxed) {
-        defmt::error!("HardFault at pc {=u32:#010x}", frame.pc());
-    }
-    exit(false)
 }

@@ -21,8 +21,9 @@ pub use fast::float::{
     row_lstm_at_f32, row_lstm_f32, stack_conv2d_f32, stack_conv2d_h_at_f32, stack_conv2d_v_row_f32,
 };
 pub use fast::{
-    conv2d_i8, conv_transpose2d_i8, dense_i8, masked_conv2d_at_i8, masked_conv2d_i8,
-    row_lstm_at_i8, row_lstm_i8, stack_conv2d_h_at_i8, stack_conv2d_i8, stack_conv2d_v_row_i8,
+    conv2d_i8, conv2d_i8_for, conv_transpose2d_i8, conv_transpose2d_i8_for, dense_i8,
+    masked_conv2d_at_i8, masked_conv2d_i8, row_lstm_at_i8, row_lstm_i8, stack_conv2d_h_at_i8,
+    stack_conv2d_i8, stack_conv2d_v_row_i8, Profile,
 };
 
 /// Geometry of a convolution or transposed convolution (square kernel).
@@ -301,7 +302,17 @@ pub struct RequantI8<'a> {
     pub max: i32,
 }
 
-impl RequantI8<'_> {
+impl<'a> RequantI8<'a> {
+    /// The parameters of output channels `c..` (channel `c` becomes 0).
+    #[inline(always)]
+    pub fn from_channel(&self, c: usize) -> RequantI8<'a> {
+        RequantI8 {
+            multiplier: &self.multiplier[4 * c..],
+            shift: &self.shift[c..],
+            ..*self
+        }
+    }
+
     /// Requantizes accumulator `acc` of output channel `c`.
     #[inline(always)]
     pub fn apply(&self, acc: i32, c: usize) -> i8 {

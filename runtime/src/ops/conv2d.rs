@@ -86,8 +86,17 @@ pub(crate) fn conv_geom(inp: Shape, out: Shape, k: u8, stride: u8, pad: u8) -> C
 }
 
 /// Scratch words of the optimized int8 kernel on `inp`.
-pub fn scratch_words(in_c: u16, out_c: u16, k: u8, stride: u8, pad: u8, inp: Shape) -> u64 {
-    geom(in_c, out_c, k, stride, pad, inp).map_or(0, |g| fast::conv2d_scratch_words(&g))
+pub fn scratch_words(
+    in_c: u16,
+    out_c: u16,
+    k: u8,
+    stride: u8,
+    pad: u8,
+    inp: Shape,
+    profile: fast::Profile,
+) -> u64 {
+    geom(in_c, out_c, k, stride, pad, inp)
+        .map_or(0, |g| fast::conv2d_scratch_words_for(&g, profile))
 }
 
 #[cfg(test)]

@@ -90,7 +90,8 @@ pub fn geom(
     Some(super::conv2d::conv_geom(inp, out, k, stride, pad))
 }
 
-/// Scratch words of the optimized int8 kernel on `inp`.
+/// Scratch words of the optimized int8 kernel on `inp` in `profile`.
+#[allow(clippy::too_many_arguments)]
 pub fn scratch_words(
     in_c: u16,
     out_c: u16,
@@ -99,9 +100,10 @@ pub fn scratch_words(
     pad: u8,
     out_pad: u8,
     inp: Shape,
+    profile: fast::Profile,
 ) -> u64 {
     geom(in_c, out_c, k, stride, pad, out_pad, inp)
-        .map_or(0, |g| fast::conv_transpose2d_scratch_words(&g))
+        .map_or(0, |g| fast::conv_transpose2d_scratch_words_for(&g, profile))
 }
 
 #[cfg(test)]

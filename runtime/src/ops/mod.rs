@@ -443,10 +443,11 @@ pub fn lstm_geom(op: &Op, inp: Shape, in_rows: u16, out_rows: u16) -> Option<Lst
     }
 }
 
-/// Scratch words the optimized int8 kernel of `op` needs on `inp`; the
-/// plan has checked the layer, so every size is bounded by its weight blob
+/// Scratch words the optimized int8 kernel of `op` needs on `inp` in
+/// `profile` (which changes only convolutions and transposed
+/// convolutions); the plan has checked the layer, so every size is bounded by its weight blob
 /// or tensors.
-pub fn scratch_words(op: &Op, inp: Shape) -> u64 {
+pub fn scratch_words(op: &Op, inp: Shape, profile: crate::kernels::Profile) -> u64 {
     match *op {
         Op::Dense { .. } => dense::scratch_words(inp),
         Op::Conv2d {
@@ -455,7 +456,7 @@ pub fn scratch_words(op: &Op, inp: Shape) -> u64 {
             k,
             stride,
             pad,
-        } => conv2d::scratch_words(in_c, out_c, k, stride, pad, inp),
+        } => conv2d::scratch_words(in_c, out_c, k, stride, pad, inp, profile),
         Op::ConvTranspose2d {
             in_c,
             out_c,
@@ -463,7 +464,7 @@ pub fn scratch_words(op: &Op, inp: Shape) -> u64 {
             stride,
             pad,
             out_pad,
-        } => conv_transpose2d::scratch_words(in_c, out_c, k, stride, pad, out_pad, inp),
+        } => conv_transpose2d::scratch_words(in_c, out_c, k, stride, pad, out_pad, inp, profile),
         Op::MaskedConv2d {
             in_c,
             out_c,

@@ -72,11 +72,11 @@ use crate::arena;
 use crate::error::{Error, Result};
 use crate::format::{Act, DType, Head, Layer, Op, Shape};
 use crate::kernels::{self, FloatWeights};
-use crate::net;
 use crate::plan::CachePlan;
 use crate::sample::decoder::check_len;
 use crate::sample::rng::Rng;
 use crate::Model;
+use crate::{features, net};
 
 /// Samples a PixelCNN or PixelRNN model in a caller-owned arena.
 #[derive(Debug)]
@@ -238,10 +238,12 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
     }
 
     fn sample_into(&mut self, rng: &mut Rng, pixels: &mut [u8], logits: Option<&mut [f32]>) {
+        // (A dtype this build left out was refused by Model::load.)
         match self.model.file.dtype {
-            DType::F32 => self.sample_float(rng, pixels, logits, kernels::F32Le),
-            DType::F16 => self.sample_float(rng, pixels, logits, kernels::F16Le),
-            DType::I8 => self.sample_i8(rng, pixels, logits),
+            DType::F32 if features::F32 => self.sample_float(rng, pixels, logits, kernels::F32Le),
+            DType::F16 if features::F16 => self.sample_float(rng, pixels, logits, kernels::F16Le),
+            DType::I8 if features::INT8 => self.sample_i8(rng, pixels, logits),
+            _ => {}
         }
     }
 
@@ -266,17 +268,17 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let wt = weights(layer.weight);
                     match layer.op {
-                        Op::MaskedConv2d { .. } => {
+                        Op::MaskedConv2d { .. } if features::MASKED_CONV2D => {
                             let g = net::masked_geom(&layer.op, shape, in_rows, out_rows);
                             let relu = layer.act == Act::Relu;
                             kernels::masked_conv2d_at_f32(src, &g, wt, layer.bias, dst, relu, y, x);
                         }
-                        Op::RowLstm { .. } => {
+                        Op::RowLstm { .. } if features::ROW_LSTM => {
                             let g = net::lstm_geom(&layer.op, shape, in_rows, out_rows);
                             let cell = layer_cell(c, cells, l, layer);
                             kernels::row_lstm_at_f32(src, &g, wt, layer.bias, dst, cell, y, x);
                         }
-                        Op::StackConv2d { .. } => {
+                        Op::StackConv2d { .. } if features::STACK_CONV2D => {
                             let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
                             let relu = layer.act == Act::Relu;
                             kernels::stack_conv2d_h_at_f32(
@@ -299,7 +301,9 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
             // Row y is complete: the vertical stacks' outputs of row y,
             // first layer first (each reads its input's row y).
             for (l, layer) in net.layers.iter().enumerate() {
-                if let Op::StackConv2d { out_v: 1.., .. } = layer.op {
+                if let (Op::StackConv2d { out_v: 1.., .. }, true) =
+                    (layer.op, features::STACK_CONV2D)
+                {
                     let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
                     let relu = layer.act == Act::Relu;
@@ -330,7 +334,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                     let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let q = net::requant(layer);
                     match layer.op {
-                        Op::MaskedConv2d { .. } => {
+                        Op::MaskedConv2d { .. } if features::MASKED_CONV2D => {
                             let g = net::masked_geom(&layer.op, shape, in_rows, out_rows);
                             kernels::masked_conv2d_at_i8(
                                 src,
@@ -344,7 +348,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                                 scratch,
                             );
                         }
-                        Op::RowLstm { .. } => {
+                        Op::RowLstm { .. } if features::ROW_LSTM => {
                             let g = net::lstm_geom(&layer.op, shape, in_rows, out_rows);
                             let cell = layer_cell(c, cells, l, layer);
                             kernels::row_lstm_at_i8(
@@ -360,7 +364,7 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
                                 scratch,
                             );
                         }
-                        Op::StackConv2d { .. } => {
+                        Op::StackConv2d { .. } if features::STACK_CONV2D => {
                             let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
                             kernels::stack_conv2d_h_at_i8(
                                 src,
@@ -389,7 +393,9 @@ impl<'m, 'a> AutoregressiveSampler<'m, 'a> {
             }
             // Row y is complete: the vertical stacks' outputs of row y.
             for (l, layer) in net.layers.iter().enumerate() {
-                if let Op::StackConv2d { out_v: 1.., .. } = layer.op {
+                if let (Op::StackConv2d { out_v: 1.., .. }, true) =
+                    (layer.op, features::STACK_CONV2D)
+                {
                     let (src, dst, shape, (in_rows, out_rows)) = layer_caches(c, buf, l);
                     let g = net::stack_geom(&layer.op, shape, in_rows, out_rows);
                     let q = net::requant(layer);

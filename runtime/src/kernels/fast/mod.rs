@@ -21,6 +21,55 @@ use super::{ConvGeom, LstmGeom, MaskedGeom, RequantI8, StackGeom};
 use crate::format::i32_at;
 use engine::{col_words, inside, ColWriter, Engine, Native};
 
+/// What the int8 kernels' scratch is planned for: speed, or the least RAM.
+/// The plan takes it as an explicit parameter ([`crate::Plan::new_for`],
+/// [`crate::Model::load_for`]) and the kernels follow the plan's, so that a
+/// firmware's build script, planning on the host, sizes the arena of its
+/// board's choice. Both give the reference's results bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Profile {
+    /// The scratch that buys speed (the default, every target): a
+    /// convolution's window path (its weights gathered tap-major) where it
+    /// fits in the layer's activations, a transposed convolution's phase
+    /// weights gathered for every output channel at once.
+    #[default]
+    Fast,
+    /// The least scratch, for boards with little RAM (the 16 KiB
+    /// micro:bit): convolutions on columns (three per pass, no gathered
+    /// weights), transposed convolutions gathering the phase weights of
+    /// [`SMALL_GATHER_BYTES`] of output channels at a time (at least one
+    /// channel) and rebuilding their window or columns for each such
+    /// block.
+    Small,
+}
+
+/// [`Profile::Small`]: bytes of gathered phase weights a transposed
+/// convolution holds at once (whole output channels, at least one).
+pub const SMALL_GATHER_BYTES: u64 = 1024;
+
+/// Output channels a transposed convolution gathers the phase weights of
+/// at once, `n` values each: all of them ([`Profile::Fast`]), or as many
+/// as [`SMALL_GATHER_BYTES`] hold, at least one.
+const fn conv_t_block(out_c: u64, n: u64, profile: Profile) -> u64 {
+    match profile {
+        Profile::Fast => out_c,
+        Profile::Small => {
+            let b = match SMALL_GATHER_BYTES.checked_div(n) {
+                Some(b) => b,
+                None => out_c,
+            };
+            if b < 1 {
+                1
+            } else if b > out_c {
+                out_c
+            } else {
+                b
+            }
+        }
+    }
+}
+
 /// Runs `n_rows` output rows over one column, three at a time: the dot
 /// product of weight row `o` (`w[base + o * stride ..][..n]`) with `col`,
 /// started from bias `bias0 + o`, handed to `put(o, acc)`.
@@ -268,9 +317,15 @@ const fn conv2d_window_words(g: &ConvGeom) -> Option<u64> {
 /// Scratch words of [`conv2d_i8`]: the window path's (see
 /// [`conv2d_i8_with`]) or three columns of `in_c * k * k`.
 pub const fn conv2d_scratch_words(g: &ConvGeom) -> u64 {
-    match conv2d_window_words(g) {
-        Some(w) => w,
-        None => pixels_scratch_words(g.in_c as u64 * g.k as u64 * g.k as u64),
+    conv2d_scratch_words_for(g, Profile::Fast)
+}
+
+/// Scratch words of [`conv2d_i8_for_with`] in `profile`: with
+/// [`Profile::Small`], always the column path's.
+pub const fn conv2d_scratch_words_for(g: &ConvGeom, profile: Profile) -> u64 {
+    match (profile, conv2d_window_words(g)) {
+        (Profile::Fast, Some(w)) => w,
+        _ => pixels_scratch_words(g.in_c as u64 * g.k as u64 * g.k as u64),
     }
 }
 
@@ -336,15 +391,23 @@ pub fn conv2d_i8(
     conv2d_i8_with::<Native>(x, g, w, bias, q, out, scratch)
 }
 
-/// [`conv2d_i8`] with engine `E`.
-///
-/// Two paths. The window path (a multiple of four input channels, and
-/// scratch to spare, see [`conv2d_scratch_words`]): the weights are
-/// gathered once into the order `[o][kx][ky][i]`, and for each output row
-/// the `k` input rows it reads become one channels-last window (as in
-/// [`conv_transpose2d_i8_with`]) in which every output pixel's taps are one
-/// contiguous run: no column is built per pixel. The column path: one
-/// column per output pixel, three pixels per pass over the weights.
+/// [`conv2d_i8`] in `profile` (`scratch`: [`conv2d_scratch_words_for`]
+/// words).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_i8_for(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+    profile: Profile,
+) {
+    conv2d_i8_for_with::<Native>(x, g, w, bias, q, out, scratch, profile)
+}
+
+/// [`conv2d_i8`] with engine `E` ([`Profile::Fast`]).
 pub fn conv2d_i8_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -354,9 +417,34 @@ pub fn conv2d_i8_with<E: Engine>(
     out: &mut [i8],
     scratch: &mut [u32],
 ) {
+    conv2d_i8_for_with::<E>(x, g, w, bias, q, out, scratch, Profile::Fast)
+}
+
+/// [`conv2d_i8`] with engine `E`, in `profile` (`scratch`:
+/// [`conv2d_scratch_words_for`] words).
+///
+/// Two paths. The window path (a multiple of four input channels, and
+/// scratch to spare, see [`conv2d_scratch_words`]): the weights are
+/// gathered once into the order `[o][kx][ky][i]`, and for each output row
+/// the `k` input rows it reads become one channels-last window (as in
+/// [`conv_transpose2d_i8_with`]) in which every output pixel's taps are one
+/// contiguous run: no column is built per pixel. The column path (always
+/// with [`Profile::Small`]): one column per output pixel, three pixels per
+/// pass over the weights.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_i8_for_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+    profile: Profile,
+) {
     let n = g.in_c * g.k * g.k;
     let npix = g.out_h * g.out_w;
-    if conv2d_window_words(g).is_some() {
+    if profile == Profile::Fast && conv2d_window_words(g).is_some() {
         // One window per output row: column c is input column c - pad,
         // row a input row oy * stride - pad + a; output column ox reads
         // window columns ox * stride ..= ox * stride + k - 1.
@@ -417,11 +505,22 @@ const fn conv_t_col_len(g: &ConvGeom) -> usize {
 /// every output channel, gathered contiguous, then the row strips (input
 /// channels a multiple of four) or two columns.
 pub const fn conv_transpose2d_scratch_words(g: &ConvGeom) -> u64 {
+    conv_transpose2d_scratch_words_for(g, Profile::Fast)
+}
+
+/// Scratch words of [`conv_transpose2d_i8_for_with`] in `profile`: with
+/// [`Profile::Small`], one phase's weights of a block of output channels
+/// (see [`SMALL_GATHER_BYTES`]), then the window or the columns.
+pub const fn conv_transpose2d_scratch_words_for(g: &ConvGeom, profile: Profile) -> u64 {
     let t = phase_taps(0, g.stride, g.k) as u64;
     let n = g.in_c as u64 * t * t;
-    let weights = (g.out_c as u64 * n).div_ceil(4);
+    let weights = (conv_t_block(g.out_c as u64, n, profile) * n).div_ceil(4);
     if g.in_c.is_multiple_of(4) {
         let (phases, window) = conv_t_window_words(g);
+        let phases = match profile {
+            Profile::Fast => phases,
+            Profile::Small => 1,
+        };
         phases * weights + window
     } else {
         weights + pixels_scratch_words(n)
@@ -494,8 +593,8 @@ fn conv_t_col(
     wr.finish();
 }
 
-/// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for every
-/// output channel into `wg`: row `o` = `[a][b][i]` (or `[b][a][i]` with
+/// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for the
+/// output channels `os` into `wg`: row `o` = `[a][b][i]` (or `[b][a][i]` with
 /// `columns_first`) of `w[i][o][ry + a s][rx + b s]`, `b` from `nx - 1`
 /// down to 0 (so that columns read the input left to right).
 #[allow(clippy::too_many_arguments)]
@@ -505,13 +604,14 @@ fn gather_phase(
     (ry, rx): (usize, usize),
     (ny, nx): (usize, usize),
     columns_first: bool,
+    os: core::ops::Range<usize>,
     wg: &mut [u32],
 ) {
     let s = g.stride;
     let kk = g.k * g.k;
     let wg = crate::arena::words_as_bytes_mut(wg);
     let mut t = 0;
-    for o in 0..g.out_c {
+    for o in os {
         for u in 0..ny * nx {
             // Tap (a, b), b from nx - 1 down: rows outer, or columns outer.
             let (a, j) = if columns_first {
@@ -537,17 +637,23 @@ const fn conv_t_window(g: &ConvGeom) -> (usize, usize) {
     (w, col_words(w * nt * g.in_c))
 }
 
-/// [`conv_transpose2d_i8`] with engine `E`, phase by phase (the s x s
-/// classes of output pixels that read the same kernel taps), the phase's
-/// weights gathered once into scratch in tap-major order.
-///
-/// With a multiple of four input channels, no column is built per output
-/// pixel: for each output row of a phase, the `ny` input rows it reads are
-/// converted once into a channels-last *window*, `[column][row][channel]`
-/// (zero columns beyond the edges, zero rows outside the image), in which
-/// the taps of every output pixel of the row are one contiguous piece
-/// (`nx` columns from its first): the weights are gathered in that order,
-/// and each pixel pair is one pass over them.
+/// [`conv_transpose2d_i8`] in `profile` (`scratch`:
+/// [`conv_transpose2d_scratch_words_for`] words).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_i8_for(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+    profile: Profile,
+) {
+    conv_transpose2d_i8_for_with::<Native>(x, g, w, bias, q, out, scratch, profile)
+}
+
+/// [`conv_transpose2d_i8`] with engine `E` ([`Profile::Fast`]).
 pub fn conv_transpose2d_i8_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -557,14 +663,46 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
     out: &mut [i8],
     scratch: &mut [u32],
 ) {
-    if !g.in_c.is_multiple_of(4) {
-        return conv_t_per_pixel::<E>(x, g, w, bias, q, out, scratch);
-    }
+    conv_transpose2d_i8_for_with::<E>(x, g, w, bias, q, out, scratch, Profile::Fast)
+}
+
+/// [`conv_transpose2d_i8`] with engine `E` in `profile` (`scratch`:
+/// [`conv_transpose2d_scratch_words_for`] words), phase by phase (the s x s
+/// classes of output pixels that read the same kernel taps), the phase's
+/// weights gathered once into scratch in tap-major order.
+///
+/// With a multiple of four input channels, no column is built per output
+/// pixel: for each output row of a phase, the `ny` input rows it reads are
+/// converted once into a channels-last *window*, `[column][row][channel]`
+/// (zero columns beyond the edges, zero rows outside the image), in which
+/// the taps of every output pixel of the row are one contiguous piece
+/// (`nx` columns from its first): the weights are gathered in that order,
+/// and each pixel pair is one pass over them. With [`Profile::Small`] the
+/// weights are gathered for a block of output channels at a time, and the
+/// windows (or columns) are rebuilt for each block.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_i8_for_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+    profile: Profile,
+) {
     let s = g.stride;
     let nt = phase_taps(0, s, g.k);
+    let block = conv_t_block(g.out_c as u64, (g.in_c * nt * nt) as u64, profile) as usize;
+    if !g.in_c.is_multiple_of(4) {
+        return conv_t_per_pixel::<E>(x, g, w, bias, q, out, scratch, block);
+    }
     let (sw, window_words) = conv_t_window(g);
-    let (phases, _) = conv_t_window_words(g);
-    let pw = (g.out_c * g.in_c * nt * nt).div_ceil(4);
+    let phases = match profile {
+        Profile::Fast => conv_t_window_words(g).0,
+        Profile::Small => 1,
+    };
+    let pw = (block * g.in_c * nt * nt).div_ceil(4);
     let (wg, window) = scratch.split_at_mut(phases as usize * pw);
     let window = &mut window[..window_words];
     let plane = g.out_h * g.out_w;
@@ -579,48 +717,56 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
         let mut rx0 = 0;
         while rx0 < s {
             let rxs = rx0..(rx0 + phases as usize).min(s);
-            for rx in rxs.clone() {
-                let nx = phase_taps(rx, s, g.k);
-                let wr = &mut wg[(rx - rx0) * pw..][..pw];
-                gather_phase(w, g, (ry, rx), (ny, nx), true, wr);
-            }
-            let mut y = y_first;
-            while y < g.out_h {
-                // Window column c is input column c - (nt - 1); row a is
-                // input row iy0 - a.
-                let iy0 = ((y + g.pad - ry) / s) as isize;
-                if ny > 0 {
-                    fill_window(
-                        x,
-                        (g.in_c, g.in_h, g.in_w),
-                        window,
-                        (sw, ny),
-                        |c| c as isize - (nt as isize - 1),
-                        |a| iy0 - a as isize,
-                        q.in_zp,
-                    );
-                }
+            // Output channels o0..o1 at a time (all of them with
+            // Profile::Fast).
+            let mut o0 = 0;
+            while o0 < g.out_c {
+                let o1 = (o0 + block).min(g.out_c);
                 for rx in rxs.clone() {
                     let nx = phase_taps(rx, s, g.k);
-                    let x_first = (rx + s - g.pad % s) % s;
-                    if x_first >= g.out_w {
-                        continue;
-                    }
-                    let n = nx * ny * g.in_c;
-                    let wb = crate::arena::words_as_bytes(&wg[(rx - rx0) * pw..][..pw]);
-                    // Output column x reads input columns ix0 ..= ix0 + nx
-                    // - 1, ix0 = (x + pad - rx) / s - (nx - 1): window
-                    // columns from ix0 + nt - 1, words from there times
-                    // ny * in_c / 2.
-                    let xo = |j: usize| x_first + j * s;
-                    let at = |j: usize| ((xo(j) + g.pad - rx) / s + nt - nx) * ny * g.in_c / 2;
-                    let orow = y * g.out_w;
-                    let npix = (g.out_w - x_first).div_ceil(s);
-                    window_pixels::<E>(npix, g.out_c, wb, n, bias, q, window, at, |o, j, v| {
-                        out[o * plane + orow + xo(j)] = v
-                    });
+                    let wr = &mut wg[(rx - rx0) * pw..][..pw];
+                    gather_phase(w, g, (ry, rx), (ny, nx), true, o0..o1, wr);
                 }
-                y += s;
+                let (bias, q) = (&bias[4 * o0..], q.from_channel(o0));
+                let mut y = y_first;
+                while y < g.out_h {
+                    // Window column c is input column c - (nt - 1); row a is
+                    // input row iy0 - a.
+                    let iy0 = ((y + g.pad - ry) / s) as isize;
+                    if ny > 0 {
+                        fill_window(
+                            x,
+                            (g.in_c, g.in_h, g.in_w),
+                            window,
+                            (sw, ny),
+                            |c| c as isize - (nt as isize - 1),
+                            |a| iy0 - a as isize,
+                            q.in_zp,
+                        );
+                    }
+                    for rx in rxs.clone() {
+                        let nx = phase_taps(rx, s, g.k);
+                        let x_first = (rx + s - g.pad % s) % s;
+                        if x_first >= g.out_w {
+                            continue;
+                        }
+                        let n = nx * ny * g.in_c;
+                        let wb = crate::arena::words_as_bytes(&wg[(rx - rx0) * pw..][..pw]);
+                        // Output column x reads input columns ix0 ..= ix0 + nx
+                        // - 1, ix0 = (x + pad - rx) / s - (nx - 1): window
+                        // columns from ix0 + nt - 1, words from there times
+                        // ny * in_c / 2.
+                        let xo = |j: usize| x_first + j * s;
+                        let at = |j: usize| ((xo(j) + g.pad - rx) / s + nt - nx) * ny * g.in_c / 2;
+                        let orow = y * g.out_w;
+                        let npix = (g.out_w - x_first).div_ceil(s);
+                        let put =
+                            |o: usize, j: usize, v: i8| out[(o0 + o) * plane + orow + xo(j)] = v;
+                        window_pixels::<E>(npix, o1 - o0, wb, n, bias, &q, window, at, put);
+                    }
+                    y += s;
+                }
+                o0 = o1;
             }
             rx0 = rxs.end;
         }
@@ -628,7 +774,9 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
 }
 
 /// [`conv_transpose2d_i8_with`] when the input channels are not a
-/// multiple of four: one column per output pixel.
+/// multiple of four: one column per output pixel, the weights gathered
+/// for `block` output channels at a time.
+#[allow(clippy::too_many_arguments)]
 fn conv_t_per_pixel<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -637,10 +785,11 @@ fn conv_t_per_pixel<E: Engine>(
     q: &RequantI8<'_>,
     out: &mut [i8],
     scratch: &mut [u32],
+    block: usize,
 ) {
     let s = g.stride;
     let nmax = conv_t_col_len(g);
-    let (wg, cols) = scratch.split_at_mut((g.out_c * nmax).div_ceil(4));
+    let (wg, cols) = scratch.split_at_mut((block * nmax).div_ceil(4));
     let plane = g.out_h * g.out_w;
     for ry in 0..s {
         let ny = phase_taps(ry, s, g.k);
@@ -653,26 +802,31 @@ fn conv_t_per_pixel<E: Engine>(
             if y_first >= g.out_h || x_first >= g.out_w {
                 continue;
             }
-            gather_phase(w, g, (ry, rx), (ny, nx), false, wg);
-            let wb = super::super::arena::words_as_bytes(wg);
             // Pixels of the phase in raster order.
             let nx_pix = (g.out_w - x_first).div_ceil(s);
             let ny_pix = (g.out_h - y_first).div_ceil(s);
             let at = |p: usize| (y_first + (p / nx_pix) * s, x_first + (p % nx_pix) * s);
-            pixels::<E>(
-                nx_pix * ny_pix,
-                g.out_c,
-                wb,
-                n,
-                bias,
-                q,
-                cols,
-                |p, wr| conv_t_col(x, g, q.in_zp, at(p), (ry, rx), (ny, nx), wr),
-                |o, p, v| {
-                    let (y, x) = at(p);
-                    out[o * plane + y * g.out_w + x] = v;
-                },
-            );
+            let mut o0 = 0;
+            while o0 < g.out_c {
+                let o1 = (o0 + block).min(g.out_c);
+                gather_phase(w, g, (ry, rx), (ny, nx), false, o0..o1, wg);
+                let wb = super::super::arena::words_as_bytes(wg);
+                pixels::<E>(
+                    nx_pix * ny_pix,
+                    o1 - o0,
+                    wb,
+                    n,
+                    &bias[4 * o0..],
+                    &q.from_channel(o0),
+                    cols,
+                    |p, wr| conv_t_col(x, g, q.in_zp, at(p), (ry, rx), (ny, nx), wr),
+                    |o, p, v| {
+                        let (y, x) = at(p);
+                        out[(o0 + o) * plane + y * g.out_w + x] = v;
+                    },
+                );
+                o0 = o1;
+            }
         }
     }
 }

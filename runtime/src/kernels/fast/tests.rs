@@ -90,23 +90,32 @@ fn check_conv_kind(g: &ConvGeom, seed: u64, transposed: bool) {
     } else {
         r::conv2d_i8(&x, g, &wt, &b, &q.rq(), &mut want);
     }
-    both(&want, |dsp| {
-        let mut got = std::vec![0i8; n];
-        let words = if transposed {
-            conv_transpose2d_scratch_words(g)
-        } else {
-            conv2d_scratch_words(g)
-        };
-        let mut s = scratch(words as usize);
-        let (x, wt, q, out) = (&x[..], &wt[..], &q.rq(), &mut got[..]);
-        match (transposed, dsp) {
-            (false, true) => conv2d_i8_with::<Dsp>(x, g, wt, &b, q, out, &mut s),
-            (false, false) => conv2d_i8_with::<Portable>(x, g, wt, &b, q, out, &mut s),
-            (true, true) => conv_transpose2d_i8_with::<Dsp>(x, g, wt, &b, q, out, &mut s),
-            (true, false) => conv_transpose2d_i8_with::<Portable>(x, g, wt, &b, q, out, &mut s),
-        }
-        got
-    });
+    // Both profiles: the fast plan's scratch, and the small one's (the
+    // micro:bit's: columns, weights gathered a block of channels at a time).
+    for profile in [Profile::Fast, Profile::Small] {
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; n];
+            let words = if transposed {
+                conv_transpose2d_scratch_words_for(g, profile)
+            } else {
+                conv2d_scratch_words_for(g, profile)
+            };
+            let mut s = scratch(words as usize);
+            let (x, wt, q, out) = (&x[..], &wt[..], &q.rq(), &mut got[..]);
+            let p = profile;
+            match (transposed, dsp) {
+                (false, true) => conv2d_i8_for_with::<Dsp>(x, g, wt, &b, q, out, &mut s, p),
+                (false, false) => conv2d_i8_for_with::<Portable>(x, g, wt, &b, q, out, &mut s, p),
+                (true, true) => {
+                    conv_transpose2d_i8_for_with::<Dsp>(x, g, wt, &b, q, out, &mut s, p)
+                }
+                (true, false) => {
+                    conv_transpose2d_i8_for_with::<Portable>(x, g, wt, &b, q, out, &mut s, p)
+                }
+            }
+            got
+        });
+    }
 }
 
 fn check_conv(g: &ConvGeom, seed: u64) {
