@@ -9,7 +9,6 @@
 //! - Samples: written to a host file over semihosting.
 //! - Exit: semihosting `SYS_EXIT`; QEMU exits 0 on success, 1 otherwise.
 
-use core::convert::Infallible;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,82 +16,54 @@ use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, nr, syscall};
 use defmt_semihosting as _; // the global logger
 
+use crate::bsp;
 use crate::ticks;
 use crate::Failure;
 
-/// Board name, for the log.
-pub const NAME: &str = "QEMU mps2-an386";
-/// What [`COUNTS_PER_TICK`] counts.
-pub const COUNT_UNIT: &str = "instructions";
+/// The QEMU mps2 board.
+pub struct Qemu {
+    /// The host file the samples go to, once opened.
+    fd: Option<usize>,
+}
+
 /// Core clock of the mps2 boards, which clocks SysTick.
-pub const TICK_HZ: u32 = 25_000_000;
-/// Instructions per SysTick tick under `-icount shift=0` (1 ns each):
-/// 1e9 / 25 MHz.
-pub const COUNTS_PER_TICK: u64 = 1_000_000_000 / TICK_HZ as u64;
-/// Length of each of the final blinks (virtual time: 1 ms = 1e6 instructions).
-pub const BLINK_MS: u32 = 1;
+const TICK_HZ: u32 = 25_000_000;
 
-/// The board's peripherals, as the app uses them.
-pub struct Board {
-    /// Status LED.
-    pub led: FpgaioLed,
-    /// A delay (SysTick-based).
-    pub delay: TickDelay,
-}
+/// Address of the FPGA I/O block's `LED0` register (one bit per user LED).
+const FPGAIO_LED0: *mut u32 = 0x4002_8000 as *mut u32;
 
-/// Takes the core peripherals and starts the tick counter.
-pub fn init() -> Board {
-    let cp = defmt::unwrap!(cortex_m::Peripherals::take());
-    ticks::start(cp.SYST);
-    Board {
-        led: FpgaioLed { bit: 0 },
-        delay: TickDelay { hz: TICK_HZ },
+impl bsp::Board for Qemu {
+    const NAME: &'static str = "QEMU mps2-an386";
+    const COUNT_UNIT: &'static str = "instructions";
+    const TICK_HZ: u32 = TICK_HZ;
+    /// Instructions per SysTick tick under `-icount shift=0` (1 ns each):
+    /// 1e9 / 25 MHz.
+    const COUNTS_PER_TICK: u64 = 1_000_000_000 / TICK_HZ as u64;
+    /// Virtual time: 1 ms = 1e6 instructions.
+    const BLINK_MS: u32 = 1;
+
+    fn init() -> Self {
+        let cp = defmt::unwrap!(cortex_m::Peripherals::take());
+        ticks::start(cp.SYST);
+        Qemu { fd: None }
     }
-}
 
-/// A user LED of the MPS2 FPGA I/O block (`LED0` register, one bit per LED).
-pub struct FpgaioLed {
-    bit: u8,
-}
-
-impl FpgaioLed {
-    const LED0: *mut u32 = 0x4002_8000 as *mut u32;
-
-    fn update(&mut self, on: bool) {
-        let mask = 1u32 << self.bit;
-        // SAFETY: LED0 is the FPGAIO LED register of mps2-an386, a plain
-        // read/write 32-bit register; this firmware is single-threaded and
-        // no interrupt handler touches it.
-        unsafe {
-            let v = Self::LED0.read_volatile();
-            Self::LED0.write_volatile(if on { v | mask } else { v & !mask });
-        }
-    }
-}
-
-impl embedded_hal::digital::ErrorType for FpgaioLed {
-    type Error = Infallible;
-}
-
-impl embedded_hal::digital::OutputPin for FpgaioLed {
-    fn set_high(&mut self) -> Result<(), Infallible> {
-        self.update(true);
+    fn set_led(&mut self, on: bool) -> Result<(), Failure> {
+        fpgaio_led(on);
         Ok(())
     }
-    fn set_low(&mut self) -> Result<(), Infallible> {
-        self.update(false);
-        Ok(())
+
+    /// Busy-waits on the SysTick counter, which [`bsp::Board::init`]
+    /// started (the mps2 FPGA timers would do as well).
+    fn delay_ms(&mut self, ms: u32) {
+        let ticks = u64::from(ms) * u64::from(TICK_HZ / 1000);
+        let end = ticks::now() + ticks;
+        while ticks::now() < end {}
     }
-}
 
-/// Where the samples go: a host file, opened for writing in binary mode.
-pub struct Sink {
-    fd: usize,
-}
-
-impl Sink {
-    /// Creates (truncates) the host file [`crate::config::RAW_OUT`].
-    pub fn open() -> Result<Sink, Failure> {
+    /// Creates (truncates) the host file [`crate::config::RAW_OUT`], in
+    /// binary mode.
+    fn open_samples(&mut self) -> Result<(), Failure> {
         let name = crate::config::RAW_OUT;
         // SAFETY: SYS_OPEN reads `len` bytes of the name (NUL-terminated, as
         // semihosting wants: the length excludes the NUL) and nothing else.
@@ -107,14 +78,16 @@ impl Sink {
         if fd as isize == -1 {
             return Err(Failure::HostIo);
         }
-        Ok(Sink { fd })
+        self.fd = Some(fd);
+        Ok(())
     }
 
-    /// Appends one sample's pixels.
-    pub fn write(&mut self, _index: u32, mut bytes: &[u8]) -> Result<(), Failure> {
+    /// Appends one sample's pixels to the host file.
+    fn write_sample(&mut self, _index: u32, mut bytes: &[u8]) -> Result<(), Failure> {
+        let fd = self.fd.ok_or(Failure::HostIo)?;
         while !bytes.is_empty() {
             // SAFETY: SYS_WRITE reads `len` bytes from a live slice.
-            let not_written = unsafe { syscall!(WRITE, self.fd, bytes.as_ptr(), bytes.len()) };
+            let not_written = unsafe { syscall!(WRITE, fd, bytes.as_ptr(), bytes.len()) };
             if not_written >= bytes.len() {
                 return Err(Failure::HostIo);
             }
@@ -123,33 +96,34 @@ impl Sink {
         Ok(())
     }
 
-    /// Closes the file.
-    pub fn close(self) -> Result<(), Failure> {
+    fn close_samples(&mut self) -> Result<(), Failure> {
+        let fd = self.fd.take().ok_or(Failure::HostIo)?;
         // SAFETY: SYS_CLOSE takes the handle SYS_OPEN returned.
-        match unsafe { syscall!(CLOSE, self.fd) } {
+        match unsafe { syscall!(CLOSE, fd) } {
             0 => Ok(()),
             _ => Err(Failure::HostIo),
         }
     }
-}
 
-/// [`embedded_hal::delay::DelayNs`] by busy-waiting on the SysTick counter
-/// (which [`init`] starts). The mps2 FPGA timers would do as well; SysTick is
-/// already running.
-pub struct TickDelay {
-    hz: u32,
-}
-
-impl embedded_hal::delay::DelayNs for TickDelay {
-    fn delay_ns(&mut self, ns: u32) {
-        let ticks = (u64::from(ns) * u64::from(self.hz)).div_ceil(1_000_000_000);
-        let end = ticks::now() + ticks;
-        while ticks::now() < end {}
+    /// QEMU exits with status 0 on success, 1 on failure.
+    fn exit(success: bool) -> ! {
+        exit(success)
     }
 }
 
-/// Ends the program: QEMU exits with status 0 on success, 1 on failure.
-pub fn exit(success: bool) -> ! {
+/// Turns user LED 0 of the MPS2 FPGA I/O block on or off.
+fn fpgaio_led(on: bool) {
+    // SAFETY: LED0 is the FPGAIO LED register of the mps2 board, a plain
+    // read/write 32-bit register; this firmware is single-threaded and no
+    // interrupt handler touches it.
+    unsafe {
+        let v = FPGAIO_LED0.read_volatile();
+        FPGAIO_LED0.write_volatile(if on { v | 1 } else { v & !1 });
+    }
+}
+
+/// Semihosting `SYS_EXIT`: QEMU exits with status 0 on success, 1 on failure.
+fn exit(success: bool) -> ! {
     debug::exit(if success {
         debug::EXIT_SUCCESS
     } else {
