@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Cargo runner for the QEMU board: runs the firmware ELF on an emulated
-# mps2-an386 (Cortex-M4F) and decodes its defmt log with defmt-print.
+# Cargo runner for the QEMU boards: runs the firmware ELF on the emulated
+# Arm MPS2 board it was built for and decodes its defmt log with defmt-print.
 #
 #   usage: qemu-run.sh path/to/firmware.elf
+#
+# The machine is read from the ELF: the firmware logs its board's name
+# ("QEMU mps2-an386", "QEMU mps2-an500", "QEMU mps2-an505"), so that string
+# is in its flash image:
+#
+#   feature qemu (default)  mps2-an386  Cortex-M4F
+#   feature qemu-m7         mps2-an500  Cortex-M7
+#   feature qemu-m33        mps2-an505  Cortex-M33 (boots Secure)
+#
+# TINYGEN_QEMU_MACHINE=mps2-anNNN overrides it.
 #
 # -icount shift=0 makes each instruction take 1 ns of virtual time, so the
 # firmware's SysTick counter measures instructions. Semihosting runs on the
@@ -26,9 +36,27 @@ if ! command -v defmt-print >/dev/null 2>&1; then
     exit 1
 fi
 
+machine="${TINYGEN_QEMU_MACHINE:-}"
+if [ -z "$machine" ]; then
+    machine="$(grep -a -o -m 1 'QEMU mps2-an[0-9]*' "$elf" | head -n 1 | sed 's/^QEMU //')" || true
+fi
+case "$machine" in
+    mps2-an386) cpu=cortex-m4 ;;
+    mps2-an500) cpu=cortex-m7 ;;
+    mps2-an505) cpu=cortex-m33 ;;
+    "")
+        echo "qemu-run.sh: $elf names no QEMU board (built for the nRF52840-DK?); set TINYGEN_QEMU_MACHINE" >&2
+        exit 1
+        ;;
+    *)
+        echo "qemu-run.sh: unknown machine $machine (mps2-an386, mps2-an500 or mps2-an505)" >&2
+        exit 1
+        ;;
+esac
+
 timeout --kill-after=10 "${TINYGEN_QEMU_TIMEOUT:-600}" \
     qemu-system-arm \
-        -machine mps2-an386 -cpu cortex-m4 \
+        -machine "$machine" -cpu "$cpu" \
         -nographic -monitor none -serial null \
         -semihosting-config enable=on,target=native \
         -icount shift=0 \

@@ -32,7 +32,10 @@ compile_error!(
      build the nRF52840-DK with `--no-default-features --features nrf52840dk`"
 );
 #[cfg(not(any(feature = "qemu", feature = "nrf52840dk")))]
-compile_error!("choose a board: feature `qemu` (the default) or `nrf52840dk`");
+compile_error!(
+    "choose a board: feature `qemu` (the default; with `qemu-m7` or `qemu-m33` for the \
+     Cortex-M7 or M33 machine) or `nrf52840dk`"
+);
 #[cfg(all(feature = "bench-kernels", feature = "nrf52840dk"))]
 compile_error!(
     "feature `bench-kernels` runs on the QEMU board only: build it with the default \

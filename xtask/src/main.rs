@@ -37,7 +37,8 @@ usage: cargo xtask <command> [options]
 commands:
   test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests (the
                        runtime's also on i686, a 32-bit usize), docs, the firmware builds, the
-                       QEMU-vs-host contract test, and 30 s of fuzzing per fuzz target (the
+                       QEMU-vs-host contract test (Cortex-M4F; every int8 file also on the
+                       Cortex-M7 and the Cortex-M33), and 30 s of fuzzing per fuzz target (the
                        i686 build, no sanitizer)
   demo [--epochs N]    train a VAE on the shipped data (default 15 epochs), export f32 and
                        int8, sample the int8 model on an emulated Cortex-M4 (QEMU), write
@@ -399,6 +400,8 @@ fn ensure_defmt_print(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let t0 = Instant::now();
     ensure_targets(root)?;
+    // The Cortex-M33 firmware (ARMv8-M Mainline) of the contract test.
+    ensure_rust_targets(root, &[firmware::TARGET_M33])?;
     ensure_qemu()?;
     let c = cargo();
     let fw = root.join("firmware");
@@ -493,8 +496,30 @@ fn test(root: &Path) -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
 
-    step("firmware: clippy (QEMU board, its kernel benchmark, nRF52840-DK) and release builds");
+    step(
+        "firmware: clippy (QEMU boards M4F, M7, M33, the kernel benchmark, nRF52840-DK) and \
+         release builds",
+    );
     run(&fw, &c, ["clippy", "--", "-D", "warnings"])?;
+    run(
+        &fw,
+        &c,
+        ["clippy", "--features", "qemu-m7", "--", "-D", "warnings"],
+    )?;
+    run(
+        &fw,
+        &c,
+        [
+            "clippy",
+            "--features",
+            "qemu-m33",
+            "--target",
+            firmware::TARGET_M33,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     run(
         &fw,
         &c,
@@ -533,7 +558,10 @@ fn test(root: &Path) -> Result<()> {
     )?;
     run(&fw, &c, ["build", "--release"])?;
 
-    step("host/target contract: firmware under QEMU vs host runtime, byte for byte");
+    step(
+        "host/target contract: firmware under QEMU (Cortex-M4F, M7, M33) vs host runtime, \
+         byte for byte",
+    );
     run(
         root,
         &c,
