@@ -49,6 +49,14 @@ fn contract_full(board: Board, path: &std::path::Path, model_file: &str, samples
     let work = tempfile::tempdir().unwrap();
     let elf = firmware::build_for(board, &path, samples, SEED, t, work.path()).unwrap();
     let run = firmware::run_qemu_on(board, &elf, work.path(), Duration::from_secs(600)).unwrap();
+    // One instruction count per sample in the counts file (what the
+    // demo and the bench read), none of them zero.
+    assert_eq!(run.counts.len(), samples as usize, "{model_file}: counts");
+    assert!(
+        run.counts.iter().all(|&c| c > 0),
+        "{model_file}: {:?}",
+        run.counts
+    );
     let model = Model::load(&bytes).unwrap();
     // The sampler the file's kind calls for, as the firmware picks it.
     let host = sample_model_at(&model, samples as usize, SEED, t).unwrap();
