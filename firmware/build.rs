@@ -27,6 +27,8 @@ use tinygen_runtime::{features, Model, ModelKind, Profile};
 /// A board's memory and what the firmware keeps for itself.
 struct Board {
     name: &'static str,
+    /// The Rust target it builds for.
+    target: &'static str,
     /// Linker script with the MEMORY block, relative to the manifest dir.
     memory_x: &'static str,
     flash_bytes: u32,
@@ -44,7 +46,30 @@ struct Board {
 
 const QEMU: Board = Board {
     name: "qemu (mps2-an386)",
+    target: "thumbv7em-none-eabihf",
     memory_x: "memory/qemu.x",
+    flash_bytes: 4 << 20,
+    ram_bytes: 4 << 20,
+    reserve_bytes: 64 << 10,
+    stack_bytes: None,
+    profile: Profile::Fast,
+};
+
+const QEMU_M7: Board = Board {
+    name: "qemu-m7 (mps2-an500)",
+    target: "thumbv7em-none-eabihf",
+    memory_x: "memory/qemu-m7.x",
+    flash_bytes: 4 << 20,
+    ram_bytes: 4 << 20,
+    reserve_bytes: 64 << 10,
+    stack_bytes: None,
+    profile: Profile::Fast,
+};
+
+const QEMU_M33: Board = Board {
+    name: "qemu-m33 (mps2-an505)",
+    target: "thumbv8m.main-none-eabihf",
+    memory_x: "memory/qemu-m33.x",
     flash_bytes: 4 << 20,
     ram_bytes: 4 << 20,
     reserve_bytes: 64 << 10,
@@ -54,6 +79,7 @@ const QEMU: Board = Board {
 
 const NRF52840DK: Board = Board {
     name: "nrf52840dk",
+    target: "thumbv7em-none-eabihf",
     memory_x: "memory/nrf52840dk.x",
     flash_bytes: 1 << 20,
     ram_bytes: 256 << 10,
@@ -67,6 +93,7 @@ const NRF52840DK: Board = Board {
 /// [`MICROBIT_STACK`]).
 const MICROBIT: Board = Board {
     name: "microbit (nRF51822)",
+    target: "thumbv6m-none-eabi",
     memory_x: "memory/microbit.x",
     flash_bytes: 256 << 10,
     ram_bytes: 16 << 10,
@@ -121,17 +148,28 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_default());
     println!("cargo::rerun-if-changed=build.rs");
 
-    // Exactly one board; with none or both, src/main.rs's compile_error! says
-    // so, and nothing here is board-specific.
-    let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
-    let nrf = env::var_os("CARGO_FEATURE_NRF52840DK").is_some();
-    let microbit = env::var_os("CARGO_FEATURE_MICROBIT").is_some();
-    let board = match (qemu, nrf, microbit) {
-        (true, false, false) => Some(&QEMU),
-        (false, true, false) => Some(&NRF52840DK),
-        (false, false, true) => Some(&MICROBIT),
+    // Exactly one board; with none or two, src/main.rs's compile_error! says
+    // so, and nothing here is board-specific. `qemu-m7` and `qemu-m33` turn
+    // `qemu` on too.
+    let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
+    let qemu = feature("QEMU");
+    let nrf = feature("NRF52840DK");
+    let microbit = feature("MICROBIT");
+    let board = match (qemu, nrf, microbit, feature("QEMU_M7"), feature("QEMU_M33")) {
+        (true, false, false, false, false) => Some(&QEMU),
+        (true, false, false, true, false) => Some(&QEMU_M7),
+        (true, false, false, false, true) => Some(&QEMU_M33),
+        (false, true, false, false, false) => Some(&NRF52840DK),
+        (false, false, true, false, false) => Some(&MICROBIT),
         _ => None,
     };
+    let target = env::var("TARGET").unwrap_or_default();
+    if let Some(board) = board.filter(|b| b.target != target) {
+        fail(&format!(
+            "board {} builds for target {}, not {target}: add `--target {}`",
+            board.name, board.target, board.target
+        ));
+    }
 
     // The model.
     let project_root = manifest_dir.parent().unwrap_or(&manifest_dir).to_path_buf();
@@ -285,6 +323,9 @@ fn main() {
          /// Host file for the pixels (QEMU), NUL-terminated for semihosting.\n\
          #[allow(dead_code)]\n\
          pub const RAW_OUT: &str = {raw_out_z:?};\n\
+         /// Host file for the per-sample counts (QEMU): RAW_OUT.counts.\n\
+         #[allow(dead_code)]\n\
+         pub const COUNTS_OUT: &str = {counts_out_z:?};\n\
          \n\
          #[repr(C, align(4))]\n\
          struct Aligned<T: ?Sized>(T);\n\
@@ -297,6 +338,7 @@ fn main() {
         h = image.h,
         w = image.w,
         raw_out_z = format!("{raw_out}\0"),
+        counts_out_z = format!("{raw_out}.counts\0"),
     );
     write(&out_dir.join("config.rs"), rs.as_bytes());
 }

@@ -36,35 +36,71 @@ compile_error!(
      build another board than the default with `--no-default-features --features BOARD`"
 );
 #[cfg(not(any(feature = "qemu", feature = "nrf52840dk", feature = "microbit")))]
-compile_error!("choose a board: feature `qemu` (the default), `nrf52840dk` or `microbit`");
+compile_error!(
+    "choose a board: feature `qemu` (the default; with `qemu-m7` or `qemu-m33` for the \
+     Cortex-M7 or M33 machine), `nrf52840dk` or `microbit`"
+);
 #[cfg(all(feature = "bench-kernels", not(feature = "qemu")))]
 compile_error!(
-    "feature `bench-kernels` runs on the QEMU Cortex-M4 board only: build it with the \
-     default features (`--features bench-kernels`)"
+    "feature `bench-kernels` runs on the QEMU mps2 boards only: build it with the default \
+     features (`--features bench-kernels`)"
 );
+
+mod bsp;
 
 #[cfg(feature = "qemu")]
 #[path = "board/qemu.rs"]
-mod board;
+mod qemu;
 
 #[cfg(all(feature = "nrf52840dk", not(feature = "qemu")))]
 #[path = "board/nrf52840dk.rs"]
-mod board;
+mod nrf52840dk;
 
 #[cfg(all(
     feature = "microbit",
     not(any(feature = "qemu", feature = "nrf52840dk"))
 ))]
 #[path = "board/microbit.rs"]
-mod board;
+mod microbit;
+
+/// Semihosting (host files, exit, panic handlers) for the QEMU boards.
+#[cfg(any(feature = "qemu", feature = "microbit"))]
+#[path = "board/semihosting.rs"]
+mod semihosting;
+
+/// The board this build is for (its type implements [`bsp::Board`]).
+mod board {
+    #[cfg(all(
+        feature = "microbit",
+        not(any(feature = "qemu", feature = "nrf52840dk"))
+    ))]
+    pub use crate::microbit::Microbit as Board;
+    #[cfg(all(feature = "nrf52840dk", not(feature = "qemu")))]
+    pub use crate::nrf52840dk::Nrf52840Dk as Board;
+    #[cfg(feature = "qemu")]
+    pub use crate::qemu::Qemu as Board;
+
+    // The kernel benchmark reads the board's constants by these names.
+    #[cfg(feature = "bench-kernels")]
+    use crate::bsp::Board as _;
+    #[cfg(feature = "bench-kernels")]
+    pub const NAME: &str = Board::NAME;
+    #[cfg(feature = "bench-kernels")]
+    pub const COUNT_UNIT: &str = Board::COUNT_UNIT;
+    #[cfg(feature = "bench-kernels")]
+    pub const COUNTS_PER_TICK: u64 = Board::COUNTS_PER_TICK;
+}
 
 #[cfg(feature = "bench-kernels")]
 mod bench_kernels;
 #[cfg(feature = "microbit")]
 mod stack;
 // The micro:bit's Cortex-M0 has no SysTick: its board counts with TIMER0.
-#[cfg(feature = "microbit")]
-use board::ticks;
+#[cfg(all(
+    feature = "microbit",
+    not(any(feature = "qemu", feature = "nrf52840dk"))
+))]
+use microbit::ticks;
 #[cfg(not(feature = "microbit"))]
 mod ticks;
 
@@ -73,8 +109,7 @@ mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
 
-use embedded_hal::delay::DelayNs;
-use embedded_hal::digital::OutputPin;
+use bsp::Board;
 use tinygen_runtime::{Arena, AutoregressiveSampler, Decoder, Model, ModelKind, Rng};
 
 use config::{ARENA_BYTES, IMAGE_BYTES, PROFILE, SAMPLES, SEED, TEMPERATURE};
@@ -131,22 +166,23 @@ static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
 fn main() -> ! {
     #[cfg(feature = "microbit")]
     stack::paint();
-    let b = board::init();
+    let b = board::Board::init();
     #[cfg(not(feature = "bench-kernels"))]
     let ok = sample(b);
     #[cfg(feature = "bench-kernels")]
     let ok = bench_kernels::run(b);
-    board::exit(ok)
+    board::Board::exit(ok)
 }
 
-/// Samples the embedded model and logs the outcome; `true` on success.
-fn sample(mut b: board::Board) -> bool {
+/// Samples the embedded model on board `b` and logs the outcome; `true` on
+/// success.
+fn sample<B: Board>(mut b: B) -> bool {
     let arena = &raw mut ARENA;
     // SAFETY: `sample` runs once, from `main`, which never returns, and no
     // interrupt handler touches ARENA, so this is the only reference ever
     // made to it.
     let arena = unsafe { &mut *arena };
-    let result = run(arena.as_mut_slice(), &mut b.led, &mut b.delay);
+    let result = run(arena.as_mut_slice(), &mut b);
     #[cfg(feature = "microbit")]
     defmt::info!(
         "stack: {=usize} bytes used at the deepest, of {=usize} free for it",
@@ -168,17 +204,13 @@ fn load() -> tinygen_runtime::Result<Model<'static>> {
     Model::load_for(config::MODEL, PROFILE)
 }
 
-fn run(
-    arena: &mut [u8],
-    led: &mut impl OutputPin,
-    delay: &mut impl DelayNs,
-) -> Result<(), Failure> {
+fn run<B: Board>(arena: &mut [u8], b: &mut B) -> Result<(), Failure> {
     let model = load()?;
     let f = &model.file;
     let image = f.meta.image;
     defmt::info!(
         "board {=str}; model {=str}: {} {=str}, image {=u16}x{=u16}x{=u16}, latent {=u16}",
-        board::NAME,
+        B::NAME,
         config::MODEL_PATH,
         f.kind,
         f.dtype.name(),
@@ -220,51 +252,52 @@ fn run(
     } else {
         Sampler::Decoder(Decoder::new(&model, arena)?)
     };
-    let mut sink = board::Sink::open()?;
+    b.open_samples()?;
     defmt::info!(
         "sampling {=u32} images, seed {=u64}; counter: {=str} at {=u32} Hz, {=u64} {=str} per tick",
         SAMPLES,
         SEED,
-        board::COUNTER,
-        board::TICK_HZ,
-        board::COUNTS_PER_TICK,
-        board::COUNT_UNIT
+        B::COUNTER,
+        B::TICK_HZ,
+        B::COUNTS_PER_TICK,
+        B::COUNT_UNIT
     );
 
     let mut rng = Rng::new(SEED);
     let mut pixels = [0u8; IMAGE_BYTES];
     let mut total = 0u64;
     for i in 0..SAMPLES {
-        led.set_high().map_err(|_| Failure::Pin)?;
-        let t0 = ticks::now();
+        b.set_led(true)?;
+        let t0 = b.ticks();
         sampler.sample(&mut rng, &mut pixels)?;
-        let t1 = ticks::now();
-        led.set_low().map_err(|_| Failure::Pin)?;
-        let count = (t1 - t0) * board::COUNTS_PER_TICK;
+        let t1 = b.ticks();
+        b.set_led(false)?;
+        let count = (t1 - t0) * B::COUNTS_PER_TICK;
         total += count;
         defmt::info!(
             "sample {=u32}/{=u32}: {=str} per sample: {=u64}",
             i + 1,
             SAMPLES,
-            board::COUNT_UNIT,
+            B::COUNT_UNIT,
             count
         );
-        sink.write(i, &pixels)?;
+        b.write_sample(i, &pixels)?;
+        b.write_count(i, count)?;
     }
-    sink.close()?;
+    b.close_samples()?;
     defmt::info!(
         "mean {=str} per sample: {=u64} ({=u32} samples)",
-        board::COUNT_UNIT,
+        B::COUNT_UNIT,
         total / u64::from(SAMPLES),
         SAMPLES
     );
 
     // Done: three short blinks.
     for _ in 0..3 {
-        led.set_high().map_err(|_| Failure::Pin)?;
-        delay.delay_ms(board::BLINK_MS);
-        led.set_low().map_err(|_| Failure::Pin)?;
-        delay.delay_ms(board::BLINK_MS);
+        b.set_led(true)?;
+        b.delay_ms(B::BLINK_MS);
+        b.set_led(false)?;
+        b.delay_ms(B::BLINK_MS);
     }
     Ok(())
 }

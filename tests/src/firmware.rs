@@ -1,5 +1,7 @@
-//! Builds the firmware for a model file and runs it under QEMU's Cortex-M4
-//! (mps2-an386): shared by the host/target contract test and `cargo xtask`.
+//! Builds the firmware for a model file and runs it under QEMU: the
+//! Cortex-M4F (mps2-an386) by default, the Cortex-M7 (mps2-an500) or the
+//! Cortex-M33 (mps2-an505) as a [`Board`]; shared by the host/target
+//! contract test and `cargo xtask`.
 //!
 //! Standard library only, so that `xtask` can use it without compiling
 //! candle.
@@ -9,11 +11,77 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The target the firmware builds for.
+/// The target the firmware builds for (Cortex-M4F and M7).
 pub const TARGET: &str = "thumbv7em-none-eabihf";
+/// The target of the Cortex-M33 build.
+pub const TARGET_M33: &str = "thumbv8m.main-none-eabihf";
+
+/// A QEMU board the firmware builds for and runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Board {
+    /// `mps2-an386`, Cortex-M4F: the firmware's default feature `qemu`.
+    M4,
+    /// `mps2-an500`, Cortex-M7: feature `qemu-m7`.
+    M7,
+    /// `mps2-an505`, Cortex-M33 (boots Secure): feature `qemu-m33`.
+    M33,
+}
+
+impl Board {
+    /// Every QEMU board.
+    pub const ALL: [Board; 3] = [Board::M4, Board::M7, Board::M33];
+
+    /// The firmware feature that selects it, besides the default `qemu`.
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            Board::M4 => None,
+            Board::M7 => Some("qemu-m7"),
+            Board::M33 => Some("qemu-m33"),
+        }
+    }
+
+    /// The Rust target it builds for.
+    pub fn target(self) -> &'static str {
+        match self {
+            Board::M4 | Board::M7 => TARGET,
+            Board::M33 => TARGET_M33,
+        }
+    }
+
+    /// QEMU's `-machine`.
+    pub fn machine(self) -> &'static str {
+        match self {
+            Board::M4 => "mps2-an386",
+            Board::M7 => "mps2-an500",
+            Board::M33 => "mps2-an505",
+        }
+    }
+
+    /// QEMU's `-cpu`.
+    pub fn cpu(self) -> &'static str {
+        match self {
+            Board::M4 => "cortex-m4",
+            Board::M7 => "cortex-m7",
+            Board::M33 => "cortex-m33",
+        }
+    }
+
+    /// The core, for messages and tables.
+    pub fn core(self) -> &'static str {
+        match self {
+            Board::M4 => "Cortex-M4F",
+            Board::M7 => "Cortex-M7",
+            Board::M33 => "Cortex-M33",
+        }
+    }
+}
 /// Name of the pixel file the firmware writes through semihosting, in QEMU's
 /// working directory.
 pub const RAW_FILE: &str = "tinygen-samples.raw";
+
+/// The per-sample counts file the QEMU firmware writes beside [`RAW_FILE`]
+/// (one little-endian u64 per sample).
+pub const COUNTS_FILE: &str = "tinygen-samples.raw.counts";
 
 /// Serializes firmware builds: they share one target directory and one ELF
 /// path, so each build is copied out before the next one starts.
@@ -42,6 +110,10 @@ pub fn qemu_available() -> bool {
 pub struct FirmwareRun {
     /// The pixel bytes the firmware streamed, in sample order.
     pub pixels: Vec<u8>,
+    /// Each sample's instruction count (SysTick under `-icount shift=0`),
+    /// from the host file [`COUNTS_FILE`] the firmware writes beside the
+    /// pixels: no defmt decoding needed.
+    pub counts: Vec<u64>,
     /// QEMU's standard output: the firmware's defmt frames (decode them with
     /// `defmt-print -e <elf>`).
     pub stdout: Vec<u8>,
@@ -74,6 +146,22 @@ pub fn build_at(
     temperature: f32,
     out_dir: &Path,
 ) -> Result<PathBuf, String> {
+    build_for(Board::M4, model, samples, seed, temperature, out_dir)
+}
+
+/// [`build_at`] for `board`.
+///
+/// # Errors
+///
+/// As [`build`].
+pub fn build_for(
+    board: Board,
+    model: &Path,
+    samples: u32,
+    seed: u64,
+    temperature: f32,
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
     let model =
         std::fs::canonicalize(model).map_err(|e| format!("model file {}: {e}", model.display()))?;
     let env = [
@@ -82,7 +170,14 @@ pub fn build_at(
         ("TINYGEN_SEED", seed.to_string()),
         ("TINYGEN_TEMPERATURE", format!("{temperature:?}")),
     ];
-    cargo_build(&[], &env, &format!("for {}", model.display()), out_dir)
+    let features: Vec<&str> = board.feature().into_iter().collect();
+    cargo_build(
+        board,
+        &features,
+        &env,
+        &format!("for {} on the {}", model.display(), board.core()),
+        out_dir,
+    )
 }
 
 /// Builds the firmware (release) with the feature `bench-kernels`: the
@@ -94,6 +189,7 @@ pub fn build_at(
 /// If cargo fails (the message includes cargo's output).
 pub fn build_bench_kernels(out_dir: &Path) -> Result<PathBuf, String> {
     cargo_build(
+        Board::M4,
         &["bench-kernels"],
         &[],
         "with --features bench-kernels",
@@ -102,10 +198,11 @@ pub fn build_bench_kernels(out_dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// `cargo build --release` in `firmware/` (so that its .cargo/config.toml
-/// applies) with `features` added to the defaults and the environment
-/// `env`; copies the ELF to `out_dir/tinygen-firmware.elf`. `what` names
-/// the build in errors.
+/// applies) for `board`'s target with `features` added to the defaults and
+/// the environment `env`; copies the ELF to `out_dir/tinygen-firmware.elf`.
+/// `what` names the build in errors.
 fn cargo_build(
+    board: Board,
     features: &[&str],
     env: &[(&str, String)],
     what: &str,
@@ -114,7 +211,8 @@ fn cargo_build(
     let fw = project_root().join("firmware");
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&fw).args(["build", "--release", "--quiet"]);
+    cmd.current_dir(&fw)
+        .args(["build", "--release", "--quiet", "--target", board.target()]);
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
@@ -133,7 +231,7 @@ fn cargo_build(
     }
     let elf = fw
         .join("target")
-        .join(TARGET)
+        .join(board.target())
         .join("release")
         .join("tinygen-firmware");
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -166,20 +264,49 @@ pub struct QemuExit {
 /// If QEMU is missing, exits non-zero (the firmware's error exit), runs past
 /// `timeout`, or leaves no pixel file.
 pub fn run_qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<FirmwareRun, String> {
+    run_qemu_on(Board::M4, elf, work_dir, timeout)
+}
+
+/// [`run_qemu`] on `board`'s machine (an ELF built for that board).
+///
+/// # Errors
+///
+/// As [`run_qemu`].
+pub fn run_qemu_on(
+    board: Board,
+    elf: &Path,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<FirmwareRun, String> {
     std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
     let raw = work_dir.join(RAW_FILE);
+    let counts_file = work_dir.join(COUNTS_FILE);
     let _ = std::fs::remove_file(&raw);
-    let exit = qemu(elf, work_dir, timeout)?;
+    let _ = std::fs::remove_file(&counts_file);
+    let exit = qemu_on(board, elf, work_dir, timeout)?;
     if !exit.success {
         return Err(format!(
-            "firmware exited with {} under QEMU\n{}",
-            exit.status, exit.stderr
+            "firmware exited with {} under QEMU {}\n{}",
+            exit.status,
+            board.machine(),
+            exit.stderr
         ));
     }
     let pixels = std::fs::read(&raw)
         .map_err(|e| format!("firmware left no pixel file {}: {e}", raw.display()))?;
+    let counts = std::fs::read(&counts_file)
+        .map_err(|e| {
+            format!(
+                "firmware left no counts file {}: {e}",
+                counts_file.display()
+            )
+        })?
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
     Ok(FirmwareRun {
         pixels,
+        counts,
         stdout: exit.stdout,
         elf: elf.to_path_buf(),
         seconds: exit.seconds,
@@ -193,15 +320,29 @@ pub fn run_qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<Firmwa
 ///
 /// If QEMU cannot start or runs past `timeout`.
 pub fn qemu(elf: &Path, work_dir: &Path, timeout: Duration) -> Result<QemuExit, String> {
+    qemu_on(Board::M4, elf, work_dir, timeout)
+}
+
+/// [`qemu`] on `board`'s machine and core.
+///
+/// # Errors
+///
+/// As [`qemu`].
+pub fn qemu_on(
+    board: Board,
+    elf: &Path,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<QemuExit, String> {
     std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
     let start = Instant::now();
     let mut child = Command::new("qemu-system-arm")
         .current_dir(work_dir)
         .args([
             "-machine",
-            "mps2-an386",
+            board.machine(),
             "-cpu",
-            "cortex-m4",
+            board.cpu(),
             "-nographic",
             "-monitor",
             "none",

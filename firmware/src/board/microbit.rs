@@ -13,42 +13,83 @@
 //! - Samples: written to a host file over semihosting.
 //! - Exit: semihosting `SYS_EXIT`; QEMU exits 0 on success, 1 otherwise.
 
-use core::convert::Infallible;
+use crate::bsp;
+use crate::semihosting::{exit, HostFiles};
+use crate::Failure;
 
-use defmt_semihosting as _; // the global logger
-
-#[path = "semihosting.rs"]
-mod semihosting;
-pub use semihosting::{exit, Sink};
-
-/// Board name, for the log.
-pub const NAME: &str = "QEMU microbit (nRF51822, Cortex-M0)";
-/// The counter, for the log.
-pub const COUNTER: &str = "TIMER0";
-/// What [`COUNTS_PER_TICK`] counts.
-pub const COUNT_UNIT: &str = "instructions";
 /// TIMER0's count rate: 16 MHz / 2^1.
-pub const TICK_HZ: u32 = 8_000_000;
-/// Instructions per TIMER0 tick under `-icount shift=0` (1 ns each):
-/// 1e9 / 8 MHz.
-pub const COUNTS_PER_TICK: u64 = 1_000_000_000 / TICK_HZ as u64;
-/// Length of each of the final blinks (virtual time: 1 ms = 1e6 instructions).
-pub const BLINK_MS: u32 = 1;
+const TICK_HZ: u32 = 8_000_000;
 
-/// The board's peripherals, as the app uses them.
-pub struct Board {
-    /// Status LED.
-    pub led: MatrixLed,
-    /// A delay on the TIMER0 counter.
-    pub delay: TickDelay,
+/// The micro:bit v1 under QEMU.
+pub struct Microbit {
+    /// The host files the samples and their counts go to.
+    files: HostFiles,
 }
 
-/// Starts the tick counter and sets up the status LED.
-pub fn init() -> Board {
-    ticks::start();
-    Board {
-        led: MatrixLed::new(),
-        delay: TickDelay,
+impl bsp::Board for Microbit {
+    /// `qemu-run.sh` starts `-machine microbit` for an ELF holding this
+    /// string.
+    const NAME: &'static str = "QEMU microbit (nRF51822, Cortex-M0)";
+    const COUNT_UNIT: &'static str = "instructions";
+    const COUNTER: &'static str = "TIMER0";
+    /// TIMER0's rate, which the counter counts (there is no SysTick).
+    const TICK_HZ: u32 = TICK_HZ;
+    /// Instructions per TIMER0 tick under `-icount shift=0` (1 ns each):
+    /// 1e9 / 8 MHz = 125.
+    const COUNTS_PER_TICK: u64 = 1_000_000_000 / TICK_HZ as u64;
+    /// Virtual time: 1 ms = 1e6 instructions.
+    const BLINK_MS: u32 = 1;
+
+    fn init() -> Self {
+        ticks::start();
+        matrix_led_init();
+        Microbit {
+            files: HostFiles::new(),
+        }
+    }
+
+    fn set_led(&mut self, on: bool) -> Result<(), Failure> {
+        // SAFETY: write-one-to-set/clear GPIO registers of the nRF51; only
+        // this module touches P0.13 and P0.04, from thread mode.
+        unsafe {
+            if on {
+                gpio::OUTSET.write_volatile(ROW1);
+            } else {
+                gpio::OUTCLR.write_volatile(ROW1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Busy-waits on the TIMER0 counter.
+    fn delay_ms(&mut self, ms: u32) {
+        let ticks = u64::from(ms) * u64::from(TICK_HZ / 1000);
+        let end = ticks::now() + ticks;
+        while ticks::now() < end {}
+    }
+
+    /// Creates (truncates) the host files [`crate::config::RAW_OUT`] and
+    /// [`crate::config::COUNTS_OUT`], in binary mode.
+    fn open_samples(&mut self) -> Result<(), Failure> {
+        self.files.open()
+    }
+
+    fn write_sample(&mut self, _index: u32, pixels: &[u8]) -> Result<(), Failure> {
+        self.files.write_sample(pixels)
+    }
+
+    /// Appends one sample's instruction count (u64, little-endian).
+    fn write_count(&mut self, _index: u32, count: u64) -> Result<(), Failure> {
+        self.files.write_count(count)
+    }
+
+    fn close_samples(&mut self) -> Result<(), Failure> {
+        self.files.close()
+    }
+
+    /// QEMU exits with status 0 on success, 1 on failure.
+    fn exit(success: bool) -> ! {
+        exit(success)
     }
 }
 
@@ -59,50 +100,17 @@ mod gpio {
     pub const DIRSET: *mut u32 = 0x5000_0518 as *mut u32;
 }
 
-/// LED (1, 1) of the micro:bit's matrix: lit while ROW1 (P0.13) is high
-/// and COL1 (P0.04) is low.
-pub struct MatrixLed;
+/// The status LED is LED (1, 1) of the micro:bit's matrix: lit while ROW1
+/// (P0.13) is high and COL1 (P0.04) is low.
+const ROW1: u32 = 1 << 13;
+const COL1: u32 = 1 << 4;
 
-impl MatrixLed {
-    const ROW1: u32 = 1 << 13;
-    const COL1: u32 = 1 << 4;
-
-    fn new() -> Self {
-        // SAFETY: write-one-to-set/clear GPIO registers of the nRF51; only
-        // this driver touches P0.13 and P0.04, from thread mode.
-        unsafe {
-            gpio::OUTCLR.write_volatile(Self::ROW1 | Self::COL1);
-            gpio::DIRSET.write_volatile(Self::ROW1 | Self::COL1);
-        }
-        MatrixLed
-    }
-}
-
-impl embedded_hal::digital::ErrorType for MatrixLed {
-    type Error = Infallible;
-}
-
-impl embedded_hal::digital::OutputPin for MatrixLed {
-    fn set_high(&mut self) -> Result<(), Infallible> {
-        // SAFETY: as in `new`.
-        unsafe { gpio::OUTSET.write_volatile(Self::ROW1) };
-        Ok(())
-    }
-    fn set_low(&mut self) -> Result<(), Infallible> {
-        // SAFETY: as in `new`.
-        unsafe { gpio::OUTCLR.write_volatile(Self::ROW1) };
-        Ok(())
-    }
-}
-
-/// [`embedded_hal::delay::DelayNs`] by busy-waiting on the TIMER0 counter.
-pub struct TickDelay;
-
-impl embedded_hal::delay::DelayNs for TickDelay {
-    fn delay_ns(&mut self, ns: u32) {
-        let ticks = (u64::from(ns) * u64::from(TICK_HZ)).div_ceil(1_000_000_000);
-        let end = ticks::now() + ticks;
-        while ticks::now() < end {}
+/// Both pins outputs, low: the LED off.
+fn matrix_led_init() {
+    // SAFETY: as in `set_led`.
+    unsafe {
+        gpio::OUTCLR.write_volatile(ROW1 | COL1);
+        gpio::DIRSET.write_volatile(ROW1 | COL1);
     }
 }
 

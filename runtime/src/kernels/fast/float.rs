@@ -431,7 +431,7 @@ fn conv_t_block<W: FloatWeights, const P: usize, const C: usize>(
 /// A 1x1 mask B convolution (the PixelCNN's and PixelRNN's output layers)
 /// has one tap per input channel: each output channel's weights are one
 /// contiguous row over the input channels, walked four rows at a time by
-/// the Row LSTM's tap loop ([`taps_2d`]), then one at a time.
+/// the Row LSTM's tap loop (`taps_2d`), then one at a time.
 #[allow(clippy::too_many_arguments)]
 pub fn masked_conv2d_at_f32<W: FloatWeights>(
     x: &[f32],
