@@ -404,10 +404,37 @@ pub fn conv2d_i8_for(
     scratch: &mut [u32],
     profile: Profile,
 ) {
-    conv2d_i8_for_with::<Native>(x, g, w, bias, q, out, scratch, profile)
+    // Profile::Fast calls exactly what `conv2d_i8` does (and compiles to
+    // the same code: the Small path is a separate, never inlined function).
+    match profile {
+        Profile::Fast => conv2d_i8(x, g, w, bias, q, out, scratch),
+        Profile::Small => conv2d_i8_small(x, g, w, bias, q, out, scratch),
+    }
 }
 
-/// [`conv2d_i8`] with engine `E` ([`Profile::Fast`]).
+/// [`conv2d_i8_for`] in [`Profile::Small`], kept out of its callers.
+#[inline(never)]
+fn conv2d_i8_small(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    conv2d_i8_columns_with::<Native>(x, g, w, bias, q, out, scratch)
+}
+
+/// [`conv2d_i8`] with engine `E`.
+///
+/// Two paths. The window path (a multiple of four input channels, and
+/// scratch to spare, see [`conv2d_scratch_words`]): the weights are
+/// gathered once into the order `[o][kx][ky][i]`, and for each output row
+/// the `k` input rows it reads become one channels-last window (as in
+/// [`conv_transpose2d_i8_with`]) in which every output pixel's taps are one
+/// contiguous run: no column is built per pixel. The column path: one
+/// column per output pixel, three pixels per pass over the weights.
 pub fn conv2d_i8_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -417,34 +444,9 @@ pub fn conv2d_i8_with<E: Engine>(
     out: &mut [i8],
     scratch: &mut [u32],
 ) {
-    conv2d_i8_for_with::<E>(x, g, w, bias, q, out, scratch, Profile::Fast)
-}
-
-/// [`conv2d_i8`] with engine `E`, in `profile` (`scratch`:
-/// [`conv2d_scratch_words_for`] words).
-///
-/// Two paths. The window path (a multiple of four input channels, and
-/// scratch to spare, see [`conv2d_scratch_words`]): the weights are
-/// gathered once into the order `[o][kx][ky][i]`, and for each output row
-/// the `k` input rows it reads become one channels-last window (as in
-/// [`conv_transpose2d_i8_with`]) in which every output pixel's taps are one
-/// contiguous run: no column is built per pixel. The column path (always
-/// with [`Profile::Small`]): one column per output pixel, three pixels per
-/// pass over the weights.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_i8_for_with<E: Engine>(
-    x: &[i8],
-    g: &ConvGeom,
-    w: &[u8],
-    bias: &[u8],
-    q: &RequantI8<'_>,
-    out: &mut [i8],
-    scratch: &mut [u32],
-    profile: Profile,
-) {
     let n = g.in_c * g.k * g.k;
     let npix = g.out_h * g.out_w;
-    if profile == Profile::Fast && conv2d_window_words(g).is_some() {
+    if conv2d_window_words(g).is_some() {
         // One window per output row: column c is input column c - pad,
         // row a input row oy * stride - pad + a; output column ox reads
         // window columns ox * stride ..= ox * stride + k - 1.
@@ -472,6 +474,52 @@ pub fn conv2d_i8_for_with<E: Engine>(
         }
         return;
     }
+    pixels::<E>(
+        npix,
+        g.out_c,
+        w,
+        n,
+        bias,
+        q,
+        scratch,
+        |p, wr| conv_col(x, g, q.in_zp, p, wr),
+        |o, p, v| out[o * npix + p] = v,
+    );
+}
+
+/// [`conv2d_i8`] with engine `E`, in `profile` (`scratch`:
+/// [`conv2d_scratch_words_for`] words): [`Profile::Fast`] is
+/// [`conv2d_i8_with`]; [`Profile::Small`] always takes its column path (one
+/// column per output pixel, three pixels per pass over the weights).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_i8_for_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+    profile: Profile,
+) {
+    match profile {
+        Profile::Fast => conv2d_i8_with::<E>(x, g, w, bias, q, out, scratch),
+        Profile::Small => conv2d_i8_columns_with::<E>(x, g, w, bias, q, out, scratch),
+    }
+}
+
+/// [`conv2d_i8_with`]'s column path, which [`Profile::Small`] always takes.
+fn conv2d_i8_columns_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let n = g.in_c * g.k * g.k;
+    let npix = g.out_h * g.out_w;
     pixels::<E>(
         npix,
         g.out_c,
@@ -650,11 +698,17 @@ pub fn conv_transpose2d_i8_for(
     scratch: &mut [u32],
     profile: Profile,
 ) {
-    conv_transpose2d_i8_for_with::<Native>(x, g, w, bias, q, out, scratch, profile)
+    // As in `conv2d_i8_for`: Profile::Fast is exactly `conv_transpose2d_i8`.
+    match profile {
+        Profile::Fast => conv_transpose2d_i8(x, g, w, bias, q, out, scratch),
+        Profile::Small => conv_transpose2d_i8_small(x, g, w, bias, q, out, scratch),
+    }
 }
 
-/// [`conv_transpose2d_i8`] with engine `E` ([`Profile::Fast`]).
-pub fn conv_transpose2d_i8_with<E: Engine>(
+/// [`conv_transpose2d_i8_for`] in [`Profile::Small`], kept out of its
+/// callers.
+#[inline(never)]
+fn conv_transpose2d_i8_small(
     x: &[i8],
     g: &ConvGeom,
     w: &[u8],
@@ -663,11 +717,10 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
     out: &mut [i8],
     scratch: &mut [u32],
 ) {
-    conv_transpose2d_i8_for_with::<E>(x, g, w, bias, q, out, scratch, Profile::Fast)
+    conv_transpose2d_i8_small_with::<Native>(x, g, w, bias, q, out, scratch, Profile::Small)
 }
 
-/// [`conv_transpose2d_i8`] with engine `E` in `profile` (`scratch`:
-/// [`conv_transpose2d_scratch_words_for`] words), phase by phase (the s x s
+/// [`conv_transpose2d_i8`] with engine `E`, phase by phase (the s x s
 /// classes of output pixels that read the same kernel taps), the phase's
 /// weights gathered once into scratch in tap-major order.
 ///
@@ -677,11 +730,118 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
 /// (zero columns beyond the edges, zero rows outside the image), in which
 /// the taps of every output pixel of the row are one contiguous piece
 /// (`nx` columns from its first): the weights are gathered in that order,
-/// and each pixel pair is one pass over them. With [`Profile::Small`] the
-/// weights are gathered for a block of output channels at a time, and the
-/// windows (or columns) are rebuilt for each block.
+/// and each pixel pair is one pass over them.
+pub fn conv_transpose2d_i8_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    if !g.in_c.is_multiple_of(4) {
+        return conv_t_per_pixel::<E>(x, g, w, bias, q, out, scratch);
+    }
+    let s = g.stride;
+    let nt = phase_taps(0, s, g.k);
+    let (sw, window_words) = conv_t_window(g);
+    let (phases, _) = conv_t_window_words(g);
+    let pw = (g.out_c * g.in_c * nt * nt).div_ceil(4);
+    let (wg, window) = scratch.split_at_mut(phases as usize * pw);
+    let window = &mut window[..window_words];
+    let plane = g.out_h * g.out_w;
+    for ry in 0..s {
+        let ny = phase_taps(ry, s, g.k);
+        let y_first = (ry + s - g.pad % s) % s;
+        if y_first >= g.out_h {
+            continue;
+        }
+        // The column phases of this row phase, in groups of `phases`
+        // whose weights are gathered together and share each window.
+        let mut rx0 = 0;
+        while rx0 < s {
+            let rxs = rx0..(rx0 + phases as usize).min(s);
+            for rx in rxs.clone() {
+                let nx = phase_taps(rx, s, g.k);
+                let wr = &mut wg[(rx - rx0) * pw..][..pw];
+                gather_phase(w, g, (ry, rx), (ny, nx), true, 0..g.out_c, wr);
+            }
+            let mut y = y_first;
+            while y < g.out_h {
+                // Window column c is input column c - (nt - 1); row a is
+                // input row iy0 - a.
+                let iy0 = ((y + g.pad - ry) / s) as isize;
+                if ny > 0 {
+                    fill_window(
+                        x,
+                        (g.in_c, g.in_h, g.in_w),
+                        window,
+                        (sw, ny),
+                        |c| c as isize - (nt as isize - 1),
+                        |a| iy0 - a as isize,
+                        q.in_zp,
+                    );
+                }
+                for rx in rxs.clone() {
+                    let nx = phase_taps(rx, s, g.k);
+                    let x_first = (rx + s - g.pad % s) % s;
+                    if x_first >= g.out_w {
+                        continue;
+                    }
+                    let n = nx * ny * g.in_c;
+                    let wb = crate::arena::words_as_bytes(&wg[(rx - rx0) * pw..][..pw]);
+                    // Output column x reads input columns ix0 ..= ix0 + nx
+                    // - 1, ix0 = (x + pad - rx) / s - (nx - 1): window
+                    // columns from ix0 + nt - 1, words from there times
+                    // ny * in_c / 2.
+                    let xo = |j: usize| x_first + j * s;
+                    let at = |j: usize| ((xo(j) + g.pad - rx) / s + nt - nx) * ny * g.in_c / 2;
+                    let orow = y * g.out_w;
+                    let npix = (g.out_w - x_first).div_ceil(s);
+                    window_pixels::<E>(npix, g.out_c, wb, n, bias, q, window, at, |o, j, v| {
+                        out[o * plane + orow + xo(j)] = v
+                    });
+                }
+                y += s;
+            }
+            rx0 = rxs.end;
+        }
+    }
+}
+
+/// [`conv_transpose2d_i8`] with engine `E` in `profile` (`scratch`:
+/// [`conv_transpose2d_scratch_words_for`] words): [`Profile::Fast`] is
+/// [`conv_transpose2d_i8_with`], [`Profile::Small`] gathers the phase
+/// weights of a block of output channels at a time (see
+/// [`SMALL_GATHER_BYTES`]) and rebuilds the windows (or columns) for each
+/// block.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d_i8_for_with<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+    profile: Profile,
+) {
+    match profile {
+        Profile::Fast => conv_transpose2d_i8_with::<E>(x, g, w, bias, q, out, scratch),
+        Profile::Small => {
+            conv_transpose2d_i8_small_with::<E>(x, g, w, bias, q, out, scratch, profile)
+        }
+    }
+}
+
+/// [`conv_transpose2d_i8_with`] in `profile` (in practice
+/// [`Profile::Small`], [`conv_transpose2d_i8_for_with`] runs the other):
+/// the phase weights are gathered for a block of output channels at a time
+/// ([`conv_t_block`]), and the windows (or columns) are rebuilt for each
+/// block.
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose2d_i8_small_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
     w: &[u8],
@@ -695,7 +855,7 @@ pub fn conv_transpose2d_i8_for_with<E: Engine>(
     let nt = phase_taps(0, s, g.k);
     let block = conv_t_block(g.out_c as u64, (g.in_c * nt * nt) as u64, profile) as usize;
     if !g.in_c.is_multiple_of(4) {
-        return conv_t_per_pixel::<E>(x, g, w, bias, q, out, scratch, block);
+        return conv_t_per_pixel_blocked::<E>(x, g, w, bias, q, out, scratch, block);
     }
     let (sw, window_words) = conv_t_window(g);
     let phases = match profile {
@@ -774,10 +934,60 @@ pub fn conv_transpose2d_i8_for_with<E: Engine>(
 }
 
 /// [`conv_transpose2d_i8_with`] when the input channels are not a
+/// multiple of four: one column per output pixel.
+fn conv_t_per_pixel<E: Engine>(
+    x: &[i8],
+    g: &ConvGeom,
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let s = g.stride;
+    let nmax = conv_t_col_len(g);
+    let (wg, cols) = scratch.split_at_mut((g.out_c * nmax).div_ceil(4));
+    let plane = g.out_h * g.out_w;
+    for ry in 0..s {
+        let ny = phase_taps(ry, s, g.k);
+        // Output rows of this phase: (y + pad) % s == ry.
+        let y_first = (ry + s - g.pad % s) % s;
+        for rx in 0..s {
+            let nx = phase_taps(rx, s, g.k);
+            let n = g.in_c * ny * nx;
+            let x_first = (rx + s - g.pad % s) % s;
+            if y_first >= g.out_h || x_first >= g.out_w {
+                continue;
+            }
+            gather_phase(w, g, (ry, rx), (ny, nx), false, 0..g.out_c, wg);
+            let wb = super::super::arena::words_as_bytes(wg);
+            // Pixels of the phase in raster order.
+            let nx_pix = (g.out_w - x_first).div_ceil(s);
+            let ny_pix = (g.out_h - y_first).div_ceil(s);
+            let at = |p: usize| (y_first + (p / nx_pix) * s, x_first + (p % nx_pix) * s);
+            pixels::<E>(
+                nx_pix * ny_pix,
+                g.out_c,
+                wb,
+                n,
+                bias,
+                q,
+                cols,
+                |p, wr| conv_t_col(x, g, q.in_zp, at(p), (ry, rx), (ny, nx), wr),
+                |o, p, v| {
+                    let (y, x) = at(p);
+                    out[o * plane + y * g.out_w + x] = v;
+                },
+            );
+        }
+    }
+}
+
+/// [`conv_transpose2d_i8_small_with`] when the input channels are not a
 /// multiple of four: one column per output pixel, the weights gathered
 /// for `block` output channels at a time.
 #[allow(clippy::too_many_arguments)]
-fn conv_t_per_pixel<E: Engine>(
+fn conv_t_per_pixel_blocked<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
     w: &[u8],
