@@ -1301,8 +1301,20 @@ fn board_run(
 /// Boards people own, by core: (board, core, clock in Hz, RAM bytes, flash bytes).
 const OWNED_BOARDS: [(&str, firmware::Board, f64, u64, u64); 3] = [
     ("nRF52840-DK", firmware::Board::M4, 64e6, 256 << 10, 1 << 20),
-    ("STM32 NUCLEO-F767ZI", firmware::Board::M7, 216e6, 512 << 10, 2 << 20),
-    ("Raspberry Pi Pico 2", firmware::Board::M33, 150e6, 520 << 10, 4 << 20),
+    (
+        "STM32 NUCLEO-F767ZI",
+        firmware::Board::M7,
+        216e6,
+        512 << 10,
+        2 << 20,
+    ),
+    (
+        "Raspberry Pi Pico 2",
+        firmware::Board::M33,
+        150e6,
+        520 << 10,
+        4 << 20,
+    ),
 ];
 
 /// BENCHMARKS.md's per-core table of the int8 models.
