@@ -111,13 +111,15 @@ pub(crate) fn requant<'w>(layer: &Layer<'w>) -> RequantI8<'w> {
 
 /// Runs an int8 `net`; the quantized input must already be in `a`; `cell`
 /// is the Row LSTM scratch, `scratch` the kernels' ([`crate::Plan::scratch`]).
-pub(crate) fn forward_i8(
+/// `SMALL`: the plan's profile is [`kernels::Profile::Small`] (a separate
+/// instance, so that the [`kernels::Profile::Fast`] one compiles exactly to
+/// the kernels it calls and nothing else).
+pub(crate) fn forward_i8<const SMALL: bool>(
     net: &Net<'_>,
     a: &mut [i8],
     b: &mut [i8],
     cell: &mut [i32],
     scratch: &mut [u32],
-    profile: kernels::Profile,
 ) -> (Shape, bool) {
     let mut shape = net.input;
     let mut in_a = true;
@@ -142,12 +144,22 @@ pub(crate) fn forward_i8(
             Op::Conv2d { .. } if features::CONV2D => {
                 let g = conv_geom(&layer.op, shape);
                 let (w, bias) = (layer.weight, layer.bias);
-                kernels::conv2d_i8_for(src, &g, w, bias, &q, dst, scratch, profile)
+                if SMALL {
+                    let p = kernels::Profile::Small;
+                    kernels::conv2d_i8_for(src, &g, w, bias, &q, dst, scratch, p)
+                } else {
+                    kernels::conv2d_i8(src, &g, w, bias, &q, dst, scratch)
+                }
             }
             Op::ConvTranspose2d { .. } if features::CONV_TRANSPOSE2D => {
                 let g = conv_geom(&layer.op, shape);
                 let (w, bias) = (layer.weight, layer.bias);
-                kernels::conv_transpose2d_i8_for(src, &g, w, bias, &q, dst, scratch, profile)
+                if SMALL {
+                    let p = kernels::Profile::Small;
+                    kernels::conv_transpose2d_i8_for(src, &g, w, bias, &q, dst, scratch, p)
+                } else {
+                    kernels::conv_transpose2d_i8(src, &g, w, bias, &q, dst, scratch)
+                }
             }
             Op::MaskedConv2d { .. } if features::MASKED_CONV2D => {
                 let g = masked_geom(&layer.op, shape, shape.h, shape.h);
@@ -214,8 +226,29 @@ pub(crate) fn run(
             for (d, x) in a.iter_mut().zip(input) {
                 *d = quantize(x, scale, zp);
             }
-            forward_i8(net, a, b, cell, scratch, plan.profile).1
+            match plan.profile {
+                kernels::Profile::Fast => forward_i8::<false>(net, a, b, cell, scratch).1,
+                kernels::Profile::Small => forward_i8_small(net, a, b, cell, scratch),
+            }
         }
+    }
+}
+
+/// [`forward_i8`] in [`kernels::Profile::Small`], kept out of the Fast
+/// callers; without the feature `small-profile`, never reached
+/// ([`crate::Model::load_for`] refuses that profile).
+#[inline(never)]
+fn forward_i8_small(
+    net: &Net<'_>,
+    a: &mut [i8],
+    b: &mut [i8],
+    cell: &mut [i32],
+    scratch: &mut [u32],
+) -> bool {
+    if cfg!(feature = "small-profile") {
+        forward_i8::<true>(net, a, b, cell, scratch).1
+    } else {
+        true
     }
 }
 

@@ -492,11 +492,16 @@ pub fn conv2d_i8_for(
     // the same code: the Small path is a separate, never inlined function).
     match profile {
         Profile::Fast => conv2d_i8(x, g, w, bias, q, out, scratch),
+        #[cfg(feature = "small-profile")]
         Profile::Small => conv2d_i8_small(x, g, w, bias, q, out, scratch),
+        // Refused by Model::load without the feature.
+        #[cfg(not(feature = "small-profile"))]
+        Profile::Small => {}
     }
 }
 
 /// [`conv2d_i8_for`] in [`Profile::Small`], kept out of its callers.
+#[cfg(feature = "small-profile")]
 #[inline(never)]
 fn conv2d_i8_small(
     x: &[i8],
@@ -575,6 +580,7 @@ pub fn conv2d_i8_with<E: Engine>(
 /// [`conv2d_scratch_words_for`] words): [`Profile::Fast`] is
 /// [`conv2d_i8_with`]; [`Profile::Small`] always takes its column path (one
 /// column per output pixel, three pixels per pass over the weights).
+#[cfg(feature = "small-profile")]
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_i8_for_with<E: Engine>(
     x: &[i8],
@@ -593,6 +599,7 @@ pub fn conv2d_i8_for_with<E: Engine>(
 }
 
 /// [`conv2d_i8_with`]'s column path, which [`Profile::Small`] always takes.
+#[cfg(feature = "small-profile")]
 fn conv2d_i8_columns_with<E: Engine>(
     x: &[i8],
     g: &ConvGeom,
@@ -725,12 +732,47 @@ fn conv_t_col(
     wr.finish();
 }
 
-/// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for the
-/// output channels `os` into `wg`: row `o` = `[a][b][i]` (or `[b][a][i]` with
+/// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for every
+/// output channel into `wg`: row `o` = `[a][b][i]` (or `[b][a][i]` with
 /// `columns_first`) of `w[i][o][ry + a s][rx + b s]`, `b` from `nx - 1`
 /// down to 0 (so that columns read the input left to right).
 #[allow(clippy::too_many_arguments)]
 fn gather_phase(
+    w: &[u8],
+    g: &ConvGeom,
+    (ry, rx): (usize, usize),
+    (ny, nx): (usize, usize),
+    columns_first: bool,
+    wg: &mut [u32],
+) {
+    let s = g.stride;
+    let kk = g.k * g.k;
+    let wg = crate::arena::words_as_bytes_mut(wg);
+    let mut t = 0;
+    for o in 0..g.out_c {
+        for u in 0..ny * nx {
+            // Tap (a, b), b from nx - 1 down: rows outer, or columns outer.
+            let (a, j) = if columns_first {
+                (u % ny, u / ny)
+            } else {
+                (u / nx, u % nx)
+            };
+            let b = nx - 1 - j;
+            let tap = (ry + a * s) * g.k + rx + b * s;
+            let dst = &mut wg[t..t + g.in_c];
+            gather_strided(dst, w, o * kk + tap, g.out_c * kk);
+            t += g.in_c;
+        }
+    }
+}
+
+/// Gathers the weights of phase (`ry`, `rx`) (`ny` x `nx` taps) for the
+/// output channels `os` into `wg`: row `o` = `[a][b][i]` (or `[b][a][i]` with
+/// `columns_first`) of `w[i][o][ry + a s][rx + b s]`, `b` from `nx - 1`
+/// down to 0 (so that columns read the input left to right).
+#[cfg(feature = "small-profile")]
+#[allow(clippy::too_many_arguments)]
+fn gather_phase_block(
     w: &[u8],
     g: &ConvGeom,
     (ry, rx): (usize, usize),
@@ -785,12 +827,17 @@ pub fn conv_transpose2d_i8_for(
     // As in `conv2d_i8_for`: Profile::Fast is exactly `conv_transpose2d_i8`.
     match profile {
         Profile::Fast => conv_transpose2d_i8(x, g, w, bias, q, out, scratch),
+        #[cfg(feature = "small-profile")]
         Profile::Small => conv_transpose2d_i8_small(x, g, w, bias, q, out, scratch),
+        // Refused by Model::load without the feature.
+        #[cfg(not(feature = "small-profile"))]
+        Profile::Small => {}
     }
 }
 
 /// [`conv_transpose2d_i8_for`] in [`Profile::Small`], kept out of its
 /// callers.
+#[cfg(feature = "small-profile")]
 #[inline(never)]
 fn conv_transpose2d_i8_small(
     x: &[i8],
@@ -849,7 +896,7 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
             for rx in rxs.clone() {
                 let nx = phase_taps(rx, s, g.k);
                 let wr = &mut wg[(rx - rx0) * pw..][..pw];
-                gather_phase(w, g, (ry, rx), (ny, nx), true, 0..g.out_c, wr);
+                gather_phase(w, g, (ry, rx), (ny, nx), true, wr);
             }
             let mut y = y_first;
             while y < g.out_h {
@@ -900,6 +947,7 @@ pub fn conv_transpose2d_i8_with<E: Engine>(
 /// weights of a block of output channels at a time (see
 /// [`SMALL_GATHER_BYTES`]) and rebuilds the windows (or columns) for each
 /// block.
+#[cfg(feature = "small-profile")]
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d_i8_for_with<E: Engine>(
     x: &[i8],
@@ -924,6 +972,7 @@ pub fn conv_transpose2d_i8_for_with<E: Engine>(
 /// the phase weights are gathered for a block of output channels at a time
 /// ([`conv_t_block`]), and the windows (or columns) are rebuilt for each
 /// block.
+#[cfg(feature = "small-profile")]
 #[allow(clippy::too_many_arguments)]
 fn conv_transpose2d_i8_small_with<E: Engine>(
     x: &[i8],
@@ -969,7 +1018,7 @@ fn conv_transpose2d_i8_small_with<E: Engine>(
                 for rx in rxs.clone() {
                     let nx = phase_taps(rx, s, g.k);
                     let wr = &mut wg[(rx - rx0) * pw..][..pw];
-                    gather_phase(w, g, (ry, rx), (ny, nx), true, o0..o1, wr);
+                    gather_phase_block(w, g, (ry, rx), (ny, nx), true, o0..o1, wr);
                 }
                 let (bias, q) = (&bias[4 * o0..], q.from_channel(o0));
                 let mut y = y_first;
@@ -1043,7 +1092,7 @@ fn conv_t_per_pixel<E: Engine>(
             if y_first >= g.out_h || x_first >= g.out_w {
                 continue;
             }
-            gather_phase(w, g, (ry, rx), (ny, nx), false, 0..g.out_c, wg);
+            gather_phase(w, g, (ry, rx), (ny, nx), false, wg);
             let wb = super::super::arena::words_as_bytes(wg);
             // Pixels of the phase in raster order.
             let nx_pix = (g.out_w - x_first).div_ceil(s);
@@ -1070,6 +1119,7 @@ fn conv_t_per_pixel<E: Engine>(
 /// [`conv_transpose2d_i8_small_with`] when the input channels are not a
 /// multiple of four: one column per output pixel, the weights gathered
 /// for `block` output channels at a time.
+#[cfg(feature = "small-profile")]
 #[allow(clippy::too_many_arguments)]
 fn conv_t_per_pixel_blocked<E: Engine>(
     x: &[i8],
@@ -1103,7 +1153,7 @@ fn conv_t_per_pixel_blocked<E: Engine>(
             let mut o0 = 0;
             while o0 < g.out_c {
                 let o1 = (o0 + block).min(g.out_c);
-                gather_phase(w, g, (ry, rx), (ny, nx), false, o0..o1, wg);
+                gather_phase_block(w, g, (ry, rx), (ny, nx), false, o0..o1, wg);
                 let wb = super::super::arena::words_as_bytes(wg);
                 pixels::<E>(
                     nx_pix * ny_pix,
