@@ -196,12 +196,21 @@ fn sample<B: Board>(mut b: B) -> bool {
     result.is_ok()
 }
 
-/// Loads the embedded model with the plan build.rs made and sized ARENA
-/// for (the micro:bit's is small). Not inlined: the decoding's temporaries
-/// live in this frame, gone before sampling starts.
+/// The loaded model, in place: a static, so that it is never copied on the
+/// stack (it is about 2.2 KB on a 32-bit target; the micro:bit has 16 KB
+/// of RAM for everything).
+static mut MODEL: Option<Model<'static>> = None;
+
+/// Loads the embedded model into [`MODEL`] with the plan build.rs made and
+/// sized ARENA for (the micro:bit's is small). Not inlined: the decoding's
+/// frames are gone before sampling starts.
 #[inline(never)]
-fn load() -> tinygen_runtime::Result<Model<'static>> {
-    Model::load_for(config::MODEL, PROFILE)
+fn load() -> tinygen_runtime::Result<&'static Model<'static>> {
+    let slot = &raw mut MODEL;
+    // SAFETY: `load` runs once, from `run`, and nothing else touches MODEL,
+    // so this is the only reference ever made to it.
+    let slot = unsafe { &mut *slot };
+    Model::load_into(slot, config::MODEL, PROFILE)
 }
 
 fn run<B: Board>(arena: &mut [u8], b: &mut B) -> Result<(), Failure> {
@@ -242,7 +251,7 @@ fn run<B: Board>(arena: &mut [u8], b: &mut B) -> Result<(), Failure> {
         );
     }
     let mut sampler = if autoregressive {
-        let mut s = AutoregressiveSampler::new(&model, arena)?;
+        let mut s = AutoregressiveSampler::new(model, arena)?;
         // build.rs checked it (finite, above 0; 1 for decoder models).
         s.set_temperature(TEMPERATURE)?;
         if TEMPERATURE != 1.0 {
@@ -250,7 +259,7 @@ fn run<B: Board>(arena: &mut [u8], b: &mut B) -> Result<(), Failure> {
         }
         Sampler::Autoregressive(s)
     } else {
-        Sampler::Decoder(Decoder::new(&model, arena)?)
+        Sampler::Decoder(Decoder::new(model, arena)?)
     };
     b.open_samples()?;
     defmt::info!(

@@ -482,6 +482,24 @@ pub fn encode<'b>(model: &ModelFile<'_>, buf: &'b mut [u8]) -> Result<&'b mut [u
 /// `FormatTruncated`, `FormatBadMagic`, `FormatVersion`, `FormatCrc`,
 /// `FormatDecode` or `FormatTrailingBytes`.
 pub fn decode(bytes: &[u8]) -> Result<ModelFile<'_>> {
+    let mut file = ModelFile::EMPTY;
+    decode_into(bytes, &mut file)?;
+    Ok(file)
+}
+
+/// [`decode`] into `out`, in place: the networks' layers are decoded one at
+/// a time straight into `out`'s, so that no copy of a whole [`Net`] or
+/// [`ModelFile`] is ever made on the stack (a `ModelFile` is about 1.9 KB on
+/// a 32-bit target; the 16 KB micro:bit cannot afford several). Decodes
+/// exactly what postcard decodes for [`ModelFile`]'s derived
+/// `Deserialize` (the same encoding, its pieces read by their derived
+/// impls). On error, `out` holds an unspecified part of the file.
+///
+/// # Errors
+///
+/// As [`decode`].
+#[inline(never)]
+pub fn decode_into<'a>(bytes: &'a [u8], out: &mut ModelFile<'a>) -> Result<()> {
     if bytes.len() < MIN_FILE_BYTES {
         return Err(Error::FormatTruncated {
             len: bytes.len() as u32,
@@ -506,16 +524,105 @@ pub fn decode(bytes: &[u8]) -> Result<ModelFile<'_>> {
     if stored != computed {
         return Err(Error::FormatCrc { stored, computed });
     }
-    let (file, rest) =
-        postcard::take_from_bytes::<ModelFile<'_>>(body).map_err(|_| Error::FormatDecode)?;
+    let mut de = postcard::Deserializer::from_bytes(body);
+    read_file(&mut de, out).map_err(|_| Error::FormatDecode)?;
+    let rest = de.finalize().map_err(|_| Error::FormatDecode)?;
     if !rest.is_empty() {
         return Err(Error::FormatTrailingBytes);
     }
     // A version 1 file cannot hold what version 2 added.
-    if file.version < file.min_version() {
+    if out.version < out.min_version() {
         return Err(Error::FormatDecode);
     }
-    Ok(file)
+    Ok(())
+}
+
+/// postcard's reader over a byte slice.
+type De<'a> = postcard::Deserializer<'a, postcard::de_flavors::Slice<'a>>;
+
+/// [`ModelFile`]'s fields in order, as its derived `Deserialize` reads
+/// them, the networks in place.
+fn read_file<'a>(de: &mut De<'a>, out: &mut ModelFile<'a>) -> postcard::Result<()> {
+    out.magic = Deserialize::deserialize(&mut *de)?;
+    out.version = Deserialize::deserialize(&mut *de)?;
+    out.kind = Deserialize::deserialize(&mut *de)?;
+    out.dtype = Deserialize::deserialize(&mut *de)?;
+    out.meta = Deserialize::deserialize(&mut *de)?;
+    read_net(de, &mut out.decoder)?;
+    // An Option: one byte, 0 (None) or 1 (Some), as postcard reads it.
+    let tag: u8 = Deserialize::deserialize(&mut *de)?;
+    match tag {
+        0 => out.encoder = None,
+        1 => {
+            out.encoder = Some(Net::EMPTY);
+            if let Some(enc) = &mut out.encoder {
+                read_net(de, enc)?;
+            }
+        }
+        _ => return Err(postcard::Error::DeserializeBadOption),
+    }
+    Ok(())
+}
+
+/// [`Net`]'s fields in order, each layer pushed as it is read. Not
+/// inlined: its frame is gone before the next network is read.
+#[inline(never)]
+fn read_net<'a>(de: &mut De<'a>, net: &mut Net<'a>) -> postcard::Result<()> {
+    net.input = Deserialize::deserialize(&mut *de)?;
+    net.input_q = Deserialize::deserialize(&mut *de)?;
+    net.layers.clear();
+    // A sequence's length: postcard's varint usize (u32 on 32-bit targets,
+    // u64 on 64-bit ones, as postcard reads it there).
+    #[cfg(target_pointer_width = "64")]
+    let n: u64 = Deserialize::deserialize(&mut *de)?;
+    #[cfg(not(target_pointer_width = "64"))]
+    let n: u32 = Deserialize::deserialize(&mut *de)?;
+    for _ in 0..n {
+        let layer = read_layer(de)?;
+        net.layers
+            .push(layer)
+            .map_err(|_| postcard::Error::DeserializeBadEncoding)?;
+    }
+    net.head = Deserialize::deserialize(&mut *de)?;
+    Ok(())
+}
+
+/// One [`Layer`] (its derived `Deserialize`), in a frame of its own.
+#[inline(never)]
+fn read_layer<'a>(de: &mut De<'a>) -> postcard::Result<Layer<'a>> {
+    Deserialize::deserialize(de)
+}
+
+impl Net<'_> {
+    /// No layers, an empty input: a placeholder that [`decode_into`]
+    /// overwrites.
+    pub const EMPTY: Net<'static> = Net {
+        input: Shape { c: 0, h: 0, w: 0 },
+        input_q: None,
+        layers: heapless::Vec::new(),
+        head: Head::Raw,
+    };
+}
+
+impl ModelFile<'_> {
+    /// A placeholder that [`decode_into`] overwrites (no layers, no
+    /// encoder; not a valid model).
+    pub const EMPTY: ModelFile<'static> = ModelFile {
+        magic: [0; 4],
+        version: 0,
+        kind: ModelKind::Vae,
+        dtype: DType::F32,
+        meta: Meta {
+            image: Shape { c: 0, h: 0, w: 0 },
+            latent: 0,
+            data: "",
+            figures: heapless::Vec::new(),
+            prior_mean: &[],
+            prior_std: &[],
+        },
+        decoder: Net::EMPTY,
+        encoder: None,
+    };
 }
 
 impl ModelFile<'_> {

@@ -76,7 +76,59 @@ impl<'a> Model<'a> {
     }
 
     fn load_checked(bytes: &'a [u8], check_causal: bool, profile: Profile) -> Result<Self> {
-        let file = format::decode(bytes)?;
+        let mut slot = None;
+        Self::load_into_checked(&mut slot, bytes, check_causal, profile)?;
+        slot.ok_or(Error::FormatDecode)
+    }
+
+    /// [`Model::load_for`] into `slot`, in place: the file is decoded
+    /// straight into the model's own fields (see [`format::decode_into`]),
+    /// so that no copy of it or of the model (about 2.2 KB on a 32-bit
+    /// target) is made on the stack. For boards with little RAM: the
+    /// micro:bit's firmware loads into a static slot. `slot` is `None` after
+    /// an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::load`].
+    pub fn load_into<'s>(
+        slot: &'s mut Option<Model<'a>>,
+        bytes: &'a [u8],
+        profile: Profile,
+    ) -> Result<&'s Model<'a>> {
+        Self::load_into_checked(slot, bytes, true, profile)?;
+        slot.as_ref().ok_or(Error::FormatDecode)
+    }
+
+    fn load_into_checked(
+        slot: &mut Option<Model<'a>>,
+        bytes: &'a [u8],
+        check_causal: bool,
+        profile: Profile,
+    ) -> Result<()> {
+        *slot = Some(Model {
+            file: ModelFile::EMPTY,
+            plan: Plan::EMPTY,
+            encoder_plan: None,
+            cache_plan: None,
+        });
+        let result = match slot {
+            Some(m) => m.fill(bytes, check_causal, profile),
+            None => Err(Error::FormatDecode),
+        };
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
+    /// Decodes `bytes` into `self.file` and plans it (the body of
+    /// [`Model::load`]). Not inlined, so that its frame is gone before
+    /// sampling starts.
+    #[inline(never)]
+    fn fill(&mut self, bytes: &'a [u8], check_causal: bool, profile: Profile) -> Result<()> {
+        format::decode_into(bytes, &mut self.file)?;
+        let file = &self.file;
         let plan = Plan::new_for(&file.decoder, file.dtype, profile)?;
         let meta = &file.meta;
         let latent = meta.latent as usize;
@@ -122,13 +174,17 @@ impl<'a> Model<'a> {
             }
         };
         // Last: a file that is valid but needs kernels this build left out.
-        features::check(&file)?;
-        Ok(Model {
-            file,
-            plan,
-            encoder_plan,
-            cache_plan,
-        })
+        features::check(file)?;
+        if profile == Profile::Small && file.dtype == DType::I8 && !cfg!(feature = "small-profile")
+        {
+            return Err(Error::BuildDtype {
+                feature: "small-profile",
+            });
+        }
+        self.plan = plan;
+        self.encoder_plan = encoder_plan;
+        self.cache_plan = cache_plan;
+        Ok(())
     }
 
     /// Exact arena bytes a sampler needs: the larger of the decoder's and

@@ -201,6 +201,19 @@ pub(crate) fn layer_shape(
 }
 
 impl Plan {
+    /// Nothing planned: a placeholder that [`crate::Model::load_into`]
+    /// overwrites.
+    pub const EMPTY: Plan = Plan {
+        buf_a: 0,
+        buf_b: 0,
+        cell: 0,
+        scratch: 0,
+        macs: 0,
+        params: 0,
+        output: Shape { c: 0, h: 0, w: 0 },
+        profile: Profile::Fast,
+    };
+
     /// Checks every layer of `net` and plans its memory, for
     /// [`Profile::Fast`].
     ///
