@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 pub const TARGET: &str = "thumbv7em-none-eabihf";
 /// The target of the Cortex-M33 build.
 pub const TARGET_M33: &str = "thumbv8m.main-none-eabihf";
+/// The target of the micro:bit (Cortex-M0) build.
+pub const TARGET_M0: &str = "thumbv6m-none-eabi";
+/// The micro:bit build's features (no default features): the board and the
+/// int8 decoders' kernels only, as the alias `cargo microbit` builds it.
+pub const MICROBIT_FEATURES: &str = "microbit,int8,dense,conv-transpose2d";
 
 /// A QEMU board the firmware builds for and runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +30,15 @@ pub enum Board {
     M7,
     /// `mps2-an505`, Cortex-M33 (boots Secure): feature `qemu-m33`.
     M33,
+    /// `microbit`, the BBC micro:bit v1 (nRF51822, Cortex-M0, 16 KiB of
+    /// RAM): feature `microbit` without the defaults
+    /// ([`MICROBIT_FEATURES`]).
+    Microbit,
 }
 
 impl Board {
     /// Every QEMU board.
-    pub const ALL: [Board; 3] = [Board::M4, Board::M7, Board::M33];
+    pub const ALL: [Board; 4] = [Board::M4, Board::M7, Board::M33, Board::Microbit];
 
     /// The firmware feature that selects it, besides the default `qemu`.
     pub fn feature(self) -> Option<&'static str> {
@@ -37,7 +46,14 @@ impl Board {
             Board::M4 => None,
             Board::M7 => Some("qemu-m7"),
             Board::M33 => Some("qemu-m33"),
+            Board::Microbit => Some(MICROBIT_FEATURES),
         }
+    }
+
+    /// Whether it builds with the firmware's default features (`qemu`,
+    /// `all-kernels`).
+    pub fn default_features(self) -> bool {
+        self != Board::Microbit
     }
 
     /// The Rust target it builds for.
@@ -45,6 +61,7 @@ impl Board {
         match self {
             Board::M4 | Board::M7 => TARGET,
             Board::M33 => TARGET_M33,
+            Board::Microbit => TARGET_M0,
         }
     }
 
@@ -54,15 +71,18 @@ impl Board {
             Board::M4 => "mps2-an386",
             Board::M7 => "mps2-an500",
             Board::M33 => "mps2-an505",
+            Board::Microbit => "microbit",
         }
     }
 
-    /// QEMU's `-cpu`.
-    pub fn cpu(self) -> &'static str {
+    /// QEMU's `-cpu`, where the machine takes one (the micro:bit's is
+    /// fixed).
+    pub fn cpu(self) -> Option<&'static str> {
         match self {
-            Board::M4 => "cortex-m4",
-            Board::M7 => "cortex-m7",
-            Board::M33 => "cortex-m33",
+            Board::M4 => Some("cortex-m4"),
+            Board::M7 => Some("cortex-m7"),
+            Board::M33 => Some("cortex-m33"),
+            Board::Microbit => None,
         }
     }
 
@@ -72,6 +92,7 @@ impl Board {
             Board::M4 => "Cortex-M4F",
             Board::M7 => "Cortex-M7",
             Board::M33 => "Cortex-M33",
+            Board::Microbit => "Cortex-M0 (micro:bit)",
         }
     }
 }
@@ -213,6 +234,9 @@ fn cargo_build(
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&fw)
         .args(["build", "--release", "--quiet", "--target", board.target()]);
+    if !board.default_features() {
+        cmd.arg("--no-default-features");
+    }
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
@@ -338,11 +362,9 @@ pub fn qemu_on(
     let start = Instant::now();
     let mut child = Command::new("qemu-system-arm")
         .current_dir(work_dir)
+        .args(["-machine", board.machine()])
+        .args(board.cpu().map(|cpu| ["-cpu", cpu]).into_iter().flatten())
         .args([
-            "-machine",
-            board.machine(),
-            "-cpu",
-            board.cpu(),
             "-nographic",
             "-monitor",
             "none",
@@ -399,4 +421,26 @@ pub fn qemu_on(
         stderr,
         seconds,
     })
+}
+
+/// `bytes` without its encoder, as `tinygen convert --drop-encoder` writes
+/// it (the runtime alone: decode, drop, encode, load): the sampling-only
+/// VAE or AutoEncoder a board with little RAM and flash takes.
+///
+/// # Errors
+///
+/// If the file does not load, has no encoder, or the result does not load.
+pub fn without_encoder(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use tinygen_runtime::format;
+    let mut file = format::decode(bytes).map_err(|e| e.to_string())?;
+    if file.encoder.take().is_none() {
+        return Err("this model file has no encoder to drop".into());
+    }
+    let mut buf = vec![0u8; bytes.len()];
+    let n = format::encode(&file, &mut buf)
+        .map_err(|e| e.to_string())?
+        .len();
+    buf.truncate(n);
+    tinygen_runtime::Model::load(&buf).map_err(|e| format!("the runtime rejects it: {e}"))?;
+    Ok(buf)
 }

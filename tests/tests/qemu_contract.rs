@@ -1,11 +1,13 @@
 //! The host/target contract: for the same model file and seed, the firmware
 //! on QEMU's Cortex-M4F (every shipped file, fixtures of every layer kind),
-//! Cortex-M7 and Cortex-M33 (every shipped int8 file) produces exactly the
-//! bytes the host runtime produces.
+//! Cortex-M7 and Cortex-M33 (every shipped int8 file), and the micro:bit's
+//! Cortex-M0 (the int8 VAE and AutoEncoder without their encoders; the GAN
+//! is refused by its RAM check) produces exactly the bytes the host runtime
+//! produces.
 //!
-//! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` and
-//! `thumbv8m.main-none-eabihf` targets, which `cargo xtask test` installs
-//! before it runs these with `--ignored`.
+//! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf`,
+//! `thumbv8m.main-none-eabihf` and `thumbv6m-none-eabi` targets, which
+//! `cargo xtask test` installs before it runs these with `--ignored`.
 
 use std::time::Duration;
 
@@ -314,4 +316,48 @@ fn pixelcnn_int8_m33_equals_host() {
 #[ignore = "needs qemu-system-arm and the thumb targets: run by cargo xtask test"]
 fn pixelrnn_int8_m33_equals_host() {
     contract_on(Board::M33, "pixelrnn-int8.tgm");
+}
+
+// The micro:bit v1 (QEMU `microbit`: Cortex-M0, 16 KiB of RAM), its int8
+// decoders only: the shipped VAE and AutoEncoder without their encoders
+// (`tinygen convert --drop-encoder`), written to a temporary directory.
+
+fn microbit_sampling_only(model_file: &str) {
+    let path = firmware::project_root().join("models").join(model_file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let small = firmware::without_encoder(&bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = model_file.replace(".tgm", "-sampling.tgm");
+    let path = dir.path().join(&name);
+    std::fs::write(&path, small).unwrap();
+    contract_full(Board::Microbit, &path, &name, SAMPLES, 1.0);
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumb targets: run by cargo xtask test"]
+fn vae_int8_sampling_only_microbit_equals_host() {
+    microbit_sampling_only("vae-int8.tgm");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the thumb targets: run by cargo xtask test"]
+fn ae_int8_sampling_only_microbit_equals_host() {
+    microbit_sampling_only("ae-int8.tgm");
+}
+
+/// The int8 GAN needs a 12,736-byte arena even in Profile::Small: with the
+/// model, the pixels and the stack it does not fit the micro:bit's 16 KiB,
+/// and the build says so with the bytes needed and available.
+#[test]
+#[ignore = "needs the thumbv6m-none-eabi target: run by cargo xtask test"]
+fn gan_int8_is_refused_by_the_microbit_build() {
+    let path = firmware::project_root().join("models/gan-int8.tgm");
+    let work = tempfile::tempdir().unwrap();
+    let err = firmware::build_for(Board::Microbit, &path, SAMPLES, SEED, 1.0, work.path())
+        .expect_err("the GAN cannot fit 16 KiB of RAM");
+    assert!(
+        err.contains("does not fit the RAM of board microbit")
+            && err.contains("the board has 16384 bytes of RAM"),
+        "{err}"
+    );
 }
