@@ -133,7 +133,7 @@ impl<'a> Model<'a> {
         let meta = &file.meta;
         let latent = meta.latent as usize;
         let cache_plan = if matches!(file.kind, ModelKind::PixelCnn | ModelKind::PixelRnn) {
-            Some(check_autoregressive(&file, &plan, check_causal)?)
+            Some(check_autoregressive(file, &plan, check_causal)?)
         } else {
             None
         };
