@@ -74,6 +74,25 @@ const NRF52840DK: Board = Board {
     reserve_bytes: 32 << 10,
 };
 
+const PICO: Board = Board {
+    name: "pico (RP2040)",
+    target: "thumbv6m-none-eabi",
+    memory_x: "memory/pico.x",
+    // The first 256 bytes hold the second-stage bootloader.
+    flash_bytes: (2 << 20) - 256,
+    ram_bytes: 264 << 10,
+    reserve_bytes: 32 << 10,
+};
+
+const PICO2: Board = Board {
+    name: "pico2 (RP2350)",
+    target: "thumbv8m.main-none-eabihf",
+    memory_x: "memory/pico2.x",
+    flash_bytes: 4 << 20,
+    ram_bytes: 520 << 10,
+    reserve_bytes: 32 << 10,
+};
+
 const DEFAULT_MODEL: &str = "models/vae-int8.tgm";
 const DEFAULT_SAMPLES: u32 = 16;
 const DEFAULT_SEED: u64 = 1;
@@ -114,11 +133,18 @@ fn main() {
     let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
     let qemu = feature("QEMU");
     let nrf = feature("NRF52840DK");
-    let board = match (qemu, nrf, feature("QEMU_M7"), feature("QEMU_M33")) {
-        (true, false, false, false) => Some(&QEMU),
-        (true, false, true, false) => Some(&QEMU_M7),
-        (true, false, false, true) => Some(&QEMU_M33),
+    let pico = feature("PICO");
+    let pico2 = feature("PICO2");
+    let board = match (qemu, nrf, pico, pico2) {
+        (true, false, false, false) => match (feature("QEMU_M7"), feature("QEMU_M33")) {
+            (false, false) => Some(&QEMU),
+            (true, false) => Some(&QEMU_M7),
+            (false, true) => Some(&QEMU_M33),
+            (true, true) => None,
+        },
         (false, true, false, false) => Some(&NRF52840DK),
+        (false, false, true, false) => Some(&PICO),
+        (false, false, false, true) => Some(&PICO2),
         _ => None,
     };
     let target = env::var("TARGET").unwrap_or_default();
