@@ -268,6 +268,9 @@ fn main() {
          /// Host file for the pixels (QEMU), NUL-terminated for semihosting.\n\
          #[allow(dead_code)]\n\
          pub const RAW_OUT: &str = {raw_out_z:?};\n\
+         /// Host file for the per-sample counts (QEMU): RAW_OUT.counts.\n\
+         #[allow(dead_code)]\n\
+         pub const COUNTS_OUT: &str = {counts_out_z:?};\n\
          \n\
          #[repr(C, align(4))]\n\
          struct Aligned<T: ?Sized>(T);\n\
@@ -280,6 +283,7 @@ fn main() {
         h = image.h,
         w = image.w,
         raw_out_z = format!("{raw_out}\0"),
+        counts_out_z = format!("{raw_out}.counts\0"),
     );
     write(&out_dir.join("config.rs"), rs.as_bytes());
 }

@@ -54,6 +54,19 @@ pub trait Board: Sized {
     /// If the bytes cannot be written.
     fn write_sample(&mut self, index: u32, pixels: &[u8]) -> Result<(), Failure>;
 
+    /// Records sample `index`'s count (see [`Self::COUNT_UNIT`]) where a
+    /// host program can read it without decoding the defmt log: under QEMU
+    /// the host file `RAW_OUT.counts`, one little-endian u64 per sample. On
+    /// a chip the log, which has every count, is enough (the default).
+    ///
+    /// # Errors
+    ///
+    /// If the count cannot be written.
+    fn write_count(&mut self, index: u32, count: u64) -> Result<(), Failure> {
+        let _ = (index, count);
+        Ok(())
+    }
+
     /// Closes the output after the last sample.
     ///
     /// # Errors

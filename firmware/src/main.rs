@@ -264,6 +264,7 @@ fn run<B: Board>(arena: &mut [u8], b: &mut B) -> Result<(), Failure> {
             count
         );
         b.write_sample(i, &pixels)?;
+        b.write_count(i, count)?;
     }
     b.close_samples()?;
     defmt::info!(

@@ -79,6 +79,10 @@ impl Board {
 /// working directory.
 pub const RAW_FILE: &str = "tinygen-samples.raw";
 
+/// The per-sample counts file the QEMU firmware writes beside [`RAW_FILE`]
+/// (one little-endian u64 per sample).
+pub const COUNTS_FILE: &str = "tinygen-samples.raw.counts";
+
 /// Serializes firmware builds: they share one target directory and one ELF
 /// path, so each build is copied out before the next one starts.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -106,6 +110,10 @@ pub fn qemu_available() -> bool {
 pub struct FirmwareRun {
     /// The pixel bytes the firmware streamed, in sample order.
     pub pixels: Vec<u8>,
+    /// Each sample's instruction count (SysTick under `-icount shift=0`),
+    /// from the host file [`COUNTS_FILE`] the firmware writes beside the
+    /// pixels: no defmt decoding needed.
+    pub counts: Vec<u64>,
     /// QEMU's standard output: the firmware's defmt frames (decode them with
     /// `defmt-print -e <elf>`).
     pub stdout: Vec<u8>,
@@ -272,7 +280,9 @@ pub fn run_qemu_on(
 ) -> Result<FirmwareRun, String> {
     std::fs::create_dir_all(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
     let raw = work_dir.join(RAW_FILE);
+    let counts_file = work_dir.join(COUNTS_FILE);
     let _ = std::fs::remove_file(&raw);
+    let _ = std::fs::remove_file(&counts_file);
     let exit = qemu_on(board, elf, work_dir, timeout)?;
     if !exit.success {
         return Err(format!(
@@ -284,8 +294,19 @@ pub fn run_qemu_on(
     }
     let pixels = std::fs::read(&raw)
         .map_err(|e| format!("firmware left no pixel file {}: {e}", raw.display()))?;
+    let counts = std::fs::read(&counts_file)
+        .map_err(|e| {
+            format!(
+                "firmware left no counts file {}: {e}",
+                counts_file.display()
+            )
+        })?
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
     Ok(FirmwareRun {
         pixels,
+        counts,
         stdout: exit.stdout,
         elf: elf.to_path_buf(),
         seconds: exit.seconds,

@@ -14,10 +14,6 @@ use tinygen_tests::firmware::{self, Board};
 use tinygen_trainer::sample::sample_model_at;
 
 const SAMPLES: u32 = 4;
-/// Samples on the Cortex-M7 and M33: the kernels are the M4F's (the M7's
-/// binary is the M4F's code), or the same engine for ARMv8-M; two samples
-/// keep the PixelCNN and PixelRNN runs short.
-const SAMPLES_OTHER_CORES: u32 = 2;
 const SEED: u64 = 7;
 
 fn contract(model_file: &str) {
@@ -27,12 +23,7 @@ fn contract(model_file: &str) {
 /// The shipped `model_file` on `board`.
 fn contract_on(board: Board, model_file: &str) {
     let path = firmware::project_root().join("models").join(model_file);
-    let samples = if board == Board::M4 {
-        SAMPLES
-    } else {
-        SAMPLES_OTHER_CORES
-    };
-    contract_full(board, &path, model_file, samples, 1.0);
+    contract_full(board, &path, model_file, SAMPLES, 1.0);
 }
 
 fn contract_at(path: &std::path::Path, model_file: &str) {
@@ -58,6 +49,14 @@ fn contract_full(board: Board, path: &std::path::Path, model_file: &str, samples
     let work = tempfile::tempdir().unwrap();
     let elf = firmware::build_for(board, &path, samples, SEED, t, work.path()).unwrap();
     let run = firmware::run_qemu_on(board, &elf, work.path(), Duration::from_secs(600)).unwrap();
+    // One instruction count per sample in the counts file (what the
+    // demo and the bench read), none of them zero.
+    assert_eq!(run.counts.len(), samples as usize, "{model_file}: counts");
+    assert!(
+        run.counts.iter().all(|&c| c > 0),
+        "{model_file}: {:?}",
+        run.counts
+    );
     let model = Model::load(&bytes).unwrap();
     // The sampler the file's kind calls for, as the firmware picks it.
     let host = sample_model_at(&model, samples as usize, SEED, t).unwrap();

@@ -386,12 +386,15 @@ fn ensure_apt(package: &str, present: fn() -> bool) -> Result<()> {
     Ok(())
 }
 
-fn ensure_defmt_print(root: &Path) -> Result<()> {
-    if Command::new("defmt-print")
+fn defmt_print_available() -> bool {
+    Command::new("defmt-print")
         .arg("--version")
         .output()
         .is_ok()
-    {
+}
+
+fn ensure_defmt_print(root: &Path) -> Result<()> {
+    if defmt_print_available() {
         return Ok(());
     }
     step("cargo install defmt-print --locked");
@@ -665,32 +668,76 @@ fn defmt_decode(elf: &Path, frames: &[u8]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Decodes the firmware's defmt log and returns it with the mean
-/// instructions per sample it reports.
-fn decode_log(run: &firmware::FirmwareRun) -> Result<(String, Option<u64>)> {
-    let log = defmt_decode(&run.elf, &run.stdout)?;
-    let mean = log
-        .lines()
-        .filter(|l| l.contains("instructions per sample"))
-        .filter(|l| l.contains("mean"))
-        .filter_map(|l| {
-            l.rsplit(':')
-                .next()?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .next_back();
-    Ok((log, mean))
+/// The mean of the per-sample instruction counts the firmware wrote beside
+/// its pixels (no defmt decoding needed).
+fn mean_count(run: &firmware::FirmwareRun) -> Option<u64> {
+    let n = u64::try_from(run.counts.len()).ok().filter(|&n| n > 0)?;
+    Some(run.counts.iter().sum::<u64>() / n)
+}
+
+/// Writes the firmware's log as `firmware.log`, decoded when `defmt-print`
+/// is installed; otherwise its raw defmt frames as `firmware.defmt`, with
+/// the command that decodes them. Returns the file written.
+fn save_log(run: &firmware::FirmwareRun, out: &Path) -> Result<PathBuf> {
+    if defmt_print_available() {
+        let path = out.join("firmware.log");
+        std::fs::write(&path, defmt_decode(&run.elf, &run.stdout)?)?;
+        return Ok(path);
+    }
+    let path = out.join("firmware.defmt");
+    std::fs::write(&path, &run.stdout)?;
+    println!(
+        "defmt-print is not installed, so the firmware's log is kept as raw frames: \
+         {}\n  decode it with: cargo install defmt-print --locked && defmt-print -e {} < {}",
+        path.display(),
+        run.elf.display(),
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Seconds of each phase of a command, for its summary.
+struct Phases {
+    start: Instant,
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            start: now,
+            last: now,
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` (it began where the last one ended).
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    fn print(&self) {
+        for (name, s) in &self.done {
+            println!("  {name:<25}{s:6.0} s");
+        }
+        println!(
+            "finished in                {:.0} s",
+            self.start.elapsed().as_secs_f64()
+        );
+    }
 }
 
 fn demo(root: &Path, epochs: usize) -> Result<()> {
-    let t0 = Instant::now();
+    let mut phases = Phases::new();
     ensure_targets(root)?;
     ensure_qemu()?;
-    ensure_defmt_print(root)?;
+    phases.end("tools (rustup, apt)");
     let tinygen = build_trainer(root)?;
+    phases.end("build the trainer");
     let out = root.join("out").join("demo");
     std::fs::create_dir_all(&out)?;
 
@@ -705,6 +752,7 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
         &["vae", "--epochs", &e],
         None,
     )?;
+    phases.end("train");
 
     step("export f32 and int8 (each evaluated through the runtime on the test set)");
     let f32_file = out.join("vae-f32.tgm");
@@ -713,15 +761,17 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
     export(&tinygen, root, &run_dir, "int8", &i8_file)?;
     let f32_info = info_json(&tinygen, root, &f32_file)?;
     let i8_info = info_json(&tinygen, root, &i8_file)?;
+    phases.end("export and evaluate");
 
     let samples = 16u32;
     let seed = 1u64;
     step("build the firmware for the int8 model and sample it on QEMU's Cortex-M4");
     let elf = firmware::build(&i8_file, samples, seed, &out).map_err(anyhow::Error::msg)?;
+    phases.end("build the firmware");
     let fw_run =
         firmware::run_qemu(&elf, &out, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
-    let (log, insns) = decode_log(&fw_run)?;
-    std::fs::write(out.join("firmware.log"), &log)?;
+    let insns = mean_count(&fw_run);
+    let log = save_log(&fw_run, &out)?;
     let png = out.join("firmware-samples.png");
     let raw = out.join(firmware::RAW_FILE);
     run(
@@ -756,6 +806,7 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
         ],
     )?;
     let identical = std::fs::read(&host_raw)? == fw_run.pixels;
+    phases.end("sample (QEMU and host)");
 
     let flash = elf::flash_bytes(&elf)?;
     let nats = |i: &serde_json::Value| {
@@ -780,19 +831,18 @@ fn demo(root: &Path, epochs: usize) -> Result<()> {
     println!("MACs per sample            {}", i8_info["macs_per_sample"]);
     match insns {
         Some(n) => println!("instructions per sample    {n} (Cortex-M4, QEMU -icount)"),
-        None => {
-            println!("instructions per sample    not found in the firmware log (see firmware.log)")
-        }
+        None => println!(
+            "instructions per sample    the firmware wrote no counts (see {})",
+            log.display()
+        ),
     }
     println!(
         "QEMU vs host bytes         {}",
         if identical { "identical" } else { "DIFFERENT" }
     );
     println!("firmware samples           {}", png.display());
-    println!(
-        "finished in                {:.0} s",
-        t0.elapsed().as_secs_f64()
-    );
+    println!("firmware log               {}", log.display());
+    phases.print();
     if !identical {
         bail!("the firmware's samples differ from the host runtime's");
     }
@@ -1249,7 +1299,6 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
     let before = previous_instructions(&previous_md);
     ensure_targets(root)?;
     ensure_qemu()?;
-    ensure_defmt_print(root)?;
     let tinygen = build_trainer(root)?;
     let out = root.join("out").join("bench");
     std::fs::create_dir_all(&out)?;
@@ -1268,7 +1317,7 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
         let elf = firmware::build(f, 4, 1, &dir).map_err(anyhow::Error::msg)?;
         let fw_run =
             firmware::run_qemu(&elf, &dir, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
-        let (_, insns) = decode_log(&fw_run)?;
+        let insns = mean_count(&fw_run);
         let flash = elf::flash_bytes(&elf)?;
         let n = 256;
         let t = Instant::now();

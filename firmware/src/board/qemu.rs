@@ -30,8 +30,8 @@ use crate::Failure;
 
 /// The QEMU mps2 board.
 pub struct Qemu {
-    /// The host file the samples go to, once opened.
-    fd: Option<usize>,
+    /// The host files the samples and their counts go to, once opened.
+    fd: Option<(usize, usize)>,
 }
 
 #[cfg(all(feature = "qemu-m7", feature = "qemu-m33"))]
@@ -91,48 +91,31 @@ impl bsp::Board for Qemu {
         while ticks::now() < end {}
     }
 
-    /// Creates (truncates) the host file [`crate::config::RAW_OUT`], in
-    /// binary mode.
+    /// Creates (truncates) the host files [`crate::config::RAW_OUT`] and
+    /// [`crate::config::COUNTS_OUT`], in binary mode.
     fn open_samples(&mut self) -> Result<(), Failure> {
-        let name = crate::config::RAW_OUT;
-        // SAFETY: SYS_OPEN reads `len` bytes of the name (NUL-terminated, as
-        // semihosting wants: the length excludes the NUL) and nothing else.
-        let fd = unsafe {
-            syscall!(
-                OPEN,
-                name.as_ptr(),
-                nr::open::W_TRUNC_BINARY,
-                name.len() - 1
-            )
-        };
-        if fd as isize == -1 {
-            return Err(Failure::HostIo);
-        }
-        self.fd = Some(fd);
+        let pixels = host_create(crate::config::RAW_OUT)?;
+        let counts = host_create(crate::config::COUNTS_OUT)?;
+        self.fd = Some((pixels, counts));
         Ok(())
     }
 
     /// Appends one sample's pixels to the host file.
-    fn write_sample(&mut self, _index: u32, mut bytes: &[u8]) -> Result<(), Failure> {
-        let fd = self.fd.ok_or(Failure::HostIo)?;
-        while !bytes.is_empty() {
-            // SAFETY: SYS_WRITE reads `len` bytes from a live slice.
-            let not_written = unsafe { syscall!(WRITE, fd, bytes.as_ptr(), bytes.len()) };
-            if not_written >= bytes.len() {
-                return Err(Failure::HostIo);
-            }
-            bytes = &bytes[bytes.len() - not_written..];
-        }
-        Ok(())
+    fn write_sample(&mut self, _index: u32, bytes: &[u8]) -> Result<(), Failure> {
+        let (fd, _) = self.fd.ok_or(Failure::HostIo)?;
+        host_write(fd, bytes)
+    }
+
+    /// Appends one sample's instruction count (u64, little-endian).
+    fn write_count(&mut self, _index: u32, count: u64) -> Result<(), Failure> {
+        let (_, fd) = self.fd.ok_or(Failure::HostIo)?;
+        host_write(fd, &count.to_le_bytes())
     }
 
     fn close_samples(&mut self) -> Result<(), Failure> {
-        let fd = self.fd.take().ok_or(Failure::HostIo)?;
-        // SAFETY: SYS_CLOSE takes the handle SYS_OPEN returned.
-        match unsafe { syscall!(CLOSE, fd) } {
-            0 => Ok(()),
-            _ => Err(Failure::HostIo),
-        }
+        let (pixels, counts) = self.fd.take().ok_or(Failure::HostIo)?;
+        host_close(pixels)?;
+        host_close(counts)
     }
 
     /// QEMU exits with status 0 on success, 1 on failure.
@@ -190,4 +173,45 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
         defmt::error!("HardFault at pc {=u32:#010x}", frame.pc());
     }
     exit(false)
+}
+
+/// Creates (truncates) the host file `name` (NUL-terminated) for binary
+/// writing and returns its handle.
+fn host_create(name: &str) -> Result<usize, Failure> {
+    // SAFETY: SYS_OPEN reads `len` bytes of the name (NUL-terminated, as
+    // semihosting wants: the length excludes the NUL) and nothing else.
+    let fd = unsafe {
+        syscall!(
+            OPEN,
+            name.as_ptr(),
+            nr::open::W_TRUNC_BINARY,
+            name.len() - 1
+        )
+    };
+    if fd as isize == -1 {
+        return Err(Failure::HostIo);
+    }
+    Ok(fd)
+}
+
+/// Writes all of `bytes` to the host file `fd`.
+fn host_write(fd: usize, mut bytes: &[u8]) -> Result<(), Failure> {
+    while !bytes.is_empty() {
+        // SAFETY: SYS_WRITE reads `len` bytes from a live slice.
+        let not_written = unsafe { syscall!(WRITE, fd, bytes.as_ptr(), bytes.len()) };
+        if not_written >= bytes.len() {
+            return Err(Failure::HostIo);
+        }
+        bytes = &bytes[bytes.len() - not_written..];
+    }
+    Ok(())
+}
+
+/// Closes the host file `fd`.
+fn host_close(fd: usize) -> Result<(), Failure> {
+    // SAFETY: SYS_CLOSE takes the handle SYS_OPEN returned.
+    match unsafe { syscall!(CLOSE, fd) } {
+        0 => Ok(()),
+        _ => Err(Failure::HostIo),
+    }
 }

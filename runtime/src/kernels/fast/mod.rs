@@ -149,20 +149,50 @@ fn fill_window(
     iy: impl Fn(usize) -> isize,
     zp: i32,
 ) {
-    let mut wr = ColWriter::new(window);
+    // Every pixel's `in_c` values are whole groups of four, written
+    // straight in the column packing (see [`engine`]): channels `4g`, `4g
+    // + 2` in word `2g`, channels `4g + 1`, `4g + 3` in word `2g + 1`.
+    assert!(in_c.is_multiple_of(4), "window of {in_c} channels");
+    let plane = in_h * in_w;
+    let px_words = in_c / 2;
+    let window = &mut window[..cols * rows * px_words];
+    let mut px = window.chunks_exact_mut(px_words.max(1));
     for c in 0..cols {
         let ix = ix(c);
         for a in 0..rows {
             let iy = iy(a);
+            let Some(dst) = px.next() else { return };
             if ix >= 0 && ix < in_w as isize && iy >= 0 && iy < in_h as isize {
                 let at = iy as usize * in_w + ix as usize;
-                wr.strided(&x[at..], in_c, in_h * in_w, zp);
+                window_pixel(&x[at..], in_c, plane, zp, dst);
             } else {
-                wr.zeros(in_c);
+                dst.iter_mut().for_each(|d| *d = 0);
             }
         }
     }
-    wr.finish();
+}
+
+/// One pixel of a window: `x[i * stride] - zp` for `i < n` (`n` a
+/// multiple of four, at least four), in the column packing, into the
+/// `n / 2` words of `dst`.
+#[inline(always)]
+fn window_pixel(x: &[i8], n: usize, stride: usize, zp: i32, dst: &mut [u32]) {
+    if n == 0 {
+        return;
+    }
+    // One bounds check for the pixel's channels.
+    let src = &x[..(n - 1) * stride + 1];
+    let pack = |lo: i32, hi: i32| (lo as u32 & 0xffff) | ((hi as u32) << 16);
+    let mut k = 0;
+    for pair in dst[..n / 2].chunks_exact_mut(2) {
+        // SAFETY: k + 3 * stride <= (n - 1) * stride < src.len(): the
+        // channels of this group are below n.
+        let v = |j: usize| unsafe { *src.get_unchecked(k + j * stride) } as i32 - zp;
+        let (v0, v1, v2, v3) = (v(0), v(1), v(2), v(3));
+        pair[0] = pack(v0, v2);
+        pair[1] = pack(v1, v3);
+        k += 4 * stride;
+    }
 }
 
 /// Runs output rows `0..n_rows` (as in [`rows_cols`]) over pixels
@@ -238,6 +268,11 @@ pub fn dense_i8_with<E: Engine>(
     scratch: &mut [u32],
 ) {
     let n = x.len();
+    // Fewer inputs than the engines' smallest block (a 2-D latent): one
+    // plain loop per output, unrolled for the input count.
+    if (1..8).contains(&n) {
+        return dense_short(x, w, bias, q, out);
+    }
     let col = &mut scratch[..col_words(n)];
     let mut wr = ColWriter::new(col);
     wr.run(x, q.in_zp);
@@ -245,6 +280,55 @@ pub fn dense_i8_with<E: Engine>(
     rows1::<E>(out.len(), w, 0, n, n, bias, 0, col, |o, a| {
         out[o] = q.apply(a, o)
     });
+}
+
+/// [`dense_i8`] with 1 to 7 inputs: [`dense_short_n`] for the count.
+#[inline(never)]
+fn dense_short(x: &[i8], w: &[u8], bias: &[u8], q: &RequantI8<'_>, out: &mut [i8]) {
+    match x.len() {
+        1 => dense_short_n::<1>(x, w, bias, q, out),
+        2 => dense_short_n::<2>(x, w, bias, q, out),
+        3 => dense_short_n::<3>(x, w, bias, q, out),
+        4 => dense_short_n::<4>(x, w, bias, q, out),
+        5 => dense_short_n::<5>(x, w, bias, q, out),
+        6 => dense_short_n::<6>(x, w, bias, q, out),
+        _ => dense_short_n::<7>(x, w, bias, q, out),
+    }
+}
+
+/// [`dense_i8`] with `N` (1 to 7) inputs: each output's `N` products
+/// summed from its bias in plain code, the bounds checked once per layer
+/// (a small-latent decoder's first layer is mostly per-output overhead).
+#[inline(always)]
+fn dense_short_n<const N: usize>(
+    x: &[i8],
+    w: &[u8],
+    bias: &[u8],
+    q: &RequantI8<'_>,
+    out: &mut [i8],
+) {
+    let m = out.len();
+    let mut xs = [0i32; N];
+    for (d, &v) in xs.iter_mut().zip(x) {
+        *d = v as i32 - q.in_zp;
+    }
+    let (w, bias) = (&w[..m * N], &bias[..4 * m]);
+    let (mult, shift) = (&q.multiplier[..4 * m], &q.shift[..m]);
+    for (o, (y, row)) in out.iter_mut().zip(w.chunks_exact(N)).enumerate() {
+        // SAFETY: o < m, and bias and mult hold 4 * m bytes, shift m.
+        let (b, mo, sh) = unsafe {
+            (
+                crate::format::u32_at_unchecked(bias, o) as i32,
+                crate::format::u32_at_unchecked(mult, o) as i32,
+                *shift.get_unchecked(o),
+            )
+        };
+        let mut acc = b;
+        for (&xv, &wv) in xs.iter().zip(row) {
+            acc = acc.wrapping_add(wv as i8 as i32 * xv);
+        }
+        *y = super::requantize_i32_i8(acc, mo, sh, q.out_zp, q.min, q.max);
+    }
 }
 
 /// Scratch words of [`conv2d_i8`]'s window path (the weights gathered

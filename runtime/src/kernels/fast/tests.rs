@@ -186,6 +186,27 @@ proptest! {
         });
     }
 
+    /// Fewer than eight inputs (a 2-D latent's first layer): the short
+    /// path, many outputs.
+    #[test]
+    fn dense_short(n in 1usize..8, out in 1usize..80, seed in 0u64..10_000) {
+        let mut g = Rng::new(seed);
+        let (x, w, b) = (acts(&mut g, n), bytes(&mut g, n * out), bias(&mut g, out));
+        let q = Q::new(&mut g, out, (n * 64) as u32);
+        let mut want = std::vec![0i8; out];
+        r::dense_i8(&x, &w, &b, &q.rq(), &mut want);
+        both(&want, |dsp| {
+            let mut got = std::vec![0i8; out];
+            let mut s = scratch(dense_scratch_words(n as u64) as usize);
+            if dsp {
+                dense_i8_with::<Dsp>(&x, &w, &b, &q.rq(), &mut got, &mut s);
+            } else {
+                dense_i8_with::<Portable>(&x, &w, &b, &q.rq(), &mut got, &mut s);
+            }
+            got
+        });
+    }
+
     #[test]
     fn conv(
         in_c in 1usize..10, out_c in 1usize..7, h in 1usize..9, w in 1usize..9,
