@@ -1,5 +1,7 @@
-//! Flash bytes of a 32-bit little-endian ELF: the file size of its loadable
-//! segments placed below RAM (0x2000_0000 on both boards).
+//! Flash and static RAM bytes of a 32-bit little-endian ELF: the file size
+//! of its loadable segments placed below RAM (0x2000_0000; every board's
+//! RAM is at or above it, its flash below), and the memory size of those
+//! whose addresses are in RAM.
 
 use std::path::Path;
 
@@ -16,6 +18,29 @@ fn u16_at(b: &[u8], o: usize) -> Result<u16> {
 fn u32_at(b: &[u8], o: usize) -> Result<u32> {
     let s = b.get(o..o + 4).context("ELF truncated")?;
     Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Sum of `p_memsz` over PT_LOAD segments whose virtual address is in RAM
+/// (`.data` and `.bss`: every static, the arena included; not the stack).
+pub fn ram_static_bytes(path: &Path) -> Result<u64> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if b.get(..4) != Some(b"\x7fELF") || b.get(4) != Some(&1) || b.get(5) != Some(&1) {
+        bail!("{} is not a 32-bit little-endian ELF", path.display());
+    }
+    let phoff = u32_at(&b, 28)? as usize;
+    let phentsize = u16_at(&b, 42)? as usize;
+    let phnum = u16_at(&b, 44)? as usize;
+    let mut total = 0u64;
+    for i in 0..phnum {
+        let o = phoff + i * phentsize;
+        let p_type = u32_at(&b, o)?;
+        let p_vaddr = u32_at(&b, o + 8)?;
+        let p_memsz = u32_at(&b, o + 20)?;
+        if p_type == PT_LOAD && p_vaddr >= RAM_START {
+            total += p_memsz as u64;
+        }
+    }
+    Ok(total)
 }
 
 /// Sum of `p_filesz` over PT_LOAD segments whose physical address is in

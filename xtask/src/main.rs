@@ -1294,6 +1294,99 @@ fn kept_sections(md: &str) -> Result<String> {
     ))
 }
 
+/// One int8 model's firmware on one emulated core.
+struct BoardRun {
+    file: String,
+    board: firmware::Board,
+    flash: u64,
+    statics: u64,
+    arena: u64,
+    insns: Option<u64>,
+}
+
+/// Builds and runs `f`'s firmware (2 samples) for `board`.
+fn board_run(
+    board: firmware::Board,
+    f: &Path,
+    name: &str,
+    info: &serde_json::Value,
+    dir: &Path,
+) -> Result<BoardRun> {
+    let dir = dir.join(board.machine());
+    let elf = firmware::build_for(board, f, 2, 1, 1.0, &dir).map_err(anyhow::Error::msg)?;
+    let run = firmware::run_qemu_on(board, &elf, &dir, Duration::from_secs(900))
+        .map_err(anyhow::Error::msg)?;
+    Ok(BoardRun {
+        file: name.to_owned(),
+        board,
+        flash: elf::flash_bytes(&elf)?,
+        statics: elf::ram_static_bytes(&elf)?,
+        arena: info["arena_bytes"].as_u64().unwrap_or(0),
+        insns: mean_count(&run),
+    })
+}
+
+/// Boards people own, by core: (board, core, clock in Hz, RAM bytes, flash bytes).
+const OWNED_BOARDS: [(&str, firmware::Board, f64, u64, u64); 3] = [
+    ("nRF52840-DK", firmware::Board::M4, 64e6, 256 << 10, 1 << 20),
+    (
+        "STM32 NUCLEO-F767ZI",
+        firmware::Board::M7,
+        216e6,
+        512 << 10,
+        2 << 20,
+    ),
+    (
+        "Raspberry Pi Pico 2",
+        firmware::Board::M33,
+        150e6,
+        520 << 10,
+        4 << 20,
+    ),
+];
+
+/// BENCHMARKS.md's per-core table of the int8 models.
+fn boards_section(runs: &[BoardRun]) -> String {
+    let mut md = String::from(
+        "## Boards
+
+         Every shipped int8 model's firmware per emulated core (QEMU `mps2-an386`,          `mps2-an500`, `mps2-an505`, `-icount shift=0`; the same bytes as the host on each),          and a board people own with that core at its usual clock.
+
+         | file | core | firmware flash bytes | RAM statics bytes (arena included) | arena bytes |          instructions/sample | board | ms/sample at its clock | fits its flash and RAM (statics) |
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+",
+    );
+    for r in runs {
+        let Some(&(board, _, hz, ram, flash)) =
+            OWNED_BOARDS.iter().find(|(_, core, ..)| *core == r.board)
+        else {
+            continue;
+        };
+        let ms = r
+            .insns
+            .map_or("n/a".into(), |v| format!("{:.0}", v as f64 / hz * 1e3));
+        let fits = if r.flash <= flash && r.statics <= ram {
+            "yes"
+        } else {
+            "no"
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {board} ({:.0} MHz) | {ms} | {fits} |\n",
+            r.file,
+            r.board.core(),
+            r.flash,
+            r.statics,
+            r.arena,
+            r.insns.map_or("n/a".into(), |v| v.to_string()),
+            hz / 1e6,
+        ));
+    }
+    md.push_str(
+        "\nms/sample count one instruction per cycle. RAM statics are the ELF's `.data` and          `.bss` (the arena, the pixels, the logger's buffers); the stack comes on top and is          not measured yet, so \"fits\" compares statics only. The Cortex-M0 boards          (BBC micro:bit, Raspberry Pi Pico) are not in this table yet: the micro:bit build          does not fit its 16 KB (the model loader's stack alone is larger).\n",
+    );
+    md
+}
+
 fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool) -> Result<()> {
     let previous_md = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
     let before = previous_instructions(&previous_md);
@@ -1304,6 +1397,7 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
     std::fs::create_dir_all(&out)?;
     let files = quality::bench_files(&tinygen, root, &out)?;
     let mut rows = Vec::new();
+    let mut board_rows = Vec::new();
     for file in &files {
         let f = &file.path;
         let name = f
@@ -1319,6 +1413,20 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
             firmware::run_qemu(&elf, &dir, Duration::from_secs(900)).map_err(anyhow::Error::msg)?;
         let insns = mean_count(&fw_run);
         let flash = elf::flash_bytes(&elf)?;
+        if file.dtype == "int8" && !file.converted {
+            board_rows.push(BoardRun {
+                file: name.clone(),
+                board: firmware::Board::M4,
+                flash,
+                statics: elf::ram_static_bytes(&elf)?,
+                arena: info["arena_bytes"].as_u64().unwrap_or(0),
+                insns,
+            });
+            for board in [firmware::Board::M7, firmware::Board::M33] {
+                step(&format!("{name}: firmware on QEMU's {}", board.core()));
+                board_rows.push(board_run(board, f, &name, &info, &dir)?);
+            }
+        }
         let n = 256;
         let t = Instant::now();
         run(
@@ -1381,6 +1489,8 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
          so a real chip is somewhat slower; an nRF52840 runs at 64 MHz).\n\
          Firmware flash: loadable flash segments of the release ELF (code + embedded model).\n",
     );
+    md.push('\n');
+    md.push_str(&boards_section(&board_rows));
     md.push('\n');
     md.push_str(kernels.trim_end());
     md.push_str("\n\n");
