@@ -88,6 +88,29 @@ const NRF52840DK: Board = Board {
     profile: Profile::Fast,
 };
 
+const PICO: Board = Board {
+    name: "pico (RP2040)",
+    target: "thumbv6m-none-eabi",
+    memory_x: "memory/pico.x",
+    // The first 256 bytes hold the second-stage bootloader.
+    flash_bytes: (2 << 20) - 256,
+    ram_bytes: 264 << 10,
+    reserve_bytes: 32 << 10,
+    stack_bytes: None,
+    profile: Profile::Fast,
+};
+
+const PICO2: Board = Board {
+    name: "pico2 (RP2350)",
+    target: "thumbv8m.main-none-eabihf",
+    memory_x: "memory/pico2.x",
+    flash_bytes: 4 << 20,
+    ram_bytes: 520 << 10,
+    reserve_bytes: 32 << 10,
+    stack_bytes: None,
+    profile: Profile::Fast,
+};
+
 /// The micro:bit v1: 16 KiB of RAM for everything, so the int8 kernels'
 /// scratch is planned small, and the stack is budgeted (see
 /// [`MICROBIT_STACK`]).
@@ -156,12 +179,19 @@ fn main() {
     let qemu = feature("QEMU");
     let nrf = feature("NRF52840DK");
     let microbit = feature("MICROBIT");
-    let board = match (qemu, nrf, microbit, feature("QEMU_M7"), feature("QEMU_M33")) {
-        (true, false, false, false, false) => Some(&QEMU),
-        (true, false, false, true, false) => Some(&QEMU_M7),
-        (true, false, false, false, true) => Some(&QEMU_M33),
+    let pico = feature("PICO");
+    let pico2 = feature("PICO2");
+    let board = match (qemu, nrf, microbit, pico, pico2) {
+        (true, false, false, false, false) => match (feature("QEMU_M7"), feature("QEMU_M33")) {
+            (false, false) => Some(&QEMU),
+            (true, false) => Some(&QEMU_M7),
+            (false, true) => Some(&QEMU_M33),
+            (true, true) => None,
+        },
         (false, true, false, false, false) => Some(&NRF52840DK),
         (false, false, true, false, false) => Some(&MICROBIT),
+        (false, false, false, true, false) => Some(&PICO),
+        (false, false, false, false, true) => Some(&PICO2),
         _ => None,
     };
     let target = env::var("TARGET").unwrap_or_default();

@@ -14,8 +14,8 @@
 //! It lights the status LED while each sample is computed, measures each
 //! sample with the SysTick counter (instructions under QEMU `-icount
 //! shift=0`, cycles on a chip), hands the pixels to the board's sink (a host
-//! file under QEMU, the defmt log on the nRF52840-DK), blinks three times and
-//! exits with a status the host sees.
+//! file under QEMU, the defmt log on the nRF52840-DK and the Picos), blinks
+//! three times and exits with a status the host sees.
 //!
 //! With the feature `bench-kernels` (QEMU board only) it samples nothing: it
 //! runs the kernel benchmark of [`bench_kernels`] and exits with its verdict.
@@ -29,16 +29,29 @@
 #[cfg(any(
     all(feature = "qemu", feature = "nrf52840dk"),
     all(feature = "qemu", feature = "microbit"),
+    all(feature = "qemu", feature = "pico"),
+    all(feature = "qemu", feature = "pico2"),
     all(feature = "nrf52840dk", feature = "microbit"),
+    all(feature = "nrf52840dk", feature = "pico"),
+    all(feature = "nrf52840dk", feature = "pico2"),
+    all(feature = "microbit", feature = "pico"),
+    all(feature = "microbit", feature = "pico2"),
+    all(feature = "pico", feature = "pico2"),
 ))]
 compile_error!(
-    "the board features `qemu`, `nrf52840dk` and `microbit` are mutually exclusive: \
-     build another board than the default with `--no-default-features --features BOARD`"
+    "the board features `qemu`, `nrf52840dk`, `microbit`, `pico` and `pico2` are mutually \
+     exclusive: build another board than the default with `--no-default-features --features BOARD`"
 );
-#[cfg(not(any(feature = "qemu", feature = "nrf52840dk", feature = "microbit")))]
+#[cfg(not(any(
+    feature = "qemu",
+    feature = "nrf52840dk",
+    feature = "microbit",
+    feature = "pico",
+    feature = "pico2"
+)))]
 compile_error!(
     "choose a board: feature `qemu` (the default; with `qemu-m7` or `qemu-m33` for the \
-     Cortex-M7 or M33 machine), `nrf52840dk` or `microbit`"
+     Cortex-M7 or M33 machine), `nrf52840dk`, `microbit`, `pico` or `pico2`"
 );
 #[cfg(all(feature = "bench-kernels", not(feature = "qemu")))]
 compile_error!(
@@ -68,6 +81,13 @@ mod microbit;
 #[path = "board/semihosting.rs"]
 mod semihosting;
 
+#[cfg(all(
+    any(feature = "pico", feature = "pico2"),
+    not(any(feature = "qemu", feature = "nrf52840dk"))
+))]
+#[path = "board/pico.rs"]
+mod pico;
+
 /// The board this build is for (its type implements [`bsp::Board`]).
 mod board {
     #[cfg(all(
@@ -77,6 +97,11 @@ mod board {
     pub use crate::microbit::Microbit as Board;
     #[cfg(all(feature = "nrf52840dk", not(feature = "qemu")))]
     pub use crate::nrf52840dk::Nrf52840Dk as Board;
+    #[cfg(all(
+        any(feature = "pico", feature = "pico2"),
+        not(any(feature = "qemu", feature = "nrf52840dk"))
+    ))]
+    pub use crate::pico::Pico as Board;
     #[cfg(feature = "qemu")]
     pub use crate::qemu::Qemu as Board;
 
@@ -162,7 +187,12 @@ impl Sampler<'_, '_> {
 /// The activation arena, sized by build.rs from the model's plan.
 static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
 
-#[cortex_m_rt::entry]
+// The RP2040 and RP2350 HALs' entry macros wrap cortex-m-rt's: they also
+// release the SIO spinlocks a debugger reset may leave taken and (RP2350)
+// grant access to the double-precision and GPIO coprocessors.
+#[cfg_attr(not(any(feature = "pico", feature = "pico2")), cortex_m_rt::entry)]
+#[cfg_attr(feature = "pico", rp2040_hal::entry)]
+#[cfg_attr(all(feature = "pico2", not(feature = "pico")), rp235x_hal::entry)]
 fn main() -> ! {
     #[cfg(feature = "microbit")]
     stack::paint();

@@ -17,7 +17,12 @@ static WRAPS: AtomicU32 = AtomicU32::new(0);
 
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // Load and store, not fetch_add: ARMv6-M (thumbv6m) has no atomic
+    // read-modify-write, and only this handler writes WRAPS.
+    WRAPS.store(
+        WRAPS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// Starts SysTick as a free-running counter at the core clock.

@@ -114,6 +114,43 @@ fn sampling_and_grids_take_any_image_size() {
         &["grid", raw.to_str().unwrap()],
         "not a whole number of 28x28 images",
     );
+    // The same pixels as a board's defmt log (`pixels N: [..]` lines, as
+    // probe-rs prints them) make the same PNG with --log.
+    let bytes = std::fs::read(&raw).unwrap();
+    let mut log = String::from("0.000000 [INFO ] sampling 6 images, seed 1\n");
+    for (i, image) in bytes.chunks(16).enumerate() {
+        let list: Vec<String> = image.iter().map(u8::to_string).collect();
+        log += &format!(
+            "0.{i:06} [INFO ] pixels {i}: [{}] (tinygen_firmware src/board/pico.rs:139)\n",
+            list.join(", ")
+        );
+    }
+    log += "0.100000 [INFO ] done\n";
+    let log_file = dir.join("s.log");
+    std::fs::write(&log_file, log).unwrap();
+    let from_log = dir.join("l.png");
+    let out = tinygen(&[
+        "grid",
+        "--log",
+        log_file.to_str().unwrap(),
+        "--size",
+        "4x4",
+        "-o",
+        from_log.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&from_log).unwrap(),
+        std::fs::read(&grid).unwrap()
+    );
+    fails_with(
+        &["grid", log_file.to_str().unwrap(), "--size", "4x4"],
+        "looks like a firmware log, not raw pixel bytes: add --log",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

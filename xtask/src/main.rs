@@ -35,7 +35,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  test                 everything CI checks: fmt, clippy (host and thumbv7em), all tests (the
+  test                 everything CI checks: fmt, clippy (host, thumbv7em, the firmware of every
+                       board: QEMU, nRF52840-DK, Pico, Pico 2), all tests (the
                        runtime's also on i686, a 32-bit usize), docs, the firmware builds, the
                        QEMU-vs-host contract test (Cortex-M4F; every int8 file also on the
                        Cortex-M7 and the Cortex-M33), and 30 s of fuzzing per fuzz target (the
@@ -501,7 +502,7 @@ fn test(root: &Path) -> Result<()> {
 
     step(
         "firmware: clippy (QEMU boards M4F, M7, M33, the kernel benchmark, nRF52840-DK, \
-         micro:bit) and release builds",
+         Raspberry Pi Pico and Pico 2, micro:bit) and release builds",
     );
     run(&fw, &c, ["clippy", "--", "-D", "warnings"])?;
     run(
@@ -559,6 +560,33 @@ fn test(root: &Path) -> Result<()> {
             "nrf52840dk,all-kernels",
         ],
     )?;
+    // The Raspberry Pi Pico and Pico 2: checked, not linked nor run (no
+    // hardware here); build.rs still checks the default model fits each.
+    for (feature, target) in [
+        ("pico,all-kernels", "thumbv6m-none-eabi"),
+        ("pico2,all-kernels", firmware::TARGET_M33),
+    ] {
+        let t = Instant::now();
+        run(
+            &fw,
+            &c,
+            [
+                "clippy",
+                "--no-default-features",
+                "--features",
+                feature,
+                "--target",
+                target,
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )?;
+        println!(
+            "firmware {feature} ({target}): clippy in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     run(&fw, &c, ["build", "--release"])?;
     // The micro:bit (Cortex-M0, 16 KiB of RAM): build.rs plans the embedded
     // model, and only a sampling-only int8 decoder fits, so clippy builds it
