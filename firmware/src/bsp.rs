@@ -34,8 +34,12 @@ pub trait Board: Sized {
     /// [`Failure::Pin`] if the pin cannot be driven.
     fn set_led(&mut self, on: bool) -> Result<(), Failure>;
 
-    /// Busy-waits `ms` milliseconds.
-    fn delay_ms(&mut self, ms: u32);
+    /// Busy-waits `ms` milliseconds on the tick counter (the default; a
+    /// board with a HAL timer may use that instead).
+    fn delay_ms(&mut self, ms: u32) {
+        let end = self.ticks() + u64::from(ms) * u64::from(Self::TICK_HZ / 1000);
+        while self.ticks() < end {}
+    }
 
     /// SysTick ticks since [`Board::init`] (see `ticks.rs`).
     fn ticks(&self) -> u64 {
@@ -46,8 +50,11 @@ pub trait Board: Sized {
     ///
     /// # Errors
     ///
-    /// If the output cannot be opened (a host file under QEMU).
-    fn open_samples(&mut self) -> Result<(), Failure>;
+    /// If the output cannot be opened (a host file under QEMU). Nothing to
+    /// open where the log is the output (the default).
+    fn open_samples(&mut self) -> Result<(), Failure> {
+        Ok(())
+    }
 
     /// Writes sample `index`'s pixels (row-major bytes, 0..=255).
     ///
@@ -73,8 +80,11 @@ pub trait Board: Sized {
     ///
     /// # Errors
     ///
-    /// If the output cannot be closed.
-    fn close_samples(&mut self) -> Result<(), Failure>;
+    /// If the output cannot be closed. Nothing to close where the log is
+    /// the output (the default).
+    fn close_samples(&mut self) -> Result<(), Failure> {
+        Ok(())
+    }
 
     /// Ends the program with a status the host sees: `success` or not.
     fn exit(success: bool) -> !;

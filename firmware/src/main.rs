@@ -88,6 +88,14 @@ mod semihosting;
 #[path = "board/pico.rs"]
 mod pico;
 
+/// The samples' log sink and the exit of the boards run through a probe.
+#[cfg(all(
+    any(feature = "nrf52840dk", feature = "pico", feature = "pico2"),
+    not(feature = "qemu")
+))]
+#[path = "board/probe.rs"]
+mod probe;
+
 /// The board this build is for (its type implements [`bsp::Board`]).
 mod board {
     #[cfg(all(

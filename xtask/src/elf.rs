@@ -20,9 +20,12 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32> {
     Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-/// Sum of `p_memsz` over PT_LOAD segments whose virtual address is in RAM
-/// (`.data` and `.bss`: every static, the arena included; not the stack).
-pub fn ram_static_bytes(path: &Path) -> Result<u64> {
+/// A PT_LOAD program header: (physical address, virtual address, file
+/// size, memory size).
+type Load = (u32, u32, u32, u32);
+
+/// The PT_LOAD segments of the ELF at `path`.
+fn loads(path: &Path) -> Result<Vec<Load>> {
     let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if b.get(..4) != Some(b"\x7fELF") || b.get(4) != Some(&1) || b.get(5) != Some(&1) {
         bail!("{} is not a 32-bit little-endian ELF", path.display());
@@ -30,38 +33,37 @@ pub fn ram_static_bytes(path: &Path) -> Result<u64> {
     let phoff = u32_at(&b, 28)? as usize;
     let phentsize = u16_at(&b, 42)? as usize;
     let phnum = u16_at(&b, 44)? as usize;
-    let mut total = 0u64;
+    let mut out = Vec::new();
     for i in 0..phnum {
         let o = phoff + i * phentsize;
-        let p_type = u32_at(&b, o)?;
-        let p_vaddr = u32_at(&b, o + 8)?;
-        let p_memsz = u32_at(&b, o + 20)?;
-        if p_type == PT_LOAD && p_vaddr >= RAM_START {
-            total += p_memsz as u64;
+        if u32_at(&b, o)? == PT_LOAD {
+            out.push((
+                u32_at(&b, o + 12)?,
+                u32_at(&b, o + 8)?,
+                u32_at(&b, o + 16)?,
+                u32_at(&b, o + 20)?,
+            ));
         }
     }
-    Ok(total)
+    Ok(out)
+}
+
+/// Sum of `p_memsz` over PT_LOAD segments whose virtual address is in RAM
+/// (`.data` and `.bss`: every static, the arena included; not the stack).
+pub fn ram_static_bytes(path: &Path) -> Result<u64> {
+    Ok(loads(path)?
+        .iter()
+        .filter(|&&(_, vaddr, _, _)| vaddr >= RAM_START)
+        .map(|&(.., memsz)| u64::from(memsz))
+        .sum())
 }
 
 /// Sum of `p_filesz` over PT_LOAD segments whose physical address is in
 /// flash (this counts `.data`'s initial values too, which live in flash).
 pub fn flash_bytes(path: &Path) -> Result<u64> {
-    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if b.get(..4) != Some(b"\x7fELF") || b.get(4) != Some(&1) || b.get(5) != Some(&1) {
-        bail!("{} is not a 32-bit little-endian ELF", path.display());
-    }
-    let phoff = u32_at(&b, 28)? as usize;
-    let phentsize = u16_at(&b, 42)? as usize;
-    let phnum = u16_at(&b, 44)? as usize;
-    let mut total = 0u64;
-    for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        let p_type = u32_at(&b, o)?;
-        let p_paddr = u32_at(&b, o + 12)?;
-        let p_filesz = u32_at(&b, o + 16)?;
-        if p_type == PT_LOAD && p_paddr < RAM_START {
-            total += p_filesz as u64;
-        }
-    }
-    Ok(total)
+    Ok(loads(path)?
+        .iter()
+        .filter(|&&(paddr, ..)| paddr < RAM_START)
+        .map(|&(_, _, filesz, _)| u64::from(filesz))
+        .sum())
 }

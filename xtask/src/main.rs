@@ -504,51 +504,31 @@ fn test(root: &Path) -> Result<()> {
         "firmware: clippy (QEMU boards M4F, M7, M33, the kernel benchmark, nRF52840-DK, \
          Raspberry Pi Pico and Pico 2, micro:bit) and release builds",
     );
-    run(&fw, &c, ["clippy", "--", "-D", "warnings"])?;
-    run(
-        &fw,
-        &c,
-        ["clippy", "--features", "qemu-m7", "--", "-D", "warnings"],
-    )?;
-    run(
-        &fw,
-        &c,
-        [
-            "clippy",
-            "--features",
-            "qemu-m33",
-            "--target",
-            firmware::TARGET_M33,
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    run(
-        &fw,
-        &c,
-        [
-            "clippy",
-            "--features",
-            "bench-kernels",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    run(
-        &fw,
-        &c,
-        [
-            "clippy",
-            "--no-default-features",
-            "--features",
-            "nrf52840dk,all-kernels",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    // (features, whether they replace the default `qemu`, target): the
+    // Raspberry Pi Pico and Pico 2 and the nRF52840-DK are checked, not run
+    // (no hardware here); build.rs still checks the default model fits each.
+    let boards: [(&str, bool, &str); 7] = [
+        ("qemu", false, firmware::TARGET),
+        ("qemu-m7", false, firmware::TARGET),
+        ("qemu-m33", false, firmware::TARGET_M33),
+        ("bench-kernels", false, firmware::TARGET),
+        ("nrf52840dk,all-kernels", true, firmware::TARGET),
+        ("pico,all-kernels", true, firmware::TARGET_M0),
+        ("pico2,all-kernels", true, firmware::TARGET_M33),
+    ];
+    for (features, no_default, target) in boards {
+        let t = Instant::now();
+        let mut args = vec!["clippy", "--features", features, "--target", target];
+        if no_default {
+            args.push("--no-default-features");
+        }
+        args.extend(["--", "-D", "warnings"]);
+        run(&fw, &c, args)?;
+        println!(
+            "firmware {features} ({target}): clippy in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     run(
         &fw,
         &c,
@@ -560,33 +540,6 @@ fn test(root: &Path) -> Result<()> {
             "nrf52840dk,all-kernels",
         ],
     )?;
-    // The Raspberry Pi Pico and Pico 2: checked, not linked nor run (no
-    // hardware here); build.rs still checks the default model fits each.
-    for (feature, target) in [
-        ("pico,all-kernels", "thumbv6m-none-eabi"),
-        ("pico2,all-kernels", firmware::TARGET_M33),
-    ] {
-        let t = Instant::now();
-        run(
-            &fw,
-            &c,
-            [
-                "clippy",
-                "--no-default-features",
-                "--features",
-                feature,
-                "--target",
-                target,
-                "--",
-                "-D",
-                "warnings",
-            ],
-        )?;
-        println!(
-            "firmware {feature} ({target}): clippy in {:.0} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
     run(&fw, &c, ["build", "--release"])?;
     // The micro:bit (Cortex-M0, 16 KiB of RAM): build.rs plans the embedded
     // model, and only a sampling-only int8 decoder fits, so clippy builds it
@@ -1420,6 +1373,8 @@ fn bench(root: &Path, quality_opts: quality::QualityOptions, keep_quality: bool)
     let previous_md = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
     let before = previous_instructions(&previous_md);
     ensure_targets(root)?;
+    // The Boards section's Cortex-M33 firmware.
+    ensure_rust_targets(root, &[firmware::TARGET_M33])?;
     ensure_qemu()?;
     let tinygen = build_trainer(root)?;
     let out = root.join("out").join("bench");

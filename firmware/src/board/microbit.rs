@@ -61,13 +61,6 @@ impl bsp::Board for Microbit {
         Ok(())
     }
 
-    /// Busy-waits on the TIMER0 counter.
-    fn delay_ms(&mut self, ms: u32) {
-        let ticks = u64::from(ms) * u64::from(TICK_HZ / 1000);
-        let end = ticks::now() + ticks;
-        while ticks::now() < end {}
-    }
-
     /// Creates (truncates) the host files [`crate::config::RAW_OUT`] and
     /// [`crate::config::COUNTS_OUT`], in binary mode.
     fn open_samples(&mut self) -> Result<(), Failure> {

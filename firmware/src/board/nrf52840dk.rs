@@ -66,37 +66,13 @@ impl bsp::Board for Nrf52840Dk {
         self.delay.delay_ms(ms);
     }
 
-    /// Nothing to open: the defmt log is the output.
-    fn open_samples(&mut self) -> Result<(), Failure> {
-        Ok(())
-    }
-
-    /// Logs one sample's pixels as a defmt byte list.
+    /// Logs the pixels (see [`crate::probe`]).
     fn write_sample(&mut self, index: u32, pixels: &[u8]) -> Result<(), Failure> {
-        defmt::info!("pixels {=u32}: {=[u8]}", index, pixels);
-        Ok(())
+        crate::probe::write_sample(index, pixels)
     }
 
-    /// Nothing to close.
-    fn close_samples(&mut self) -> Result<(), Failure> {
-        Ok(())
-    }
-
-    /// A breakpoint on success (probe-rs exits 0), a HardFault on failure
-    /// (probe-rs reports it and exits non-zero).
+    /// See [`crate::probe::exit`].
     fn exit(success: bool) -> ! {
-        if success {
-            loop {
-                cortex_m::asm::bkpt();
-            }
-        }
-        panic_probe::hard_fault()
+        crate::probe::exit(success)
     }
-}
-
-/// `defmt::panic!` and `defmt::unwrap!` have logged the message already: go
-/// straight to panic-probe's HardFault, without a second report.
-#[defmt::panic_handler]
-fn defmt_panic() -> ! {
-    panic_probe::hard_fault()
 }

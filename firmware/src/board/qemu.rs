@@ -79,14 +79,6 @@ impl bsp::Board for Qemu {
         Ok(())
     }
 
-    /// Busy-waits on the SysTick counter, which [`bsp::Board::init`]
-    /// started (the mps2 FPGA timers would do as well).
-    fn delay_ms(&mut self, ms: u32) {
-        let ticks = u64::from(ms) * u64::from(TICK_HZ / 1000);
-        let end = ticks::now() + ticks;
-        while ticks::now() < end {}
-    }
-
     /// Creates (truncates) the host files [`crate::config::RAW_OUT`] and
     /// [`crate::config::COUNTS_OUT`], in binary mode.
     fn open_samples(&mut self) -> Result<(), Failure> {
